@@ -1,0 +1,2 @@
+//! cutover: a reverse proxy for zero-downtime e-commerce platform migrations.
+#![forbid(unsafe_code)]
