@@ -1,2 +1,40 @@
-//! cutover: a reverse proxy for zero-downtime e-commerce platform migrations.
+//! cutover: a reverse proxy that takes an online store through a platform migration with zero
+//! downtime.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! config file (TOML) --config::raw--> raw structs --config::compile--> state::Snapshot
+//!     --reload (file watch, SIGHUP)--> ArcSwap<Snapshot>
+//!     --proxy (per request)--> routing::decide --> local answer | upstream (storefront)
+//! ```
+//!
+//! Modules, one concern each:
+//! - [`config`]: raw structs, values, validation and compilation with file:line errors.
+//! - [`state`]: the immutable [`state::Snapshot`] and its shared handle.
+//! - [`routing`]: the pure routing decision (rules, split, pins, override).
+//! - [`cohort`]: the signed cohort cookie, buckets and pins.
+//! - [`force`]: staff override (`?cutover=new`).
+//! - [`proxy`]: the hyper service; [`response`]: response bodies and per-request bookkeeping.
+//! - [`headers`]: hop-by-hop and forwarding headers. [`body`]: streaming bodies with idle bounds.
+//! - [`upstream`]: pooled storefront clients and error classification.
+//! - [`server`]: listeners, connection cap, protocol limits, graceful drain.
+//! - [`reload`]: file watch and SIGHUP -> compile -> swap.
+//! - [`app`]: wiring for `serve` and `demo`. [`demo`]: the built-in demo storefronts.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod body;
+pub mod cohort;
+pub mod config;
+pub mod demo;
+pub mod force;
+pub mod headers;
+pub mod proxy;
+pub mod reload;
+pub mod response;
+pub mod routing;
+pub mod server;
+pub mod state;
+pub mod upstream;

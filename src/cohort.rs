@@ -1,0 +1,382 @@
+//! The cohort cookie: which bucket a shopper is in, and which storefront they are pinned to.
+//!
+//! A shopper's bucket (0..9999) decides their side of the split: `bucket < share_bp` goes to the
+//! split's `to` storefront. Because the bucket never changes, raising the share only ever moves
+//! shoppers from `from` to `to`. A pin, when present and still valid, overrides the bucket so that a
+//! shopper mid-checkout is not moved when the share goes down.
+//!
+//! The cookie is signed (keyed SipHash) so a shopper cannot forge a staff override pin, and the
+//! bucket derived from a session cookie uses a keyed hash so every replica, on every restart,
+//! computes the same bucket for the same session.
+//!
+//! Format: `v1.<bucket>.<pin>.<mac>` where `<pin>` is `-` or `<kind>~<storefront>~<issued unix s>`,
+//! kind `s` (assigned by the split) or `o` (staff override).
+
+use std::fmt::Write as _;
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::header::COOKIE;
+use http::HeaderMap;
+use siphasher::sip::SipHasher13;
+
+use crate::routing::StorefrontId;
+
+/// Number of buckets; a share in basis points compares directly against a bucket.
+pub const BUCKETS: u16 = 10_000;
+
+/// Used when no `cohort.key` is configured; `cutover check` warns about it.
+pub const DEFAULT_KEY: &str = "cutover-default-cohort-key: set cohort.key in production";
+
+/// Keys derived from the configured secret, one per purpose so a MAC never doubles as a bucket.
+#[derive(Clone)]
+pub struct CohortKeys {
+    mac: (u64, u64),
+    bucket: (u64, u64),
+}
+
+impl std::fmt::Debug for CohortKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CohortKeys(..)")
+    }
+}
+
+impl CohortKeys {
+    /// Derives the keys from an operator secret.
+    pub fn derive(secret: &str) -> Self {
+        let part = |label: &str| {
+            let mut h = SipHasher13::new_with_keys(0x6375_746f_7665_7221, 0x636f_686f_7274_2121);
+            h.write(label.as_bytes());
+            h.write(&[0]);
+            h.write(secret.as_bytes());
+            h.finish()
+        };
+        CohortKeys {
+            mac: (part("mac/0"), part("mac/1")),
+            bucket: (part("bucket/0"), part("bucket/1")),
+        }
+    }
+
+    fn mac(&self, payload: &str) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.mac.0, self.mac.1);
+        h.write(payload.as_bytes());
+        h.finish()
+    }
+
+    /// The bucket of an existing session cookie value: stable across replicas and restarts.
+    pub fn bucket_of(&self, session: &str) -> u16 {
+        let mut h = SipHasher13::new_with_keys(self.bucket.0, self.bucket.1);
+        h.write(session.as_bytes());
+        (h.finish() % u64::from(BUCKETS)) as u16
+    }
+}
+
+/// Why a shopper is pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinKind {
+    /// The split assigned them and pinning is on.
+    Split,
+    /// Staff forced a storefront.
+    Override,
+}
+
+/// A shopper held on one storefront regardless of the share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    /// Where they are held.
+    pub storefront: StorefrontId,
+    /// Who put them there.
+    pub kind: PinKind,
+    /// Unix seconds when the pin was issued; compared with TTLs and evacuations.
+    pub issued: u64,
+}
+
+/// The decoded, verified contents of a cohort cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CohortCookie {
+    /// 0..9999.
+    pub bucket: u16,
+    /// Present while the shopper is held on a storefront.
+    pub pin: Option<Pin>,
+}
+
+/// Cookie attributes fixed by configuration.
+#[derive(Debug, Clone)]
+pub struct CohortPolicy {
+    /// Cookie name, `cutover_cohort` by default.
+    pub cookie: String,
+    /// `Max-Age` of the cookie.
+    pub max_age: Duration,
+    /// An existing session cookie whose value decides the bucket of shoppers without a cohort cookie.
+    pub session_cookie: Option<String>,
+    /// Signing and hashing keys.
+    pub keys: CohortKeys,
+    /// Whether the split pins shoppers to where it sent them.
+    pub pinning: bool,
+    /// How long a split pin holds; refreshed while the shopper keeps coming back.
+    pub pin_ttl: Duration,
+    /// Whether the key is the public default (reported by `cutover check`).
+    pub default_key: bool,
+}
+
+/// Looks up a cookie by name across every `Cookie` header (h2 clients may send several).
+pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k.trim() == name).then(|| v.trim().trim_matches('"'))
+        })
+}
+
+/// Decodes and verifies a cookie value. `None` means absent, forged, or from another key: the
+/// shopper is then treated as new (and the cookie rewritten).
+pub fn decode(
+    value: &str,
+    keys: &CohortKeys,
+    storefront_id: impl Fn(&str) -> Option<StorefrontId>,
+) -> Option<Decoded> {
+    let (payload, mac) = value.rsplit_once('.')?;
+    let mac = u64::from_str_radix(mac, 16).ok()?;
+    if keys.mac(payload) != mac {
+        return None;
+    }
+    let mut parts = payload.splitn(3, '.');
+    if parts.next()? != "v1" {
+        return None;
+    }
+    let bucket: u16 = parts.next()?.parse().ok()?;
+    if bucket >= BUCKETS {
+        return None;
+    }
+    let pin_text = parts.next()?;
+    if pin_text == "-" {
+        return Some(Decoded {
+            cookie: CohortCookie { bucket, pin: None },
+            stale_pin: false,
+        });
+    }
+    let mut pin_parts = pin_text.splitn(3, '~');
+    let kind = match pin_parts.next()? {
+        "s" => PinKind::Split,
+        "o" => PinKind::Override,
+        _ => return None,
+    };
+    let name = pin_parts.next()?;
+    let issued: u64 = pin_parts.next()?.parse().ok()?;
+    // A pin to a storefront that no longer exists is dropped, the bucket kept.
+    let pin = storefront_id(name).map(|storefront| Pin {
+        storefront,
+        kind,
+        issued,
+    });
+    Some(Decoded {
+        cookie: CohortCookie { bucket, pin },
+        stale_pin: pin.is_none(),
+    })
+}
+
+/// A verified cookie, and whether part of it referred to something gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// What the cookie says.
+    pub cookie: CohortCookie,
+    /// The pin named a storefront that is no longer configured.
+    pub stale_pin: bool,
+}
+
+/// Encodes and signs a cookie value.
+pub fn encode(
+    cookie: &CohortCookie,
+    keys: &CohortKeys,
+    storefront_name: impl Fn(StorefrontId) -> String,
+) -> String {
+    let mut payload = String::with_capacity(48);
+    let _ = write!(payload, "v1.{}.", cookie.bucket);
+    match cookie.pin {
+        None => payload.push('-'),
+        Some(pin) => {
+            let kind = match pin.kind {
+                PinKind::Split => 's',
+                PinKind::Override => 'o',
+            };
+            let _ = write!(
+                payload,
+                "{kind}~{}~{}",
+                storefront_name(pin.storefront),
+                pin.issued
+            );
+        }
+    }
+    let mac = keys.mac(&payload);
+    let _ = write!(payload, ".{mac:016x}");
+    payload
+}
+
+/// The `Set-Cookie` value for a cohort cookie.
+pub fn set_cookie_header(policy: &CohortPolicy, value: &str, secure: bool) -> String {
+    format!(
+        "{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{}",
+        policy.cookie,
+        value,
+        policy.max_age.as_secs(),
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// Hands out buckets to shoppers seen for the first time.
+///
+/// A Weyl sequence (golden-ratio stride) instead of independent random draws: any run of
+/// consecutive new shoppers covers the buckets almost evenly, so 1% means 1% from the first
+/// hundred shoppers on, not 1% +/- noise. The start is random per process so replicas differ.
+pub struct FreshBuckets {
+    next: AtomicU64,
+}
+
+impl Default for FreshBuckets {
+    fn default() -> Self {
+        Self::new(fastrand::u64(..))
+    }
+}
+
+impl FreshBuckets {
+    /// A sequence starting at `seed` (tests pass a fixed seed).
+    pub fn new(seed: u64) -> Self {
+        FreshBuckets {
+            next: AtomicU64::new(seed),
+        }
+    }
+
+    /// The next bucket.
+    pub fn next(&self) -> u16 {
+        const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+        let x = self.next.fetch_add(GOLDEN, Ordering::Relaxed);
+        ((u128::from(x) * u128::from(BUCKETS)) >> 64) as u16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(name: &str) -> Option<StorefrontId> {
+        match name {
+            "old" => Some(0),
+            "new" => Some(1),
+            _ => None,
+        }
+    }
+    fn names(id: StorefrontId) -> String {
+        ["old", "new"][id].to_string()
+    }
+
+    #[test]
+    fn round_trip_with_and_without_pin() {
+        let keys = CohortKeys::derive("secret");
+        for cookie in [
+            CohortCookie {
+                bucket: 0,
+                pin: None,
+            },
+            CohortCookie {
+                bucket: 9999,
+                pin: None,
+            },
+            CohortCookie {
+                bucket: 42,
+                pin: Some(Pin {
+                    storefront: 1,
+                    kind: PinKind::Override,
+                    issued: 1_764_330_000,
+                }),
+            },
+        ] {
+            let text = encode(&cookie, &keys, names);
+            let back = decode(&text, &keys, ids).expect(&text);
+            assert_eq!(back.cookie, cookie);
+            assert!(!back.stale_pin);
+        }
+    }
+
+    #[test]
+    fn forged_or_foreign_cookies_are_rejected() {
+        let keys = CohortKeys::derive("secret");
+        let good = encode(
+            &CohortCookie {
+                bucket: 5000,
+                pin: None,
+            },
+            &keys,
+            names,
+        );
+        assert!(decode(&good, &CohortKeys::derive("other"), ids).is_none());
+        let forged = good.replacen("5000", "0001", 1);
+        assert!(decode(&forged, &keys, ids).is_none());
+        for junk in ["", "1234", "v1.1.-", "v1.99999.-.00", "v2.1.-.zz", "...."] {
+            assert!(decode(junk, &keys, ids).is_none(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn pin_to_removed_storefront_keeps_bucket() {
+        let keys = CohortKeys::derive("k");
+        let text = encode(
+            &CohortCookie {
+                bucket: 7,
+                pin: Some(Pin {
+                    storefront: 1,
+                    kind: PinKind::Split,
+                    issued: 1,
+                }),
+            },
+            &keys,
+            |_| "gone".into(),
+        );
+        let d = decode(&text, &keys, ids).unwrap();
+        assert_eq!(
+            d.cookie,
+            CohortCookie {
+                bucket: 7,
+                pin: None
+            }
+        );
+        assert!(d.stale_pin);
+    }
+
+    #[test]
+    fn session_buckets_are_stable_and_keyed() {
+        let a = CohortKeys::derive("k1");
+        let b = CohortKeys::derive("k1");
+        let c = CohortKeys::derive("k2");
+        assert_eq!(a.bucket_of("sess-123"), b.bucket_of("sess-123"));
+        let differs =
+            (0..100).any(|i| a.bucket_of(&format!("s{i}")) != c.bucket_of(&format!("s{i}")));
+        assert!(differs);
+    }
+
+    #[test]
+    fn fresh_buckets_cover_evenly() {
+        let fresh = FreshBuckets::new(12345);
+        for share in [100u16, 1000, 5000, 9000] {
+            let n = 20_000;
+            let below = (0..n).filter(|_| fresh.next() < share).count();
+            let got = below as f64 / n as f64;
+            let want = f64::from(share) / 10_000.0;
+            assert!((got - want).abs() < 0.002, "share {share}: {got}");
+        }
+    }
+
+    #[test]
+    fn finds_cookie_among_several_headers() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, "a=1; cutover_cohort=abc".parse().unwrap());
+        h.append(COOKIE, "sid=\"xyz\"".parse().unwrap());
+        assert_eq!(find_cookie(&h, "cutover_cohort"), Some("abc"));
+        assert_eq!(find_cookie(&h, "sid"), Some("xyz"));
+        assert_eq!(find_cookie(&h, "cutover"), None);
+    }
+}

@@ -1,0 +1,652 @@
+//! Validation and compilation: raw structs -> [`Snapshot`], every problem collected with its line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use http::uri::Scheme;
+use http::{HeaderName, HeaderValue, Method, Uri};
+use toml::Spanned;
+
+use super::raw::{HostHeader, RawConfig, RawNameValue, UpstreamProtocol};
+use super::values::HumanDuration;
+use super::{ConfigError, Problem, Source};
+use crate::cohort::{CohortKeys, CohortPolicy, DEFAULT_KEY};
+use crate::force::OverridePolicy;
+use crate::routing::{Action, HostPattern, Matcher, Route, Split};
+use crate::state::{HeaderPolicy, Limits, ListenerSpec, Snapshot, Storefront};
+use crate::upstream::{Upstream, UpstreamSettings};
+
+/// What a compile needs besides the file.
+pub struct CompileInput<'a> {
+    /// The parsed file.
+    pub source: &'a Source,
+    /// Generation number the new snapshot will carry.
+    pub generation: u64,
+    /// The running snapshot, whose connection pools are reused where settings are unchanged.
+    pub previous: Option<&'a Snapshot>,
+}
+
+/// Collects problems against one source file.
+struct Check<'a> {
+    src: &'a Source,
+    problems: Vec<Problem>,
+    /// Files read besides the config, for the reload watcher.
+    files: Vec<PathBuf>,
+}
+
+impl Check<'_> {
+    fn at<T>(
+        &mut self,
+        spanned: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.problems
+            .push(self.src.problem(spanned.span(), field, message));
+    }
+    fn file(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(self.src.problem(0..0, field, message));
+        if let Some(p) = self.problems.last_mut() {
+            p.line = 0;
+            p.column = 0;
+        }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.src.base_dir().join(p)
+        }
+    }
+}
+
+fn dur(v: &Option<Spanned<HumanDuration>>, default: Duration) -> Duration {
+    v.as_ref().map_or(default, |d| d.get_ref().0)
+}
+
+fn positive(
+    c: &mut Check<'_>,
+    v: &Option<Spanned<HumanDuration>>,
+    field: &str,
+    default: Duration,
+) -> Duration {
+    if let Some(d) = v {
+        if d.get_ref().0.is_zero() {
+            c.at(d, field, "must be greater than zero");
+        }
+    }
+    dur(v, default)
+}
+
+/// Storefront and route names end up in cookies, headers and metric labels.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn name_value_header(
+    c: &mut Check<'_>,
+    nv: &RawNameValue,
+    field: &str,
+) -> Option<(HeaderName, Option<HeaderValue>)> {
+    let name = match HeaderName::from_bytes(nv.name.get_ref().as_bytes()) {
+        Ok(n) => n,
+        Err(_) => {
+            c.at(&nv.name, format!("{field}.name"), "not a valid header name");
+            return None;
+        }
+    };
+    let value = match nv.value.as_deref().map(HeaderValue::from_str) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            c.at(
+                &nv.name,
+                format!("{field}.value"),
+                "not a valid header value",
+            );
+            return None;
+        }
+    };
+    Some((name, value))
+}
+
+fn read_secret(c: &mut Check<'_>, file: &Option<Spanned<String>>, field: &str) -> Option<String> {
+    let f = file.as_ref()?;
+    let path = c.path(f.get_ref());
+    c.files.push(path.clone());
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Ok(_) => {
+            c.at(f, field, format!("{} is empty", path.display()));
+            None
+        }
+        Err(e) => {
+            c.at(f, field, format!("cannot read {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// Validates a parsed file and builds a snapshot. Reads the secret and CA files it names.
+pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, ConfigError> {
+    let mut c = Check {
+        src: input.source,
+        problems: Vec::new(),
+        files: Vec::new(),
+    };
+
+    // Listeners.
+    let mut listeners = Vec::new();
+    if raw.listeners.is_empty() {
+        c.file(
+            "listener",
+            "at least one [[listener]] with an address is required",
+        );
+    }
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let l = l.get_ref();
+        match l.address.get_ref().parse::<SocketAddr>() {
+            Ok(address) => {
+                if listeners
+                    .iter()
+                    .any(|x: &ListenerSpec| x.address == address)
+                {
+                    c.at(&l.address, format!("listener[{i}].address"), "listed twice");
+                }
+                listeners.push(ListenerSpec {
+                    name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
+                    address,
+                })
+            }
+            Err(_) => c.at(
+                &l.address,
+                format!("listener[{i}].address"),
+                format!(
+                    "`{}` is not IP:port (e.g. 0.0.0.0:8080)",
+                    l.address.get_ref()
+                ),
+            ),
+        }
+    }
+
+    let admin = match &raw.admin.address {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+        Some(a) if a.get_ref() == "off" => None,
+        Some(a) => match a.get_ref().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                c.at(a, "admin.address", "not IP:port, or \"off\"");
+                None
+            }
+        },
+    };
+
+    // Limits.
+    let d = Limits::default();
+    let l = &raw.limits;
+    let max_header_bytes = l
+        .max_header_bytes
+        .as_ref()
+        .map_or(d.max_header_bytes as u64, |v| {
+            if v.get_ref().0 < 8192 {
+                c.at(
+                    v,
+                    "limits.max_header_bytes",
+                    "must be at least 8KiB (hyper's smallest read buffer)",
+                );
+            }
+            v.get_ref().0
+        });
+    let int = |c: &mut Check<'_>, v: &Option<Spanned<u32>>, field: &str, default: usize| {
+        v.as_ref().map_or(default, |v| {
+            if *v.get_ref() == 0 {
+                c.at(v, field, "must be greater than zero");
+            }
+            *v.get_ref() as usize
+        })
+    };
+    let limits = Limits {
+        header_read_timeout: positive(
+            &mut c,
+            &l.header_read_timeout,
+            "limits.header_read_timeout",
+            d.header_read_timeout,
+        ),
+        max_header_bytes: max_header_bytes as usize,
+        max_headers: int(&mut c, &l.max_headers, "limits.max_headers", d.max_headers),
+        max_uri_length: int(
+            &mut c,
+            &l.max_uri_length,
+            "limits.max_uri_length",
+            d.max_uri_length,
+        ),
+        body_idle_timeout: positive(
+            &mut c,
+            &l.body_idle_timeout,
+            "limits.body_idle_timeout",
+            d.body_idle_timeout,
+        ),
+        max_connections: int(
+            &mut c,
+            &l.max_connections,
+            "limits.max_connections",
+            d.max_connections,
+        ),
+        drain_timeout: dur(&l.drain_timeout, d.drain_timeout),
+        h2_max_concurrent_streams: int(
+            &mut c,
+            &l.h2_max_concurrent_streams,
+            "limits.h2_max_concurrent_streams",
+            d.h2_max_concurrent_streams as usize,
+        ) as u32,
+    };
+
+    // Storefronts.
+    let mut storefronts = Vec::new();
+    if raw.storefronts.len() < 2 {
+        c.file(
+            "storefront",
+            "at least two storefronts are needed (e.g. [storefront.old] and [storefront.new])",
+        );
+    }
+    for (name, sf) in &raw.storefronts {
+        let field = format!("storefront.{}", name.get_ref());
+        if !valid_name(name.get_ref()) || name.get_ref() == "split" {
+            c.at(name, &field, "storefront names use letters, digits, `_` and `-` (at most 64), and `split` is reserved");
+            continue;
+        }
+        let sf_span = sf;
+        let sf = sf.get_ref();
+        let up_field = format!("{field}.upstream");
+        let uri: Uri = match sf.upstream.get_ref().parse() {
+            Ok(u) => u,
+            Err(e) => {
+                c.at(
+                    &sf.upstream,
+                    &up_field,
+                    format!("`{}` is not a URL: {e}", sf.upstream.get_ref()),
+                );
+                continue;
+            }
+        };
+        let scheme = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
+            _ => {
+                c.at(
+                    &sf.upstream,
+                    &up_field,
+                    format!(
+                        "`{}` must start with http:// or https://",
+                        sf.upstream.get_ref()
+                    ),
+                );
+                continue;
+            }
+        };
+        let Some(authority) = uri.authority().cloned() else {
+            c.at(&sf.upstream, &up_field, "has no host");
+            continue;
+        };
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            c.at(
+                &sf.upstream,
+                &up_field,
+                "must be scheme://host:port only; request paths are forwarded unchanged",
+            );
+        }
+        let protocol = sf.protocol.unwrap_or(UpstreamProtocol::Auto);
+        if protocol == UpstreamProtocol::H2c && scheme == Scheme::HTTPS {
+            c.at(
+                &sf.upstream,
+                format!("{field}.protocol"),
+                "h2c is plain-text HTTP/2; use `auto` for https",
+            );
+        }
+        let ca_file = sf.ca_file.as_ref().map(|f| c.path(f.get_ref()));
+        c.files.extend(ca_file.clone());
+        let pool = sf
+            .pool_max_idle
+            .as_ref()
+            .map_or(32, |p| *p.get_ref() as usize);
+        let settings = UpstreamSettings {
+            scheme,
+            authority,
+            host_header: sf.host_header.unwrap_or(HostHeader::Client),
+            protocol,
+            connect_timeout: positive(
+                &mut c,
+                &sf.connect_timeout,
+                &format!("{field}.connect_timeout"),
+                Duration::from_secs(3),
+            ),
+            response_header_timeout: positive(
+                &mut c,
+                &sf.response_header_timeout,
+                &format!("{field}.response_header_timeout"),
+                Duration::from_secs(30),
+            ),
+            read_timeout: positive(
+                &mut c,
+                &sf.read_timeout,
+                &format!("{field}.read_timeout"),
+                Duration::from_secs(60),
+            ),
+            idle_timeout: positive(
+                &mut c,
+                &sf.idle_timeout,
+                &format!("{field}.idle_timeout"),
+                Duration::from_secs(90),
+            ),
+            pool_max_idle: pool,
+            ca_file,
+        };
+        let previous = input
+            .previous
+            .and_then(|p| p.storefronts.iter().find(|s| s.name == *name.get_ref()))
+            .map(|s| &s.upstream);
+        match Upstream::reuse_or_build(settings, previous) {
+            Ok(upstream) => storefronts.push(Storefront {
+                name: name.get_ref().clone(),
+                name_header: HeaderValue::from_str(name.get_ref()).expect("validated name"),
+                upstream,
+                evacuated_at: sf.evacuated_at.as_ref().map(|e| *e.get_ref()),
+            }),
+            Err(e) => {
+                let span = sf.ca_file.as_ref().map_or(sf_span.span(), |f| f.span());
+                c.problems.push(
+                    c.src
+                        .problem(span, format!("{field}.ca_file"), e.to_string()),
+                );
+            }
+        }
+    }
+    let id_of = |name: &str| storefronts.iter().position(|s: &Storefront| s.name == name);
+
+    // Split.
+    let mut split = Split {
+        from: 0,
+        to: 0,
+        share_bp: 0,
+    };
+    match &raw.split {
+        None => c.file("split", "a [split] section with `new_share` is required"),
+        Some(s) => {
+            let s = s.get_ref();
+            let side =
+                |c: &mut Check<'_>, v: &Option<Spanned<String>>, field: &str, default: &str| {
+                    let name = v.as_ref().map_or(default, |v| v.get_ref().as_str());
+                    match id_of(name) {
+                        Some(id) => Some(id),
+                        None => {
+                            let msg = format!(
+                                "no storefront named `{name}` (define [storefront.{name}])"
+                            );
+                            match v {
+                                Some(v) => c.at(v, field, msg),
+                                None => c.file(field, msg),
+                            }
+                            None
+                        }
+                    }
+                };
+            let from = side(&mut c, &s.from, "split.from", "old");
+            let to = side(&mut c, &s.to, "split.to", "new");
+            if let (Some(from), Some(to)) = (from, to) {
+                if from == to {
+                    match &s.to {
+                        Some(to) => c.at(to, "split.to", "must differ from split.from"),
+                        None => c.at(&s.new_share, "split.to", "must differ from split.from"),
+                    }
+                }
+                split.from = from;
+                split.to = to;
+            }
+            match s.new_share.get_ref().0 {
+                Ok(bp) => split.share_bp = bp,
+                Err(e) => c.at(&s.new_share, "split.new_share", e.to_string()),
+            }
+        }
+    }
+
+    // Cohort.
+    let rc = &raw.cohort;
+    let cookie_name = rc
+        .cookie
+        .as_ref()
+        .map_or("cutover_cohort".to_string(), |v| v.get_ref().clone());
+    if let Some(v) = &rc.cookie {
+        if !valid_name(v.get_ref()) {
+            c.at(
+                v,
+                "cohort.cookie",
+                "cookie names use letters, digits, `_` and `-`",
+            );
+        }
+    }
+    let file_key = read_secret(&mut c, &rc.key_file, "cohort.key_file");
+    if let (Some(key), Some(_)) = (&rc.key, &rc.key_file) {
+        c.at(key, "cohort.key", "set `key` or `key_file`, not both");
+    }
+    let secret = rc.key.as_ref().map(|k| k.get_ref().clone()).or(file_key);
+    let cohort = CohortPolicy {
+        cookie: cookie_name,
+        max_age: positive(
+            &mut c,
+            &rc.max_age,
+            "cohort.max_age",
+            Duration::from_secs(30 * 86_400),
+        ),
+        session_cookie: rc.session_cookie.as_ref().map(|s| s.get_ref().clone()),
+        keys: CohortKeys::derive(secret.as_deref().unwrap_or(DEFAULT_KEY)),
+        default_key: secret.is_none(),
+        pinning: rc.pinning.unwrap_or(false),
+        pin_ttl: positive(
+            &mut c,
+            &rc.pin_ttl,
+            "cohort.pin_ttl",
+            Duration::from_secs(2 * 3600),
+        ),
+    };
+
+    // Override.
+    let ro = &raw.overrides;
+    let header = ro
+        .header
+        .as_ref()
+        .map_or(Some(HeaderName::from_static("x-cutover-force")), |h| {
+            HeaderName::from_bytes(h.get_ref().as_bytes())
+                .map_err(|_| c.at(h, "override.header", "not a valid header name"))
+                .ok()
+        });
+    let mut token = ro.token.as_ref().map(|t| t.get_ref().clone());
+    if let Some(t) = read_secret(&mut c, &ro.token_file, "override.token_file") {
+        token = Some(t);
+    }
+    if let Some(var) = &ro.token_env {
+        match std::env::var(var.get_ref()) {
+            Ok(t) if !t.is_empty() => token = Some(t),
+            _ => c.at(
+                var,
+                "override.token_env",
+                format!("environment variable `{}` is not set", var.get_ref()),
+            ),
+        }
+    }
+    let overrides = OverridePolicy {
+        enabled: ro.enabled.unwrap_or(true),
+        query_param: ro
+            .query_param
+            .as_ref()
+            .map_or("cutover".into(), |q| q.get_ref().clone()),
+        header: header.unwrap_or(HeaderName::from_static("x-cutover-force")),
+        token,
+        ttl: positive(
+            &mut c,
+            &ro.ttl,
+            "override.ttl",
+            Duration::from_secs(12 * 3600),
+        ),
+    };
+
+    // Headers.
+    let rh = &raw.headers;
+    let request_id =
+        rh.request_id
+            .as_ref()
+            .map_or(Some(HeaderName::from_static("x-request-id")), |h| {
+                HeaderName::from_bytes(h.get_ref().as_bytes())
+                    .map_err(|_| c.at(h, "headers.request_id", "not a valid header name"))
+                    .ok()
+            });
+    let headers = HeaderPolicy {
+        storefront_response: rh.storefront_response_header.unwrap_or(false),
+        decision_upstream: rh.decision_upstream_header.unwrap_or(true),
+        via: rh.via.unwrap_or(false),
+        trust_forwarded: rh.trust_forwarded.unwrap_or(false),
+        request_id: request_id.unwrap_or(HeaderName::from_static("x-request-id")),
+    };
+
+    // Routes.
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let r = r.get_ref();
+        let name = r
+            .name
+            .as_ref()
+            .map_or(format!("route{i}"), |n| n.get_ref().clone());
+        let field = format!("route[{i}]");
+        if let Some(n) = &r.name {
+            if !valid_name(n.get_ref()) || n.get_ref() == "default" {
+                c.at(
+                    n,
+                    format!("{field}.name"),
+                    "route names use letters, digits, `_` and `-`; `default` is reserved",
+                );
+            } else if routes.iter().any(|x: &Route| x.name == *n.get_ref()) {
+                c.at(n, format!("{field}.name"), "another route has this name");
+            }
+        }
+        let action = if r.to.get_ref() == "split" {
+            Action::Split
+        } else {
+            match id_of(r.to.get_ref()) {
+                Some(id) => Action::Storefront(id),
+                None => {
+                    let known: Vec<&str> = storefronts.iter().map(|s| s.name.as_str()).collect();
+                    c.at(
+                        &r.to,
+                        format!("{field}.to"),
+                        format!(
+                            "unknown storefront `{}` (known: {}, or `split`)",
+                            r.to.get_ref(),
+                            known.join(", ")
+                        ),
+                    );
+                    Action::Split
+                }
+            }
+        };
+        let mut m = Matcher::default();
+        if let Some(h) = &r.host {
+            let h_str = h.get_ref().to_ascii_lowercase();
+            m.host = Some(match h_str.strip_prefix('*') {
+                Some(suffix) if suffix.starts_with('.') && suffix.len() > 1 => {
+                    HostPattern::Suffix(suffix.to_string())
+                }
+                Some(_) => {
+                    c.at(
+                        h,
+                        format!("{field}.host"),
+                        "wildcards are written `*.example.com`",
+                    );
+                    HostPattern::Exact(h_str)
+                }
+                None => HostPattern::Exact(h_str),
+            });
+        }
+        for (value, key) in [(&r.path_prefix, "path_prefix"), (&r.path, "path")] {
+            if let Some(p) = value {
+                if !p.get_ref().starts_with('/') {
+                    c.at(p, format!("{field}.{key}"), "paths start with `/`");
+                }
+            }
+        }
+        m.path_prefix = r
+            .path_prefix
+            .as_ref()
+            .map(|p| p.get_ref().trim_end_matches('/').to_string());
+        m.path = r.path.as_ref().map(|p| p.get_ref().clone());
+        if let Some(methods) = &r.method {
+            for name in methods.get_ref().as_slice() {
+                match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                    Ok(method) => m.methods.push(method),
+                    Err(_) => c.at(
+                        methods,
+                        format!("{field}.method"),
+                        format!("`{name}` is not an HTTP method"),
+                    ),
+                }
+            }
+        }
+        if let Some(h) = &r.header {
+            m.header = name_value_header(&mut c, h, &format!("{field}.header"));
+        }
+        if let Some(ck) = &r.cookie {
+            m.cookie = Some((ck.name.get_ref().clone(), ck.value.clone()));
+        }
+        routes.push(Route {
+            name,
+            matcher: m,
+            action,
+        });
+    }
+    routes.push(Route {
+        name: "default".into(),
+        matcher: Matcher::default(),
+        action: Action::Split,
+    });
+
+    if !c.problems.is_empty() {
+        return Err(ConfigError::Invalid(c.problems));
+    }
+    Ok(Snapshot {
+        generation: input.generation,
+        source: input.source.path.clone(),
+        files: c.files,
+        loaded_at: SystemTime::now(),
+        listeners,
+        admin,
+        limits,
+        storefronts,
+        routes,
+        split,
+        cohort,
+        overrides,
+        headers,
+    })
+}
+
+/// Reads, parses and compiles a config file in one go (for `check` and startup).
+pub fn load_file(
+    path: &Path,
+    generation: u64,
+    previous: Option<&Snapshot>,
+) -> Result<(Source, Snapshot), ConfigError> {
+    let source = Source::read(path)?;
+    let raw = source.parse()?;
+    let snap = compile(
+        &raw,
+        CompileInput {
+            source: &source,
+            generation,
+            previous,
+        },
+    )?;
+    Ok((source, snap))
+}

@@ -1,0 +1,231 @@
+//! The configuration file exactly as written: serde structs with `deny_unknown_fields`, so a typo in
+//! a field name is an error with a line number instead of a silently ignored setting.
+//!
+//! Nothing here is validated beyond its TOML type; `compile` turns these into a `Snapshot`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::{ByteSize, HumanDuration, OneOrMany, Share};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[[listener]]`: where shoppers connect. At least one.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<Spanned<RawListener>>,
+    /// `[admin]`: the operator's listener (metrics, health, admin API).
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// `[limits]`: protections against slow or oversized clients.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// `[storefront.NAME]`: the upstream stores.
+    #[serde(default, rename = "storefront")]
+    pub storefronts: BTreeMap<Spanned<String>, Spanned<RawStorefront>>,
+    /// `[split]`: the gradual shift from one storefront to the other.
+    pub split: Option<Spanned<RawSplit>>,
+    /// `[cohort]`: how shoppers are assigned and kept on one storefront.
+    #[serde(default)]
+    pub cohort: RawCohort,
+    /// `[override]`: staff forcing a storefront.
+    #[serde(default, rename = "override")]
+    pub overrides: RawOverride,
+    /// `[headers]`: what cutover adds to requests and responses.
+    #[serde(default)]
+    pub headers: RawHeaders,
+    /// `[[route]]`: ordered rules; the first match wins, no match means `split`.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    /// Optional label used in logs.
+    pub name: Option<String>,
+    /// `IP:port` to bind.
+    pub address: Spanned<String>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `IP:port`; default `127.0.0.1:9901`. Set to `"off"` to disable.
+    pub address: Option<Spanned<String>>,
+}
+
+/// `[limits]`. Defaults follow nginx and hyper where they set a convention.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// The whole request head must arrive within this (slowloris guard); default 10s.
+    pub header_read_timeout: Option<Spanned<HumanDuration>>,
+    /// Request head size beyond which the client gets 431; default 64KiB, minimum 8KiB.
+    pub max_header_bytes: Option<Spanned<ByteSize>>,
+    /// Header count beyond which the client gets 431; default 100 (hyper, HAProxy).
+    pub max_headers: Option<Spanned<u32>>,
+    /// URI length beyond which the client gets 414; default 8192.
+    pub max_uri_length: Option<Spanned<u32>>,
+    /// A request body silent for this long is cut; default 60s.
+    pub body_idle_timeout: Option<Spanned<HumanDuration>>,
+    /// Open client connections beyond which new ones get a fast 503; default 10000.
+    pub max_connections: Option<Spanned<u32>>,
+    /// Grace period for in-flight requests on SIGTERM; default 30s.
+    pub drain_timeout: Option<Spanned<HumanDuration>>,
+    /// HTTP/2 streams per client connection; default 100.
+    pub h2_max_concurrent_streams: Option<Spanned<u32>>,
+}
+
+/// How the `Host` header reaches a storefront.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostHeader {
+    /// The shopper's `Host` (what nginx does with `proxy_set_header Host $host`).
+    Client,
+    /// The upstream URL's authority (nginx's default `$proxy_host`; what SaaS origins often need).
+    Upstream,
+}
+
+/// Protocol spoken to a storefront.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, and h2 when an https origin offers it through ALPN.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// h2 with prior knowledge over plain TCP.
+    H2c,
+}
+
+/// `[storefront.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorefront {
+    /// `http://host:port` or `https://host:port`.
+    pub upstream: Spanned<String>,
+    /// `client` (default) or `upstream`.
+    pub host_header: Option<HostHeader>,
+    /// `auto` (default), `http1` or `h2c`.
+    pub protocol: Option<UpstreamProtocol>,
+    /// TCP+TLS connect bound; default 3s. Beyond it: 504.
+    pub connect_timeout: Option<Spanned<HumanDuration>>,
+    /// Bound on waiting for response headers; default 30s. Beyond it: 504.
+    pub response_header_timeout: Option<Spanned<HumanDuration>>,
+    /// A response body silent for this long is aborted; default 60s.
+    pub read_timeout: Option<Spanned<HumanDuration>>,
+    /// Idle pooled connections are closed after this; default 90s.
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
+    /// Idle connections kept to this storefront; default 32.
+    pub pool_max_idle: Option<Spanned<u32>>,
+    /// Extra PEM CA bundle trusted for an https upstream, on top of the webpki roots.
+    pub ca_file: Option<Spanned<String>>,
+    /// Pins issued before this moment (unix seconds) are released: the operator's evacuation.
+    pub evacuated_at: Option<Spanned<u64>>,
+}
+
+/// `[split]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplit {
+    /// Storefront shoppers leave; default `old`.
+    pub from: Option<Spanned<String>>,
+    /// Storefront shoppers move to; default `new`.
+    pub to: Option<Spanned<String>>,
+    /// Share of shoppers on `to`, in percent: `12.5`, `"12.5%"`; 0.01% granularity.
+    pub new_share: Spanned<Share>,
+}
+
+/// `[cohort]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCohort {
+    /// Cohort cookie name; default `cutover_cohort`.
+    pub cookie: Option<Spanned<String>>,
+    /// Cohort cookie lifetime; default 30d.
+    pub max_age: Option<Spanned<HumanDuration>>,
+    /// Existing session cookie whose keyed hash gives the bucket of shoppers without a cohort cookie.
+    pub session_cookie: Option<Spanned<String>>,
+    /// Secret that signs cohort cookies and keys the session hash; the same on every replica.
+    pub key: Option<Spanned<String>>,
+    /// File holding `key` (for Kubernetes secrets).
+    pub key_file: Option<Spanned<String>>,
+    /// Hold each shopper on the storefront the split first gave them; default false.
+    pub pinning: Option<bool>,
+    /// How long a split pin holds, sliding while the shopper returns; default 2h.
+    pub pin_ttl: Option<Spanned<HumanDuration>>,
+}
+
+/// `[override]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    /// Whether staff overrides are honoured; default true.
+    pub enabled: Option<bool>,
+    /// Query parameter; default `cutover`.
+    pub query_param: Option<Spanned<String>>,
+    /// Request header; default `x-cutover-force`.
+    pub header: Option<Spanned<String>>,
+    /// When set, overrides also need this token (`x-cutover-token` header or `cutover_token` parameter).
+    pub token: Option<Spanned<String>>,
+    /// File holding the token.
+    pub token_file: Option<Spanned<String>>,
+    /// Environment variable holding the token.
+    pub token_env: Option<Spanned<String>>,
+    /// How long an override pin holds; default 12h.
+    pub ttl: Option<Spanned<HumanDuration>>,
+}
+
+/// `[headers]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaders {
+    /// Add `x-cutover-storefront` to responses.
+    pub storefront_response_header: Option<bool>,
+    /// Tell the storefront which side it is and why (`x-cutover-storefront`, `x-cutover-reason`).
+    pub decision_upstream_header: Option<bool>,
+    /// Append `Via: 1.1 cutover`.
+    pub via: Option<bool>,
+    /// Keep an incoming `X-Forwarded-Proto`/`-Host` (only behind a trusted load balancer).
+    pub trust_forwarded: Option<bool>,
+    /// Header carrying the request id, kept from the client when well-formed.
+    pub request_id: Option<Spanned<String>>,
+}
+
+/// A header or cookie condition: presence, or an exact value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNameValue {
+    /// Name used in logs and metric labels.
+    pub name: Spanned<String>,
+    /// Exact value; absent means presence is enough.
+    pub value: Option<String>,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Name used in logs and metric labels.
+    pub name: Option<Spanned<String>>,
+    /// A storefront name, or `split`.
+    pub to: Spanned<String>,
+    /// Exact host or `*.example.com`.
+    pub host: Option<Spanned<String>>,
+    /// Path prefix on segment boundaries: `/blog` matches `/blog/x`, not `/blogger`.
+    pub path_prefix: Option<Spanned<String>>,
+    /// Exact path.
+    pub path: Option<Spanned<String>>,
+    /// A method or a list of them.
+    pub method: Option<Spanned<OneOrMany<String>>>,
+    /// Request header; default `x-cutover-force`.
+    pub header: Option<RawNameValue>,
+    /// Cohort cookie name; default `cutover_cohort`.
+    pub cookie: Option<RawNameValue>,
+}

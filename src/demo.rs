@@ -1,0 +1,93 @@
+//! Two small demo storefronts so a newcomer can watch the split, stickiness, the override and
+//! the redirect table work with nothing else installed.
+//!
+//! The "old" store answers every URL, the way a legacy platform does, including its
+//! query-string product pages. The "new" store answers 404 for old-style URLs, so a missing
+//! redirect shows up the way it would on cutover night.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// Which demo store to play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// The legacy platform: `/index.php?route=...` URLs, everything answers.
+    Old,
+    /// The new platform: clean URLs; legacy URLs are 404.
+    New,
+}
+
+fn page(name: &str, flavor: Flavor, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let legacy = path.starts_with("/index.php")
+        || path.starts_with("/product.php")
+        || path.starts_with("/catalog/");
+    let (status, title) = if flavor == Flavor::New && legacy {
+        (StatusCode::NOT_FOUND, "Page not found")
+    } else {
+        (StatusCode::OK, "Welcome")
+    };
+    let (color, tagline) = match flavor {
+        Flavor::Old => ("#8a5a00", "the legacy platform"),
+        Flavor::New => ("#0b6e4f", "the new platform"),
+    };
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let escaped = pq
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let body = format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>{name} store</title></head>\
+         <body style=\"font-family:sans-serif;border-top:12px solid {color};padding:1em\">\
+         <h1>{title} to the <span style=\"color:{color}\">{name}</span> store</h1>\
+         <p>This page is served by <b>{name}</b>, {tagline}.</p>\
+         <p>Path: <code>{escaped}</code></p>\
+         <ul><li><a href=\"/\">home</a></li><li><a href=\"/cart\">cart</a></li>\
+         <li><a href=\"/blog/spring-sale\">blog</a></li>\
+         <li><a href=\"/index.php?route=product/product&amp;product_id=42\">an old product URL</a></li>\
+         <li><a href=\"/?cutover=new\">switch me to new</a> / <a href=\"/?cutover=old\">to old</a> / \
+         <a href=\"/?cutover=clear\">clear</a></li></ul></body></html>\n"
+    );
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("x-demo-store", name)
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+/// Serves a demo store on an already bound listener until the task is dropped.
+pub async fn serve(listener: TcpListener, name: String, flavor: Flavor) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let name = name.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let resp = page(&name, flavor, &req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Binds and starts a demo store; returns its address.
+pub async fn start(addr: SocketAddr, name: &str, flavor: Flavor) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(serve(listener, name.to_string(), flavor));
+    Ok(local)
+}

@@ -1,0 +1,254 @@
+//! Header hygiene between shopper and storefront: hop-by-hop removal (RFC 9110 section 7.6.1) and
+//! the forwarding headers nginx, HAProxy and Envoy users expect.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use http::header::{CONNECTION, TE, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection, never the message.
+const HOP_BY_HOP: [&str; 6] = [
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "trailer",
+    "proxy-authenticate",
+    "upgrade",
+];
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `Forwarded` (RFC 7239).
+pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+/// `Via`.
+pub static VIA: HeaderName = HeaderName::from_static("via");
+
+/// Whether `Connection` lists `token` (case-insensitive).
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection`. With `upgrade`, the
+/// `Upgrade` header survives and `Connection: upgrade` is re-added so the storefront sees the
+/// handshake (the only hop-by-hop exchange a proxy must relay).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        headers.remove(CONNECTION);
+        for name in named {
+            if !(upgrade && name == UPGRADE) {
+                headers.remove(&name);
+            }
+        }
+    }
+    for name in HOP_BY_HOP {
+        if !(upgrade && name == "upgrade") {
+            headers.remove(name);
+        }
+    }
+    // `TE: trailers` is the one value that is end-to-end meaningful (gRPC over h2 needs it).
+    let te_trailers_only = headers
+        .get_all(TE)
+        .iter()
+        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !te_trailers_only {
+        headers.remove(TE);
+    }
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// What the proxy knows about the hop it is adding.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop<'a> {
+    /// The shopper's (or the previous proxy's) address.
+    pub client: IpAddr,
+    /// `http` or `https`, as the shopper connected to us.
+    pub proto: &'static str,
+    /// The Host the shopper asked for (may be empty for HTTP/1.0 without Host).
+    pub host: &'a str,
+}
+
+fn append_or_set(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
+    let value = match headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {item}"),
+        _ => item.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(name, v);
+    }
+}
+
+/// Sets or appends `X-Forwarded-For/-Proto/-Host` and `Forwarded`.
+///
+/// `X-Forwarded-For` and `Forwarded` always append (nginx's `$proxy_add_x_forwarded_for`); the
+/// proto and host are ours unless `trust` says a load balancer in front already set them.
+pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trust: bool) {
+    let mut ip = String::with_capacity(48);
+    let _ = write!(ip, "{}", hop.client);
+    // Several X-Forwarded-For lines are one list; fold them before appending.
+    let xff_lines = headers.get_all(&X_FORWARDED_FOR).iter().count();
+    if xff_lines > 1 {
+        let joined: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let joined = joined.join(", ");
+        if let Ok(v) = HeaderValue::from_str(&joined) {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+    }
+    append_or_set(headers, &X_FORWARDED_FOR, &ip);
+    if !trust || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
+    }
+    if !hop.host.is_empty() && (!trust || !headers.contains_key(&X_FORWARDED_HOST)) {
+        if let Ok(v) = HeaderValue::from_str(hop.host) {
+            headers.insert(&X_FORWARDED_HOST, v);
+        }
+    }
+    let mut element = String::with_capacity(64);
+    match hop.client {
+        IpAddr::V4(v4) => {
+            let _ = write!(element, "for={v4}");
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(element, "for=\"[{v6}]\"");
+        }
+    }
+    let _ = write!(element, ";proto={}", hop.proto);
+    if !hop.host.is_empty()
+        && hop
+            .host
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        let _ = write!(element, ";host=\"{}\"", hop.host);
+    }
+    append_or_set(headers, &FORWARDED, &element);
+}
+
+/// Appends `Via: 1.1 cutover`.
+pub fn add_via(headers: &mut HeaderMap, version: http::Version) {
+    let v = if version == http::Version::HTTP_2 {
+        "2 cutover"
+    } else {
+        "1.1 cutover"
+    };
+    append_or_set(headers, &VIA, v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn removes_hop_by_hop_and_connection_named() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "gzip"),
+            ("trailer", "x"),
+            ("proxy-connection", "keep-alive"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+    }
+
+    #[test]
+    fn keeps_te_trailers_and_upgrade_handshake() {
+        let mut h = map(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+        ]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn forwarded_headers_set_and_appended() {
+        let hop = Hop {
+            client: "10.0.0.9".parse().unwrap(),
+            proto: "https",
+            host: "shop.example",
+        };
+        let mut fresh = HeaderMap::new();
+        add_forwarded(&mut fresh, hop, false);
+        assert_eq!(fresh["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(fresh["x-forwarded-proto"], "https");
+        assert_eq!(fresh["x-forwarded-host"], "shop.example");
+        assert_eq!(
+            fresh["forwarded"],
+            "for=10.0.0.9;proto=https;host=\"shop.example\""
+        );
+
+        let mut seen = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("x-forwarded-proto", "http"),
+            ("forwarded", "for=1.1.1.1"),
+        ]);
+        add_forwarded(&mut seen, hop, false);
+        assert_eq!(seen["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.9");
+        assert_eq!(
+            seen["x-forwarded-proto"], "https",
+            "untrusted proto is overwritten"
+        );
+        assert_eq!(
+            seen["forwarded"],
+            "for=1.1.1.1, for=10.0.0.9;proto=https;host=\"shop.example\""
+        );
+
+        let mut trusted = map(&[("x-forwarded-proto", "http")]);
+        add_forwarded(&mut trusted, hop, true);
+        assert_eq!(trusted["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn ipv6_is_quoted_in_forwarded() {
+        let mut h = HeaderMap::new();
+        let hop = Hop {
+            client: "::1".parse().unwrap(),
+            proto: "http",
+            host: "",
+        };
+        add_forwarded(&mut h, hop, false);
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=http");
+    }
+}

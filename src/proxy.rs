@@ -1,0 +1,446 @@
+//! The hyper service: snapshot -> decision -> local answer or forward to a storefront.
+//!
+//! One snapshot is loaded per request and used throughout, so a reload in the middle of a request
+//! never mixes two generations. Upstream failures map to status codes in one place
+//! ([`UpstreamErrorKind::status`]), the way nginx and Envoy users expect.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::{HOST, SET_COOKIE, UPGRADE};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::body::{IdleTimeout, UpstreamBody};
+use crate::cohort::{self, FreshBuckets};
+use crate::config::raw::HostHeader;
+use crate::force;
+use crate::headers::{self, Hop};
+use crate::response::{self, Finish, ProxyBody};
+use crate::routing::{self, Decision, Reason, RequestView};
+use crate::state::{SharedSnapshot, Snapshot};
+use crate::upstream::{self, Upstream, UpstreamErrorKind};
+
+/// Header naming the storefront, to the shopper (optional) and to the storefront.
+pub static STOREFRONT_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-cutover-storefront");
+/// Header telling the storefront why the request came to it.
+pub static REASON_HEADER: http::HeaderName = http::HeaderName::from_static("x-cutover-reason");
+
+/// What the accept loop knows about a client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS (cookie `Secure`, `X-Forwarded-Proto: https`).
+    pub tls: bool,
+}
+
+/// The proxy: shared by every connection.
+pub struct Proxy {
+    state: SharedSnapshot,
+    fresh: FreshBuckets,
+}
+
+/// `host` without `:port`, IPv6 brackets kept.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+}
+
+fn new_request_id() -> HeaderValue {
+    HeaderValue::from_str(&format!("{:032x}", fastrand::u128(..)))
+        .expect("hex is a valid header value")
+}
+
+/// Idempotent per RFC 9110: safe to send again when nothing reached the storefront.
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+enum SendError {
+    HeaderTimeout,
+    Client(hyper_util::client::legacy::Error),
+}
+
+async fn send(up: &Upstream, req: Request<UpstreamBody>) -> Result<Response<Incoming>, SendError> {
+    match tokio::time::timeout(
+        up.settings.response_header_timeout,
+        up.client().request(req),
+    )
+    .await
+    {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => Err(SendError::Client(e)),
+        Err(_) => Err(SendError::HeaderTimeout),
+    }
+}
+
+impl Proxy {
+    /// A proxy reading the given snapshot handle.
+    pub fn new(state: SharedSnapshot) -> Arc<Self> {
+        Arc::new(Proxy {
+            state,
+            fresh: FreshBuckets::default(),
+        })
+    }
+
+    /// The snapshot handle (for reloads and the admin API).
+    pub fn state(&self) -> &SharedSnapshot {
+        &self.state
+    }
+
+    /// Serves one request. Never fails: every error becomes a response.
+    pub async fn handle(
+        self: Arc<Self>,
+        conn: ConnInfo,
+        req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let started = Instant::now();
+        let snap = self.state.load_full();
+        let rid_header = &snap.headers.request_id;
+        let request_id = match req.headers().get(rid_header) {
+            Some(v) if valid_request_id(v) => v.clone(),
+            _ => new_request_id(),
+        };
+        let path_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        if path_len > snap.limits.max_uri_length {
+            return Ok(response::local(
+                StatusCode::URI_TOO_LONG,
+                "the URL is too long",
+                &request_id,
+                rid_header,
+            ));
+        }
+        if req.method() == Method::CONNECT {
+            return Ok(response::local(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is not supported",
+                &request_id,
+                rid_header,
+            ));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let host_full = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        let decision = {
+            let view = RequestView {
+                method: req.method(),
+                host: strip_port(host_full),
+                path: req.uri().path(),
+                query: req.uri().query(),
+                headers: req.headers(),
+            };
+            routing::decide(&snap, &view, now, || self.fresh.next())
+        };
+        if decision.override_refused {
+            tracing::debug!(request_id = ?request_id, "override refused");
+        }
+        let resp = self
+            .forward(&snap, conn, req, &decision, &request_id, started)
+            .await;
+        Ok(resp)
+    }
+
+    async fn forward(
+        &self,
+        snap: &Arc<Snapshot>,
+        conn: ConnInfo,
+        req: Request<Incoming>,
+        decision: &Decision,
+        request_id: &HeaderValue,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let sf = &snap.storefronts[decision.storefront];
+        let up = &sf.upstream;
+        let (mut parts, body) = req.into_parts();
+        let client_version = parts.version;
+        let upgrade = client_version == Version::HTTP_11
+            && headers::connection_has(&parts.headers, "upgrade")
+            && parts.headers.contains_key(UPGRADE);
+        let client_upgrade = if upgrade {
+            parts.extensions.remove::<OnUpgrade>()
+        } else {
+            None
+        };
+
+        let host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let pq = match pq
+            .query()
+            .and_then(|q| force::strip_query(q, &snap.overrides))
+        {
+            None => pq,
+            Some(q) => {
+                let joined = if q.is_empty() {
+                    pq.path().to_string()
+                } else {
+                    format!("{}?{q}", pq.path())
+                };
+                PathAndQuery::try_from(joined).unwrap_or(pq)
+            }
+        };
+        let mut uri_parts = http::uri::Parts::default();
+        uri_parts.scheme = Some(up.settings.scheme.clone());
+        uri_parts.authority = Some(up.settings.authority.clone());
+        uri_parts.path_and_query = Some(pq);
+        let uri = Uri::from_parts(uri_parts).expect("scheme, authority and path make a URI");
+
+        let h = &mut parts.headers;
+        headers::strip_hop_by_hop(h, upgrade);
+        h.remove(&snap.overrides.header);
+        h.remove(force::TOKEN_HEADER);
+        let host_str = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+        let hop = Hop {
+            client: conn.peer.ip(),
+            proto: if conn.tls { "https" } else { "http" },
+            host: host_str,
+        };
+        headers::add_forwarded(h, hop, snap.headers.trust_forwarded);
+        if snap.headers.via {
+            headers::add_via(h, client_version);
+        }
+        match up.settings.host_header {
+            HostHeader::Upstream => {
+                h.insert(HOST, up.authority_header.clone());
+            }
+            HostHeader::Client => {
+                if let Some(host) = host {
+                    h.insert(HOST, host);
+                }
+            }
+        }
+        h.insert(snap.headers.request_id.clone(), request_id.clone());
+        if snap.headers.decision_upstream {
+            h.insert(STOREFRONT_HEADER.clone(), sf.name_header.clone());
+            h.insert(
+                REASON_HEADER.clone(),
+                HeaderValue::from_static(decision.reason.as_str()),
+            );
+        }
+
+        let body_empty = hyper::body::Body::is_end_stream(&body);
+        let replay = (idempotent(&parts.method) && body_empty && !upgrade)
+            .then(|| (parts.method.clone(), uri.clone(), parts.headers.clone()));
+        let mut up_req = Request::new(if body_empty {
+            UpstreamBody::Empty
+        } else {
+            UpstreamBody::Client(IdleTimeout::new(body, snap.limits.body_idle_timeout))
+        });
+        *up_req.method_mut() = parts.method.clone();
+        *up_req.uri_mut() = uri;
+        *up_req.version_mut() = Version::HTTP_11;
+        *up_req.headers_mut() = parts.headers;
+
+        let upstream_started = Instant::now();
+        let mut result = send(up, up_req).await;
+        if let (Err(SendError::Client(e)), Some((method, uri, headers))) = (&result, replay) {
+            if e.is_connect() {
+                tracing::debug!(request_id = ?request_id, storefront = %sf.name, error = %e, "connect failed; retrying once");
+                let mut again = Request::new(UpstreamBody::Empty);
+                *again.method_mut() = method;
+                *again.uri_mut() = uri;
+                *again.headers_mut() = headers;
+                result = send(up, again).await;
+            }
+        }
+
+        let finish = |status, ttfb| Finish {
+            started,
+            snap: Arc::clone(snap),
+            storefront: decision.storefront,
+            route: decision.route,
+            reason: decision.reason,
+            status,
+            upstream_ttfb: ttfb,
+            request_id: request_id.clone(),
+            method: parts.method.clone(),
+            bytes: 0,
+            complete: false,
+        };
+
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(err) => {
+                let (kind, detail) = match &err {
+                    SendError::HeaderTimeout => (
+                        UpstreamErrorKind::Timeout,
+                        "did not send response headers in time".to_string(),
+                    ),
+                    SendError::Client(e) => {
+                        let kind = upstream::classify(e);
+                        let what = match kind {
+                            UpstreamErrorKind::Connect => "could not be reached",
+                            UpstreamErrorKind::Timeout => "did not accept the connection in time",
+                            UpstreamErrorKind::Reset => "closed the connection before answering",
+                            UpstreamErrorKind::Protocol => "sent an invalid response",
+                            UpstreamErrorKind::Tls => {
+                                "failed the TLS handshake (certificate not trusted?)"
+                            }
+                        };
+                        tracing::warn!(request_id = ?request_id, storefront = %sf.name, kind = kind.as_str(), error = %error_chain(e), "storefront request failed");
+                        (kind, what.to_string())
+                    }
+                };
+                let status = kind.status();
+                let detail = format!("storefront \"{}\" {detail}", sf.name);
+                let mut resp =
+                    response::local(status, &detail, request_id, &snap.headers.request_id);
+                self.decorate(snap, &mut resp, decision, conn.tls);
+                return response::with_finish(resp, finish(status, None));
+            }
+        };
+        let ttfb = upstream_started.elapsed();
+        let (mut rparts, rbody) = resp.into_parts();
+
+        if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
+            if let (Some(client_up), Some(upstream_up)) =
+                (client_upgrade, rparts.extensions.remove::<OnUpgrade>())
+            {
+                let rid = request_id.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = tunnel(client_up, upstream_up).await {
+                        tracing::debug!(request_id = ?rid, error = %e, "upgraded connection ended with an error");
+                    }
+                });
+                headers::strip_hop_by_hop(&mut rparts.headers, true);
+                let mut resp = Response::from_parts(
+                    rparts,
+                    ProxyBody::empty(Some(finish(StatusCode::SWITCHING_PROTOCOLS, Some(ttfb)))),
+                );
+                self.decorate(snap, &mut resp, decision, conn.tls);
+                return resp;
+            }
+            // A 101 nobody asked for cannot be relayed safely.
+            let resp = response::local(
+                StatusCode::BAD_GATEWAY,
+                &format!("storefront \"{}\" switched protocols unasked", sf.name),
+                request_id,
+                &snap.headers.request_id,
+            );
+            return response::with_finish(resp, finish(StatusCode::BAD_GATEWAY, Some(ttfb)));
+        }
+
+        headers::strip_hop_by_hop(&mut rparts.headers, false);
+        if snap.headers.via {
+            headers::add_via(&mut rparts.headers, rparts.version);
+        }
+        let status = rparts.status;
+        let mut resp = Response::from_parts(
+            rparts,
+            ProxyBody::stream(
+                rbody,
+                up.settings.read_timeout,
+                Some(finish(status, Some(ttfb))),
+            ),
+        );
+        self.decorate(snap, &mut resp, decision, conn.tls);
+        resp
+    }
+
+    /// Headers cutover adds to every response: the storefront, and the cohort cookie.
+    fn decorate(
+        &self,
+        snap: &Snapshot,
+        resp: &mut Response<ProxyBody>,
+        decision: &Decision,
+        tls: bool,
+    ) {
+        let h = resp.headers_mut();
+        if snap.headers.storefront_response {
+            h.insert(
+                STOREFRONT_HEADER.clone(),
+                snap.storefronts[decision.storefront].name_header.clone(),
+            );
+        }
+        if let Some(cookie) = &decision.set_cookie {
+            let value = cohort::encode(cookie, &snap.cohort.keys, |id| {
+                snap.storefronts[id].name.clone()
+            });
+            let header = cohort::set_cookie_header(&snap.cohort, &value, tls);
+            if let Ok(v) = HeaderValue::from_str(&header) {
+                h.append(SET_COOKIE, v);
+            }
+        }
+        let _ = Reason::Redirect;
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+async fn tunnel(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (client, upstream) = tokio::try_join!(client, upstream)?;
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("shop.example:8080"), "shop.example");
+        assert_eq!(strip_port("shop.example"), "shop.example");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn request_ids_from_clients_are_vetted() {
+        assert!(valid_request_id(&HeaderValue::from_static("abc-123_x.y:z")));
+        assert!(!valid_request_id(&HeaderValue::from_static("")));
+        assert!(!valid_request_id(&HeaderValue::from_static("has space")));
+        assert_eq!(new_request_id().len(), 32);
+    }
+}

@@ -1,0 +1,189 @@
+//! What goes back to the shopper: the streamed storefront body, or a small local answer; and the
+//! bookkeeping that runs when a response is finished (or abandoned).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::body::{BoxError, IdleTimeout};
+use crate::routing::{Reason, RouteId, StorefrontId};
+use crate::state::Snapshot;
+
+/// Runs once per request when its response body ends, fails or is dropped: the single place
+/// where a request is counted and logged, so a shopper who hangs up is counted too.
+pub struct Finish {
+    /// When the request arrived.
+    pub started: Instant,
+    /// The snapshot it was routed with (holds the metric handles of that generation).
+    pub snap: Arc<Snapshot>,
+    /// Where it went.
+    pub storefront: StorefrontId,
+    /// Which route matched.
+    pub route: RouteId,
+    /// Why.
+    pub reason: Reason,
+    /// Status sent.
+    pub status: StatusCode,
+    /// Time to the storefront's response headers, when one answered.
+    pub upstream_ttfb: Option<Duration>,
+    /// Request id.
+    pub request_id: HeaderValue,
+    /// Method.
+    pub method: Method,
+    /// Body bytes sent to the shopper.
+    pub bytes: u64,
+    /// Whether the body reached its end (false: aborted by either side).
+    pub complete: bool,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let total = self.started.elapsed();
+        let sf = &self.snap.storefronts[self.storefront].name;
+        tracing::debug!(
+            request_id = ?self.request_id,
+            method = %self.method,
+            status = self.status.as_u16(),
+            storefront = %sf,
+            route = %self.snap.routes[self.route].name,
+            reason = self.reason.as_str(),
+            upstream_ms = self.upstream_ttfb.map(|d| d.as_secs_f64() * 1000.0),
+            total_ms = total.as_secs_f64() * 1000.0,
+            bytes = self.bytes,
+            complete = self.complete,
+            "request"
+        );
+    }
+}
+
+enum Inner {
+    Stream(IdleTimeout<Incoming>),
+    Full(Option<Bytes>),
+}
+
+/// The response body type of the proxy service.
+pub struct ProxyBody {
+    inner: Inner,
+    finish: Option<Finish>,
+}
+
+impl ProxyBody {
+    /// A storefront's body, streamed with an idle bound.
+    pub fn stream(body: Incoming, idle: Duration, finish: Option<Finish>) -> Self {
+        ProxyBody {
+            inner: Inner::Stream(IdleTimeout::new(body, idle)),
+            finish,
+        }
+    }
+
+    /// A body fully known up front.
+    pub fn full(data: impl Into<Bytes>, finish: Option<Finish>) -> Self {
+        let data = data.into();
+        ProxyBody {
+            inner: Inner::Full((!data.is_empty()).then_some(data)),
+            finish,
+        }
+    }
+
+    /// No body.
+    pub fn empty(finish: Option<Finish>) -> Self {
+        ProxyBody {
+            inner: Inner::Full(None),
+            finish,
+        }
+    }
+
+    fn end(&mut self, complete: bool) {
+        if let Some(mut f) = self.finish.take() {
+            f.complete = complete;
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Inner::Stream(b) => Pin::new(b).poll_frame(cx),
+            Inner::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(d), Some(f)) = (frame.data_ref(), this.finish.as_mut()) {
+                    f.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.end(true),
+            Poll::Ready(Some(Err(e))) => {
+                tracing::warn!(error = %e, "storefront response body failed; aborting the shopper's response");
+                this.end(false);
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Stream(b) => b.is_end_stream(),
+            Inner::Full(d) => d.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Stream(b) => b.size_hint(),
+            Inner::Full(d) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}
+
+/// A small plain-text answer from cutover itself (errors, limits). Says who failed and carries
+/// the request id that the log line also has, so support can find it.
+pub fn local(
+    status: StatusCode,
+    detail: &str,
+    request_id: &HeaderValue,
+    request_id_header: &http::HeaderName,
+) -> Response<ProxyBody> {
+    let text = format!(
+        "{} {}: {}\nrequest id: {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        detail,
+        request_id.to_str().unwrap_or("-")
+    );
+    let mut resp = Response::new(ProxyBody::full(text, None));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(request_id_header.clone(), request_id.clone());
+    let len = resp.body().size_hint().exact().unwrap_or(0);
+    resp.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// Attaches the bookkeeping to a local answer.
+pub fn with_finish(resp: Response<ProxyBody>, finish: Finish) -> Response<ProxyBody> {
+    let (parts, mut body) = resp.into_parts();
+    body.finish = Some(finish);
+    Response::from_parts(parts, body)
+}

@@ -1,0 +1,363 @@
+//! The routing decision: which storefront serves a request, and why.
+//!
+//! [`decide`] is a pure function of the snapshot, the request and the clock: no I/O, no locks, no
+//! allocation beyond the returned cookie. Everything that can be computed ahead (lowercased hosts,
+//! trimmed prefixes, parsed header names) was computed when the snapshot was compiled.
+//!
+//! How a split route picks a storefront, in order:
+//! 1. a granted staff override (`?cutover=new`, `x-cutover-force`) pins the requester there;
+//!    `?cutover=clear` removes any pin;
+//! 2. a valid pin (not expired, issued after its storefront's last evacuation) holds the shopper;
+//! 3. otherwise the bucket decides: `bucket < share_bp` -> the split's `to`, else `from`; with
+//!    pinning on, that answer becomes a pin.
+//!
+//! Rule routes (`to = "old"`) always go where the rule says; an override seen on them still sets
+//! the pin for the shopper's next split page.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use crate::cohort::{self, CohortCookie, Pin, PinKind};
+use crate::force::{self, Force, ForceRequest};
+use crate::state::Snapshot;
+
+/// Index of a storefront in [`Snapshot::storefronts`].
+pub type StorefrontId = usize;
+/// Index of a route in [`Snapshot::routes`]; the last one is the implicit default.
+pub type RouteId = usize;
+
+/// Why a request went where it went; also a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A `[[route]]` naming a storefront.
+    Rule,
+    /// The shopper's bucket against the share.
+    Split,
+    /// An earlier split assignment held by pinning.
+    Pin,
+    /// A staff override, now or from an earlier request.
+    Override,
+    /// Answered from the redirect table.
+    Redirect,
+}
+
+impl Reason {
+    /// Every reason, in metric-index order.
+    pub const ALL: [Reason; 5] = [
+        Reason::Rule,
+        Reason::Split,
+        Reason::Pin,
+        Reason::Override,
+        Reason::Redirect,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Rule => "rule",
+            Reason::Split => "split",
+            Reason::Pin => "pin",
+            Reason::Override => "override",
+            Reason::Redirect => "redirect",
+        }
+    }
+}
+
+/// A host condition, precompiled to lowercase.
+#[derive(Debug, Clone)]
+pub enum HostPattern {
+    /// `shop.example.com`
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`; matches one or more labels in front.
+    Suffix(String),
+}
+
+impl HostPattern {
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
+            HostPattern::Suffix(s) => {
+                host.len() > s.len()
+                    && host.as_bytes()[host.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+            }
+        }
+    }
+}
+
+/// Every condition of a route; all present ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Matcher {
+    /// Host condition.
+    pub host: Option<HostPattern>,
+    /// Path prefix on segment boundaries, stored without a trailing slash (`/blog`).
+    pub path_prefix: Option<String>,
+    /// Exact path.
+    pub path: Option<String>,
+    /// Allowed methods; empty means any.
+    pub methods: Vec<Method>,
+    /// Header presence or exact value.
+    pub header: Option<(HeaderName, Option<HeaderValue>)>,
+    /// Cookie presence or exact value.
+    pub cookie: Option<(String, Option<String>)>,
+}
+
+/// `/blog` matches `/blog`, `/blog/` and `/blog/x`, never `/blogger`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix.is_empty() {
+        return true;
+    }
+    path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+}
+
+impl Matcher {
+    /// Whether a request satisfies every condition.
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        if let Some(h) = &self.host {
+            if !h.matches(req.host) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.path {
+            if req.path != p {
+                return false;
+            }
+        }
+        if let Some(p) = &self.path_prefix {
+            if !prefix_matches(p, req.path) {
+                return false;
+            }
+        }
+        if !self.methods.is_empty() && !self.methods.contains(req.method) {
+            return false;
+        }
+        if let Some((name, value)) = &self.header {
+            let ok = match value {
+                None => req.headers.contains_key(name),
+                Some(v) => req.headers.get_all(name).iter().any(|x| x == v),
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some((name, value)) = &self.cookie {
+            match (cohort::find_cookie(req.headers, name), value) {
+                (None, _) => return false,
+                (Some(got), Some(want)) if got != want => return false,
+                _ => {}
+            }
+        }
+        true
+    }
+}
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Always this storefront.
+    Storefront(StorefrontId),
+    /// The cohort decides.
+    Split,
+}
+
+/// A compiled `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Name used in metrics and logs (`route[N]` when unnamed, `default` for the fallthrough).
+    pub name: String,
+    /// Conditions.
+    pub matcher: Matcher,
+    /// Target.
+    pub action: Action,
+}
+
+/// The gradual shift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    /// Where shoppers come from (`old`).
+    pub from: StorefrontId,
+    /// Where shoppers go (`new`).
+    pub to: StorefrontId,
+    /// Share on `to`, in basis points.
+    pub share_bp: u16,
+}
+
+/// The parts of a request routing looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Host without port, as sent (compared case-insensitively).
+    pub host: &'a str,
+    /// Path without query.
+    pub path: &'a str,
+    /// Raw query, if any.
+    pub query: Option<&'a str>,
+    /// Headers.
+    pub headers: &'a HeaderMap,
+}
+
+/// The outcome: where to send the request, why, and what to tell the shopper's browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Matched route.
+    pub route: RouteId,
+    /// Chosen storefront.
+    pub storefront: StorefrontId,
+    /// Why.
+    pub reason: Reason,
+    /// A new cohort cookie to send, if it changed.
+    pub set_cookie: Option<CohortCookie>,
+    /// The request asked for an override that was not allowed.
+    pub override_refused: bool,
+    /// A shopper seen for the first time got a bucket.
+    pub newly_assigned: bool,
+}
+
+/// First matching route; the snapshot always ends with a catch-all default.
+pub fn match_route(routes: &[crate::routing::Route], req: &RequestView<'_>) -> RouteId {
+    routes
+        .iter()
+        .position(|r| r.matcher.matches(req))
+        .unwrap_or(routes.len().saturating_sub(1))
+}
+
+fn pin_ttl(snap: &Snapshot, kind: PinKind) -> Duration {
+    match kind {
+        PinKind::Split => snap.cohort.pin_ttl,
+        PinKind::Override => snap.overrides.ttl,
+    }
+}
+
+fn pin_valid(snap: &Snapshot, pin: &Pin, now: u64) -> bool {
+    let ttl = pin_ttl(snap, pin.kind).as_secs();
+    let alive = now < pin.issued.saturating_add(ttl);
+    let not_evacuated = snap.storefronts[pin.storefront]
+        .evacuated_at
+        .is_none_or(|t| pin.issued > t);
+    alive && not_evacuated
+}
+
+/// Decides where a request goes. `now` is unix seconds; `fresh` gives a bucket to a shopper seen
+/// for the first time and is only called then.
+pub fn decide(
+    snap: &Snapshot,
+    req: &RequestView<'_>,
+    now: u64,
+    fresh: impl FnOnce() -> u16,
+) -> Decision {
+    let route = match_route(&snap.routes, req);
+    let id_of = |name: &str| snap.storefront_id(name);
+    let force = force::read(&snap.overrides, req.headers, req.query, id_of);
+    let override_refused = force == ForceRequest::Refused;
+
+    let decoded = cohort::find_cookie(req.headers, &snap.cohort.cookie)
+        .map(|v| cohort::decode(v, &snap.cohort.keys, id_of));
+    let cookie_present = decoded.is_some();
+    let verified = decoded.flatten();
+    let mut rewrite = cookie_present && verified.is_none_or(|d| d.stale_pin);
+
+    let mut newly_assigned = false;
+    let bucket = match verified {
+        Some(d) => d.cookie.bucket,
+        None => match snap
+            .cohort
+            .session_cookie
+            .as_deref()
+            .and_then(|name| cohort::find_cookie(req.headers, name))
+        {
+            Some(session) => snap.cohort.keys.bucket_of(session),
+            None => {
+                newly_assigned = true;
+                fresh()
+            }
+        },
+    };
+
+    let mut pin = verified.and_then(|d| d.cookie.pin);
+    if let Some(p) = pin {
+        if !pin_valid(snap, &p, now) {
+            pin = None;
+            rewrite = true;
+        }
+    }
+    match force {
+        ForceRequest::Granted(Force::To(s)) => {
+            pin = Some(Pin {
+                storefront: s,
+                kind: PinKind::Override,
+                issued: now,
+            });
+            rewrite = true;
+        }
+        ForceRequest::Granted(Force::Clear) => {
+            rewrite |= pin.is_some() || verified.is_none();
+            pin = None;
+        }
+        ForceRequest::None | ForceRequest::Refused => {}
+    }
+
+    if let Action::Storefront(storefront) = snap.routes[route].action {
+        // Rules never assign a bucket by themselves (an image request should not mint a cookie),
+        // but they carry an override or a repaired cookie to the browser.
+        let set_cookie = rewrite.then_some(CohortCookie { bucket, pin });
+        return Decision {
+            route,
+            storefront,
+            reason: Reason::Rule,
+            set_cookie,
+            override_refused,
+            newly_assigned: false,
+        };
+    }
+
+    let (storefront, reason) = match pin {
+        Some(p) => {
+            let reason = match p.kind {
+                PinKind::Split => Reason::Pin,
+                PinKind::Override => Reason::Override,
+            };
+            // A returning shopper's pin slides forward once half its life is used.
+            if p.kind == PinKind::Split && snap.cohort.pinning {
+                let half = snap.cohort.pin_ttl.as_secs() / 2;
+                if now.saturating_sub(p.issued) > half {
+                    pin = Some(Pin { issued: now, ..p });
+                    rewrite = true;
+                }
+            }
+            (p.storefront, reason)
+        }
+        None => {
+            let split = snap.split;
+            let s = if bucket < split.share_bp {
+                split.to
+            } else {
+                split.from
+            };
+            if snap.cohort.pinning {
+                pin = Some(Pin {
+                    storefront: s,
+                    kind: PinKind::Split,
+                    issued: now,
+                });
+                rewrite = true;
+            }
+            (s, Reason::Split)
+        }
+    };
+    // A shopper whose bucket came from a session cookie needs no cookie of ours until pinned.
+    let set_cookie =
+        (rewrite || (newly_assigned && verified.is_none())).then_some(CohortCookie { bucket, pin });
+    Decision {
+        route,
+        storefront,
+        reason,
+        set_cookie,
+        override_refused,
+        newly_assigned,
+    }
+}
+
+#[cfg(test)]
+#[path = "routing_tests.rs"]
+mod tests;

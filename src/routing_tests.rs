@@ -1,0 +1,437 @@
+//! Table-driven tests of the routing decision, compiled from real config text.
+
+use http::{HeaderMap, HeaderValue, Method};
+
+use super::*;
+use crate::config::{compile, CompileInput, Source};
+
+const NOW: u64 = 1_800_000_000;
+
+fn snapshot(extra: &str) -> Snapshot {
+    let text = format!(
+        r#"
+[[listener]]
+address = "127.0.0.1:0"
+[storefront.old]
+upstream = "http://127.0.0.1:1"
+[storefront.new]
+upstream = "http://127.0.0.1:2"
+[cohort]
+key = "test-key"
+{extra}
+"#
+    );
+    let source = Source {
+        path: "test.toml".into(),
+        text,
+    };
+    let raw = source.parse().expect("parses");
+    compile(
+        &raw,
+        CompileInput {
+            source: &source,
+            generation: 1,
+            previous: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn with_split(share: &str, extra: &str) -> Snapshot {
+    snapshot(&format!("[split]\nnew_share = {share}\n{extra}"))
+}
+
+struct Req {
+    method: Method,
+    host: &'static str,
+    path: &'static str,
+    query: Option<&'static str>,
+    headers: HeaderMap,
+}
+
+fn get(path: &'static str) -> Req {
+    Req {
+        method: Method::GET,
+        host: "shop.example",
+        path,
+        query: None,
+        headers: HeaderMap::new(),
+    }
+}
+
+impl Req {
+    fn query(mut self, q: &'static str) -> Self {
+        self.query = Some(q);
+        self
+    }
+    fn host(mut self, h: &'static str) -> Self {
+        self.host = h;
+        self
+    }
+    fn method(mut self, m: Method) -> Self {
+        self.method = m;
+        self
+    }
+    fn header(mut self, k: &'static str, v: &str) -> Self {
+        self.headers.append(k, HeaderValue::from_str(v).unwrap());
+        self
+    }
+    fn cookie(self, snap: &Snapshot, c: &CohortCookie) -> Self {
+        let v = cohort::encode(c, &snap.cohort.keys, |id| snap.storefronts[id].name.clone());
+        self.header("cookie", &format!("{}={v}", snap.cohort.cookie))
+    }
+    fn decide(&self, snap: &Snapshot, now: u64, fresh: u16) -> Decision {
+        let view = RequestView {
+            method: &self.method,
+            host: self.host,
+            path: self.path,
+            query: self.query,
+            headers: &self.headers,
+        };
+        decide(snap, &view, now, || fresh)
+    }
+}
+
+fn name(snap: &Snapshot, d: &Decision) -> String {
+    snap.storefronts[d.storefront].name.clone()
+}
+
+#[test]
+fn segment_boundary_prefixes() {
+    let cases = [
+        ("/blog", "/blog", true),
+        ("/blog", "/blog/", true),
+        ("/blog", "/blog/x/y", true),
+        ("/blog", "/blogger", false),
+        ("/blog", "/blo", false),
+        ("", "/anything", true),
+        ("/api/v2", "/api/v2/cart", true),
+        ("/api/v2", "/api/v20", false),
+    ];
+    for (prefix, path, want) in cases {
+        assert_eq!(prefix_matches(prefix, path), want, "{prefix} vs {path}");
+    }
+}
+
+#[test]
+fn route_precedence_and_conditions() {
+    let snap = with_split(
+        "50",
+        r#"
+[[route]]
+name = "api-new"
+path_prefix = "/api/v2"
+to = "new"
+[[route]]
+name = "blog"
+path_prefix = "/blog/"
+to = "old"
+[[route]]
+name = "admin-host"
+host = "*.admin.example"
+to = "old"
+[[route]]
+name = "post-checkout"
+path = "/checkout"
+method = ["POST"]
+to = "old"
+[[route]]
+name = "beta-header"
+header = { name = "x-beta", value = "yes" }
+to = "new"
+[[route]]
+name = "beta-cookie"
+cookie = { name = "beta" }
+to = "new"
+[[route]]
+name = "everything-under-api"
+path_prefix = "/api"
+to = "old"
+"#,
+    );
+    let cases: Vec<(Req, &str, &str)> = vec![
+        (get("/api/v2/cart"), "api-new", "new"),
+        (get("/api/v20"), "everything-under-api", "old"),
+        (get("/api"), "everything-under-api", "old"),
+        (get("/blog"), "blog", "old"),
+        (get("/blogger"), "default", ""),
+        (get("/x").host("eu.admin.example"), "admin-host", "old"),
+        (get("/x").host("EU.Admin.Example"), "admin-host", "old"),
+        (get("/x").host("admin.example"), "default", ""),
+        (
+            get("/checkout").method(Method::POST),
+            "post-checkout",
+            "old",
+        ),
+        (get("/checkout"), "default", ""),
+        (get("/x").header("x-beta", "yes"), "beta-header", "new"),
+        (get("/x").header("x-beta", "no"), "default", ""),
+        (
+            get("/x").header("cookie", "a=1; beta=1"),
+            "beta-cookie",
+            "new",
+        ),
+    ];
+    for (req, route, sf) in cases {
+        let d = req.decide(&snap, NOW, 0);
+        assert_eq!(
+            snap.routes[d.route].name, route,
+            "{} {}",
+            req.host, req.path
+        );
+        if !sf.is_empty() {
+            assert_eq!(name(&snap, &d), sf, "{}", req.path);
+            assert_eq!(d.reason, Reason::Rule);
+            assert_eq!(d.set_cookie, None, "rules do not mint cookies");
+        } else {
+            assert_eq!(d.reason, Reason::Split);
+        }
+    }
+}
+
+#[test]
+fn bucket_against_share() {
+    let cases = [
+        ("0", 0u16, "old"),
+        ("0.01", 0, "new"),
+        ("0.01", 1, "old"),
+        ("10", 999, "new"),
+        ("10", 1000, "old"),
+        ("100", 9999, "new"),
+    ];
+    for (share, bucket, want) in cases {
+        let snap = with_split(share, "");
+        let fresh = get("/").decide(&snap, NOW, bucket);
+        assert_eq!(name(&snap, &fresh), want, "share {share} bucket {bucket}");
+        assert!(fresh.newly_assigned);
+        assert_eq!(fresh.set_cookie, Some(CohortCookie { bucket, pin: None }));
+        // The same bucket carried in a cookie decides the same way and sets nothing.
+        let returning = get("/")
+            .cookie(&snap, &CohortCookie { bucket, pin: None })
+            .decide(&snap, NOW, 4242);
+        assert_eq!(name(&snap, &returning), want);
+        assert_eq!(returning.set_cookie, None);
+        assert!(!returning.newly_assigned);
+    }
+}
+
+#[test]
+fn raising_the_share_only_moves_old_to_new() {
+    let shares = ["10", "20", "50"];
+    let snaps: Vec<Snapshot> = shares.iter().map(|s| with_split(s, "")).collect();
+    for bucket in 0..10_000u16 {
+        let mut was_new = false;
+        for snap in &snaps {
+            let d = get("/")
+                .cookie(snap, &CohortCookie { bucket, pin: None })
+                .decide(snap, NOW, 0);
+            let is_new = name(snap, &d) == "new";
+            assert!(!was_new || is_new, "bucket {bucket} moved back to old");
+            was_new = is_new;
+        }
+    }
+}
+
+#[test]
+fn session_cookie_decides_bucket_without_setting_a_cookie() {
+    let text_snap = snapshot_session();
+    let d1 = get("/")
+        .header("cookie", "PHPSESSID=abc123")
+        .decide(&text_snap, NOW, 1);
+    let d2 = get("/other")
+        .header("cookie", "PHPSESSID=abc123")
+        .decide(&text_snap, NOW, 9999);
+    assert_eq!(d1.storefront, d2.storefront);
+    assert_eq!(d1.set_cookie, None);
+    assert!(!d1.newly_assigned);
+    let bucket = text_snap.cohort.keys.bucket_of("abc123");
+    let want = if bucket < 5000 { "new" } else { "old" };
+    assert_eq!(name(&text_snap, &d1), want);
+}
+
+fn snapshot_session() -> Snapshot {
+    let source = Source {
+        path: "t.toml".into(),
+        text: r#"
+[[listener]]
+address = "127.0.0.1:0"
+[storefront.old]
+upstream = "http://127.0.0.1:1"
+[storefront.new]
+upstream = "http://127.0.0.1:2"
+[split]
+new_share = 50
+[cohort]
+key = "k"
+session_cookie = "PHPSESSID"
+"#
+        .into(),
+    };
+    compile(
+        &source.parse().unwrap(),
+        CompileInput {
+            source: &source,
+            generation: 1,
+            previous: None,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn pinning_holds_shoppers_when_the_share_drops_until_evacuated() {
+    let pinning = "[cohort]\nkey = \"test-key\"\npinning = true\npin_ttl = \"2h\"\n";
+    // The cohort table is given twice otherwise; build the text by hand.
+    let build = |share: &str, evac: &str| {
+        let source = Source {
+            path: "t.toml".into(),
+            text: format!(
+                "[[listener]]\naddress = \"127.0.0.1:0\"\n[storefront.old]\nupstream = \"http://127.0.0.1:1\"\n\
+                 [storefront.new]\nupstream = \"http://127.0.0.1:2\"\n{evac}\n[split]\nnew_share = {share}\n{pinning}"
+            ),
+        };
+        compile(
+            &source.parse().unwrap(),
+            CompileInput {
+                source: &source,
+                generation: 1,
+                previous: None,
+            },
+        )
+        .unwrap()
+    };
+    let at50 = build("50", "");
+    let first = get("/").decide(&at50, NOW, 10);
+    assert_eq!(name(&at50, &first), "new");
+    let cookie = first.set_cookie.expect("pin issued");
+    assert_eq!(cookie.pin.map(|p| p.kind), Some(PinKind::Split));
+
+    let at0 = build("0", "");
+    let later = get("/").cookie(&at0, &cookie).decide(&at0, NOW + 60, 0);
+    assert_eq!(
+        name(&at0, &later),
+        "new",
+        "pinned shopper stays when the share drops"
+    );
+    assert_eq!(later.reason, Reason::Pin);
+    assert_eq!(
+        later.set_cookie, None,
+        "no refresh in the first half of the ttl"
+    );
+
+    let refreshed = get("/")
+        .cookie(&at0, &cookie)
+        .decide(&at0, NOW + 3601 + 60, 0);
+    assert_eq!(name(&at0, &refreshed), "new");
+    assert_eq!(
+        refreshed.set_cookie.and_then(|c| c.pin).map(|p| p.issued),
+        Some(NOW + 3661)
+    );
+
+    let expired = get("/").cookie(&at0, &cookie).decide(&at0, NOW + 7200, 0);
+    assert_eq!(
+        name(&at0, &expired),
+        "old",
+        "an expired pin lets the share decide"
+    );
+
+    let evacuated = build("0", &format!("evacuated_at = {}", NOW + 30));
+    let moved = get("/")
+        .cookie(&evacuated, &cookie)
+        .decide(&evacuated, NOW + 60, 0);
+    assert_eq!(
+        name(&evacuated, &moved),
+        "old",
+        "evacuating new releases its pins"
+    );
+    assert_eq!(moved.reason, Reason::Split);
+    assert_eq!(
+        moved.set_cookie.and_then(|c| c.pin).map(|p| p.storefront),
+        Some(moved.storefront)
+    );
+}
+
+#[test]
+fn override_sets_and_clears_pins() {
+    let snap = with_split("0", "");
+    let forced = get("/").query("cutover=new").decide(&snap, NOW, 5000);
+    assert_eq!(name(&snap, &forced), "new");
+    assert_eq!(forced.reason, Reason::Override);
+    let cookie = forced.set_cookie.expect("override pin");
+    assert_eq!(cookie.pin.map(|p| p.kind), Some(PinKind::Override));
+
+    let follow = get("/cart")
+        .cookie(&snap, &cookie)
+        .decide(&snap, NOW + 10, 0);
+    assert_eq!(name(&snap, &follow), "new");
+    assert_eq!(follow.reason, Reason::Override);
+
+    let cleared = get("/")
+        .query("cutover=clear")
+        .cookie(&snap, &cookie)
+        .decide(&snap, NOW + 20, 0);
+    assert_eq!(name(&snap, &cleared), "old");
+    assert_eq!(
+        cleared.set_cookie,
+        Some(CohortCookie {
+            bucket: 5000,
+            pin: None
+        })
+    );
+
+    let header = get("/")
+        .header("x-cutover-force", "new")
+        .decide(&snap, NOW, 5000);
+    assert_eq!(name(&snap, &header), "new");
+}
+
+#[test]
+fn refused_override_changes_nothing() {
+    let disabled = with_split("0", "[override]\nenabled = false\n");
+    let d = get("/").query("cutover=new").decide(&disabled, NOW, 5000);
+    assert_eq!(name(&disabled, &d), "old");
+    assert!(d.override_refused);
+    assert_eq!(d.set_cookie.and_then(|c| c.pin), None);
+
+    let tokened = with_split("0", "[override]\ntoken = \"s3cret\"\n");
+    let wrong = get("/")
+        .query("cutover=new&cutover_token=guess")
+        .decide(&tokened, NOW, 5000);
+    assert_eq!(name(&tokened, &wrong), "old");
+    assert!(wrong.override_refused);
+    let right = get("/")
+        .query("cutover=new&cutover_token=s3cret")
+        .decide(&tokened, NOW, 5000);
+    assert_eq!(name(&tokened, &right), "new");
+}
+
+#[test]
+fn forged_cookie_is_replaced() {
+    let snap = with_split("50", "");
+    let d = get("/")
+        .header(
+            "cookie",
+            "cutover_cohort=v1.1.o~new~1800000000.0000000000000000",
+        )
+        .decide(&snap, NOW, 9000);
+    assert_eq!(name(&snap, &d), "old", "a forged override pin is ignored");
+    assert_eq!(
+        d.set_cookie,
+        Some(CohortCookie {
+            bucket: 9000,
+            pin: None
+        })
+    );
+}
+
+#[test]
+fn override_on_a_rule_route_pins_for_later() {
+    let snap = with_split("0", "[[route]]\npath_prefix = \"/blog\"\nto = \"old\"\n");
+    let d = get("/blog/post").query("cutover=new").decide(&snap, NOW, 1);
+    assert_eq!(name(&snap, &d), "old");
+    assert_eq!(d.reason, Reason::Rule);
+    assert_eq!(
+        d.set_cookie.and_then(|c| c.pin).map(|p| p.storefront),
+        snap.storefront_id("new")
+    );
+}

@@ -1,0 +1,132 @@
+//! The immutable snapshot every request reads, and the one `ArcSwap` that holds it.
+//!
+//! All live state sits under one swap so a request sees one consistent generation: routes, share,
+//! storefronts and redirect tables from the same reload, never a mix.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::{HeaderName, HeaderValue};
+
+use crate::cohort::CohortPolicy;
+use crate::force::OverridePolicy;
+use crate::routing::{Route, Split, StorefrontId};
+use crate::upstream::Upstream;
+
+/// The shared handle: requests `load()`, reloads `store()`.
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+
+/// One configured storefront.
+#[derive(Debug)]
+pub struct Storefront {
+    /// Name from the config (`old`, `new`, ...).
+    pub name: String,
+    /// The name, ready to put in a header.
+    pub name_header: HeaderValue,
+    /// Connection pool and settings; shared with the next snapshot when unchanged so reloads
+    /// keep warm connections.
+    pub upstream: Arc<Upstream>,
+    /// Pins issued at or before this unix second are released.
+    pub evacuated_at: Option<u64>,
+}
+
+/// A data-plane listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Label for logs.
+    pub name: String,
+    /// Bound address.
+    pub address: SocketAddr,
+}
+
+/// Protections against slow or oversized clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Whole request head must arrive within this (slowloris).
+    pub header_read_timeout: Duration,
+    /// Request head size beyond which the client gets 431.
+    pub max_header_bytes: usize,
+    /// Header count beyond which the client gets 431.
+    pub max_headers: usize,
+    /// URI length beyond which the client gets 414.
+    pub max_uri_length: usize,
+    /// A request body that sends nothing for this long is cut.
+    pub body_idle_timeout: Duration,
+    /// Open client connections beyond which new ones get a fast 503.
+    pub max_connections: usize,
+    /// Grace period for in-flight requests on shutdown.
+    pub drain_timeout: Duration,
+    /// h2 streams per client connection.
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_uri_length: 8 * 1024,
+            body_idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            drain_timeout: Duration::from_secs(30),
+            h2_max_concurrent_streams: 100,
+        }
+    }
+}
+
+/// What cutover adds to requests and responses.
+#[derive(Debug, Clone)]
+pub struct HeaderPolicy {
+    /// `x-cutover-storefront` on responses.
+    pub storefront_response: bool,
+    /// `x-cutover-storefront` and `x-cutover-reason` on upstream requests.
+    pub decision_upstream: bool,
+    /// `Via: 1.1 cutover` both ways.
+    pub via: bool,
+    /// Keep incoming `X-Forwarded-Proto`/`-Host`.
+    pub trust_forwarded: bool,
+    /// Request id header.
+    pub request_id: HeaderName,
+}
+
+/// Everything a request needs, compiled once per reload.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one with every applied reload.
+    pub generation: u64,
+    /// The config file it came from.
+    pub source: PathBuf,
+    /// Other files it was built from (secrets, CA bundles, redirect tables), for the watcher.
+    pub files: Vec<PathBuf>,
+    /// When it was built.
+    pub loaded_at: SystemTime,
+    /// Data-plane listeners (changes need a restart).
+    pub listeners: Vec<ListenerSpec>,
+    /// Admin listener, if enabled.
+    pub admin: Option<SocketAddr>,
+    /// Limits.
+    pub limits: Limits,
+    /// Storefronts by id.
+    pub storefronts: Vec<Storefront>,
+    /// Routes in order; the last is the implicit default (`split`).
+    pub routes: Vec<Route>,
+    /// The shift.
+    pub split: Split,
+    /// Cookie and pinning.
+    pub cohort: CohortPolicy,
+    /// Staff override.
+    pub overrides: OverridePolicy,
+    /// Header policy.
+    pub headers: HeaderPolicy,
+}
+
+impl Snapshot {
+    /// Storefront id by name. Linear: there are a handful of storefronts.
+    pub fn storefront_id(&self, name: &str) -> Option<StorefrontId> {
+        self.storefronts.iter().position(|s| s.name == name)
+    }
+}
