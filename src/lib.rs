@@ -20,6 +20,7 @@
 //! - [`upstream`]: pooled storefront clients and error classification.
 //! - [`server`]: listeners, connection cap, protocol limits, graceful drain.
 //! - [`reload`]: file watch and SIGHUP -> compile -> swap.
+//! - [`tls`]: HTTPS listeners (SNI, reload, checks) and storefront TLS.
 //! - [`app`]: wiring for `serve` and `demo`. [`demo`]: the built-in demo storefronts.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -37,4 +38,5 @@ pub mod response;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod upstream;
