@@ -62,23 +62,33 @@ pub enum TlsError {
     /// rustls refused a configuration.
     #[error("{context}: {source}")]
     Rustls {
+        /// What was being built.
         context: String,
+        /// What rustls said.
         #[source]
         source: rustls::Error,
     },
     /// An upstream `server_name` that is neither a DNS name nor an IP.
     #[error("invalid upstream server_name {name:?}: {reason}")]
-    ServerName { name: String, reason: String },
+    ServerName {
+        /// The name as configured.
+        name: String,
+        /// Why it is not usable.
+        reason: String,
+    },
     /// A client certificate without its key or the reverse.
     #[error("upstream TLS: {0}")]
     UpstreamOptions(String),
     /// Writing generated files (demo certificate).
     #[error("cannot write {}: {source}", path.display())]
     Write {
+        /// The file.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
+    /// rcgen could not make a certificate.
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(#[from] rcgen::Error),
 }
