@@ -42,18 +42,27 @@ impl fmt::Display for Severity {
 /// What kind of problem, for callers that count or filter them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemKind {
+    /// The file does not exist.
     MissingFile,
+    /// The file exists but cannot be read.
     Unreadable,
+    /// No PEM certificate in the file.
     NoCertificate,
+    /// No PEM private key in the file.
     NoKey,
     /// The key is encrypted, malformed or of an unsupported type.
     BadKey,
+    /// The key does not belong to the certificate.
     KeyMismatch,
     /// A certificate in the chain does not parse, or the chain is misordered.
     BadChain,
+    /// The certificate (or one in its chain) has expired.
     Expired,
+    /// The certificate is not valid yet.
     NotYetValid,
+    /// Expires within the warning window (14 days).
     ExpiringSoon,
+    /// A configured SNI name is not in the certificate.
     NameNotCovered,
     /// Duplicate labels or names, unknown default, bad HSTS, invalid name.
     Config,
@@ -63,10 +72,13 @@ pub enum ProblemKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{severity}: {}: {message}", display_file(file))]
 pub struct CertProblem {
+    /// Error (refuses the load) or warning.
     pub severity: Severity,
+    /// What kind of problem.
     pub kind: ProblemKind,
     /// The file at fault; empty for listener-wide config problems.
     pub file: PathBuf,
+    /// What is wrong, for the operator.
     pub message: String,
 }
 
@@ -95,6 +107,7 @@ impl CertProblem {
         }
     }
 
+    /// Whether this problem refuses the load.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }

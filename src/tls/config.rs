@@ -124,6 +124,7 @@ impl MinVersion {
 pub struct HstsConfig {
     /// Seconds browsers remember to use HTTPS only.
     pub max_age: u64,
+    /// Adds `includeSubDomains`.
     #[serde(default)]
     pub include_subdomains: bool,
     /// Adds `preload`; only meaningful with `include_subdomains` and a

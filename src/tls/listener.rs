@@ -24,8 +24,11 @@ use super::TlsError;
 /// What is being served for one configured certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSummary {
+    /// Label from the config.
     pub label: String,
+    /// Certificate chain file.
     pub cert_file: PathBuf,
+    /// Private key file.
     pub key_file: PathBuf,
     /// SNI names routed to this certificate (normalised).
     pub names: Vec<String>,
@@ -38,6 +41,7 @@ pub struct CertSummary {
 /// The outcome of a successful reload.
 #[derive(Debug, Clone)]
 pub struct ReloadReport {
+    /// What is served now.
     pub certificates: Vec<CertSummary>,
     /// Labels whose leaf certificate differs from the one served before.
     pub changed: Vec<String>,

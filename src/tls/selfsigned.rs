@@ -14,7 +14,9 @@ use super::TlsError;
 /// Files written by [`generate_self_signed`].
 #[derive(Debug, Clone)]
 pub struct SelfSigned {
+    /// PEM certificate file.
     pub cert: PathBuf,
+    /// PEM private key file.
     pub key: PathBuf,
     /// For clients (tests, `curl --cacert`) that want to trust exactly this cert.
     pub cert_der: CertificateDer<'static>,
