@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use http::uri::Scheme;
+use http::uri::{Authority, Scheme};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use toml::Spanned;
 
@@ -133,6 +133,46 @@ fn read_secret(c: &mut Check<'_>, file: &Option<Spanned<String>>, field: &str) -
     }
 }
 
+/// `scheme://host:port` of a storefront, or a located problem.
+fn upstream_target(
+    c: &mut Check<'_>,
+    upstream: &Spanned<String>,
+    field: &str,
+) -> Option<(Scheme, Authority)> {
+    let field = format!("{field}.upstream");
+    let text = upstream.get_ref();
+    let uri: Uri = match text.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            c.at(upstream, &field, format!("`{text}` is not a URL: {e}"));
+            return None;
+        }
+    };
+    let scheme = match uri.scheme() {
+        Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
+        _ => {
+            c.at(
+                upstream,
+                &field,
+                format!("`{text}` must start with http:// or https://"),
+            );
+            return None;
+        }
+    };
+    let Some(authority) = uri.authority().cloned() else {
+        c.at(upstream, &field, "has no host");
+        return None;
+    };
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        c.at(
+            upstream,
+            &field,
+            "must be scheme://host:port only; request paths are forwarded unchanged",
+        );
+    }
+    Some((scheme, authority))
+}
+
 /// Validates a parsed file and builds a snapshot. Reads the secret and CA files it names.
 pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, ConfigError> {
     let mut c = Check {
@@ -255,6 +295,8 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             "at least two storefronts are needed (e.g. [storefront.old] and [storefront.new])",
         );
     }
+    // Names are known even when a storefront has errors, so references to it do not cascade.
+    let mut names: Vec<String> = Vec::new();
     for (name, sf) in &raw.storefronts {
         let field = format!("storefront.{}", name.get_ref());
         if !valid_name(name.get_ref()) || name.get_ref() == "split" {
@@ -263,45 +305,12 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         }
         let sf_span = sf;
         let sf = sf.get_ref();
-        let up_field = format!("{field}.upstream");
-        let uri: Uri = match sf.upstream.get_ref().parse() {
-            Ok(u) => u,
-            Err(e) => {
-                c.at(
-                    &sf.upstream,
-                    &up_field,
-                    format!("`{}` is not a URL: {e}", sf.upstream.get_ref()),
-                );
-                continue;
-            }
-        };
-        let scheme = match uri.scheme() {
-            Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
-            _ => {
-                c.at(
-                    &sf.upstream,
-                    &up_field,
-                    format!(
-                        "`{}` must start with http:// or https://",
-                        sf.upstream.get_ref()
-                    ),
-                );
-                continue;
-            }
-        };
-        let Some(authority) = uri.authority().cloned() else {
-            c.at(&sf.upstream, &up_field, "has no host");
-            continue;
-        };
-        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            c.at(
-                &sf.upstream,
-                &up_field,
-                "must be scheme://host:port only; request paths are forwarded unchanged",
-            );
-        }
+        names.push(name.get_ref().clone());
+        let target = upstream_target(&mut c, &sf.upstream, &field);
         let protocol = sf.protocol.unwrap_or(UpstreamProtocol::Auto);
-        if protocol == UpstreamProtocol::H2c && scheme == Scheme::HTTPS {
+        if protocol == UpstreamProtocol::H2c
+            && target.as_ref().is_some_and(|(s, _)| *s == Scheme::HTTPS)
+        {
             c.at(
                 &sf.upstream,
                 format!("{field}.protocol"),
@@ -314,35 +323,42 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             .pool_max_idle
             .as_ref()
             .map_or(32, |p| *p.get_ref() as usize);
+        let connect_timeout = positive(
+            &mut c,
+            &sf.connect_timeout,
+            &format!("{field}.connect_timeout"),
+            Duration::from_secs(3),
+        );
+        let response_header_timeout = positive(
+            &mut c,
+            &sf.response_header_timeout,
+            &format!("{field}.response_header_timeout"),
+            Duration::from_secs(30),
+        );
+        let read_timeout = positive(
+            &mut c,
+            &sf.read_timeout,
+            &format!("{field}.read_timeout"),
+            Duration::from_secs(60),
+        );
+        let idle_timeout = positive(
+            &mut c,
+            &sf.idle_timeout,
+            &format!("{field}.idle_timeout"),
+            Duration::from_secs(90),
+        );
+        let Some((scheme, authority)) = target else {
+            continue;
+        };
         let settings = UpstreamSettings {
             scheme,
             authority,
             host_header: sf.host_header.unwrap_or(HostHeader::Client),
             protocol,
-            connect_timeout: positive(
-                &mut c,
-                &sf.connect_timeout,
-                &format!("{field}.connect_timeout"),
-                Duration::from_secs(3),
-            ),
-            response_header_timeout: positive(
-                &mut c,
-                &sf.response_header_timeout,
-                &format!("{field}.response_header_timeout"),
-                Duration::from_secs(30),
-            ),
-            read_timeout: positive(
-                &mut c,
-                &sf.read_timeout,
-                &format!("{field}.read_timeout"),
-                Duration::from_secs(60),
-            ),
-            idle_timeout: positive(
-                &mut c,
-                &sf.idle_timeout,
-                &format!("{field}.idle_timeout"),
-                Duration::from_secs(90),
-            ),
+            connect_timeout,
+            response_header_timeout,
+            read_timeout,
+            idle_timeout,
             pool_max_idle: pool,
             ca_file,
         };
@@ -366,7 +382,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             }
         }
     }
-    let id_of = |name: &str| storefronts.iter().position(|s: &Storefront| s.name == name);
+    let id_of = |name: &str| names.iter().position(|n| n == name);
 
     // Split.
     let mut split = Split {
@@ -538,7 +554,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             match id_of(r.to.get_ref()) {
                 Some(id) => Action::Storefront(id),
                 None => {
-                    let known: Vec<&str> = storefronts.iter().map(|s| s.name.as_str()).collect();
+                    let known: Vec<&str> = names.iter().map(String::as_str).collect();
                     c.at(
                         &r.to,
                         format!("{field}.to"),
@@ -613,6 +629,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
     });
 
     if !c.problems.is_empty() {
+        c.problems.sort_by_key(|p| (p.line, p.column));
         return Err(ConfigError::Invalid(c.problems));
     }
     Ok(Snapshot {

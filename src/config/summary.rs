@@ -33,11 +33,14 @@ impl fmt::Display for Summary<'_> {
             let u = &sf.upstream.settings;
             writeln!(
                 f,
-                "  {:<10} {}://{}  host={:?} connect={} headers={} pool={}{}",
+                "  {:<10} {}://{}  host={} connect={} headers={} pool={}{}",
                 sf.name,
                 u.scheme,
                 u.authority,
-                u.host_header,
+                match u.host_header {
+                    crate::config::raw::HostHeader::Client => "client",
+                    crate::config::raw::HostHeader::Upstream => "upstream",
+                },
                 secs(u.connect_timeout),
                 secs(u.response_header_timeout),
                 u.pool_max_idle,
