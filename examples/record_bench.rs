@@ -47,7 +47,10 @@ fn measure(n: u64, mut f: impl FnMut(u64)) -> (f64, u64) {
     }
     let took = start.elapsed();
     COUNTING.with(|c| c.set(false));
-    (took.as_nanos() as f64 / n as f64, ALLOCATIONS.load(Ordering::Relaxed))
+    (
+        took.as_nanos() as f64 / n as f64,
+        ALLOCATIONS.load(Ordering::Relaxed),
+    )
 }
 
 fn record(h: &RequestMetrics, i: u64) {
@@ -63,21 +66,27 @@ fn record(h: &RequestMetrics, i: u64) {
 }
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).map_or(10_000_000, |s| s.parse().expect("calls"));
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map_or(10_000_000, |s| s.parse().expect("calls"));
     let metrics = Metrics::new();
     let routes: Vec<String> = (0..20).map(|i| format!("route{i}")).collect();
     let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
     let h = metrics.handles(&["old", "new"], &routes);
 
     let (ns, allocs) = measure(n, |i| record(&h, i));
-    println!("record, 1 thread:                {ns:6.1} ns/call  {allocs} allocations in {n} calls");
+    println!(
+        "record, 1 thread:                {ns:6.1} ns/call  {allocs} allocations in {n} calls"
+    );
 
     let (ns, allocs) = measure(n, |i| {
         let g = h.start((i & 1) as usize);
         record(&h, i);
         drop(g);
     });
-    println!("start + record + guard drop:     {ns:6.1} ns/call  {allocs} allocations in {n} calls");
+    println!(
+        "start + record + guard drop:     {ns:6.1} ns/call  {allocs} allocations in {n} calls"
+    );
 
     let other = h.clone();
     let per = n / 2;
@@ -90,7 +99,11 @@ fn main() {
         alloc_a + alloc_b
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let sink = tokio::fs::File::from_std(std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap());
         let lines = n.min(2_000_000);

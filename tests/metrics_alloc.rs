@@ -69,7 +69,11 @@ fn request_path_recording_allocates_nothing() {
         drop(guard);
     }
     COUNTING.with(|c| c.set(false));
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations on the request path");
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        0,
+        "allocations on the request path"
+    );
     // The counter would have caught an allocation: prove it counts.
     COUNTING.with(|c| c.set(true));
     let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(16));
