@@ -21,10 +21,14 @@
 //! - [`server`]: listeners, connection cap, protocol limits, graceful drain.
 //! - [`reload`]: file watch and SIGHUP -> compile -> swap.
 //! - [`tls`]: HTTPS listeners (SNI, reload, checks) and storefront TLS.
+//! - [`metrics`]: every metric, pre-resolved handles. [`access_log`]: JSON lines off the request path.
+//! - [`admin`]: the operator listener (/metrics, /healthz, /readyz).
 //! - [`app`]: wiring for `serve` and `demo`. [`demo`]: the built-in demo storefronts.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access_log;
+pub mod admin;
 pub mod app;
 pub mod body;
 pub mod cohort;
@@ -32,6 +36,7 @@ pub mod config;
 pub mod demo;
 pub mod force;
 pub mod headers;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod response;

@@ -1,0 +1,282 @@
+//! Optional access log: one JSON line per request, written off the request path.
+//!
+//! A request hands a small [`AccessEntry`] (mostly refcounted `http` types, no formatting) to a bounded
+//! channel with `try_send` and moves on. A single writer task formats lines into a reusable buffer
+//! and writes them in batches. When the writer falls behind (slow disk, stdout piped into a stalled
+//! collector) the channel fills and entries are dropped and counted in
+//! `cutover_access_log_dropped_total`: on cutover night a shopper's request must never wait on a log.
+
+mod rfc3339;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderValue, Method, StatusCode, Uri};
+use prometheus::IntCounter;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::metrics::{Metrics, Reason};
+
+/// Default channel capacity in entries: a few seconds of a busy store's traffic.
+pub const DEFAULT_BUFFER: usize = 8192;
+/// Upper bound on `buffer`, so a typo cannot reserve gigabytes.
+pub const MAX_BUFFER: usize = 1 << 20;
+/// Entries taken from the channel per write; bounds the batch buffer.
+const BATCH: usize = 512;
+
+/// `[access_log]` in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// Off unless asked for: a store behind a CDN may already log every request there.
+    #[serde(default)]
+    pub enabled: bool,
+    /// File to append to; absent or "-" means stdout.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Entries that may wait for the writer before new ones are dropped.
+    #[serde(default = "default_buffer")]
+    pub buffer: usize,
+}
+
+fn default_buffer() -> usize {
+    DEFAULT_BUFFER
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            enabled: false,
+            path: None,
+            buffer: DEFAULT_BUFFER,
+        }
+    }
+}
+
+impl AccessLogConfig {
+    /// Checks values serde cannot: the buffer bounds.
+    pub fn validate(&self) -> Result<(), AccessLogError> {
+        if self.buffer == 0 || self.buffer > MAX_BUFFER {
+            return Err(AccessLogError::Buffer(self.buffer));
+        }
+        Ok(())
+    }
+
+    /// The file to write, or `None` for stdout.
+    pub fn file(&self) -> Option<&Path> {
+        self.path.as_deref().filter(|p| *p != Path::new("-"))
+    }
+}
+
+/// Why the access log could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessLogError {
+    /// The buffer size is zero or absurdly large.
+    #[error("access_log.buffer must be between 1 and {MAX_BUFFER} entries, got {0}")]
+    Buffer(usize),
+    #[error("opening access log file {path} for appending: {source}")]
+    /// The log file could not be opened for appending.
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What the OS or library said.
+        source: io::Error,
+    },
+}
+
+/// One answered request. Built by the proxy after the response finished; fields are cheap clones
+/// (`Uri`, `HeaderValue` and the names share their bytes) so building one costs no string copies.
+#[derive(Debug, Clone)]
+pub struct AccessEntry {
+    /// When the request head arrived.
+    pub time: SystemTime,
+    /// Request id, as sent to the storefront.
+    pub request_id: Option<HeaderValue>,
+    /// Request method.
+    pub method: Method,
+    /// Host header as received.
+    pub host: Option<HeaderValue>,
+    /// Only the path is logged: query strings carry emails, tokens and discount codes.
+    pub uri: Uri,
+    /// Status sent to the client.
+    pub status: StatusCode,
+    /// `None` when no storefront was involved (answered by the proxy itself).
+    pub storefront: Option<Arc<str>>,
+    /// Matched route name.
+    pub route: Option<Arc<str>>,
+    /// Why the storefront was chosen.
+    pub reason: Option<Reason>,
+    /// Time to the upstream's response head; `None` when no upstream answered.
+    pub upstream: Option<Duration>,
+    /// Time from request to last response byte.
+    pub total: Duration,
+    /// Response body bytes sent to the client.
+    pub bytes_sent: u64,
+    /// The client's address.
+    pub client_ip: Option<IpAddr>,
+}
+
+/// The JSON shape of a line. Field names are the log's public format.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: &'a str,
+    request_id: Option<&'a str>,
+    method: &'a str,
+    host: Option<&'a str>,
+    path: &'a str,
+    status: u16,
+    storefront: Option<&'a str>,
+    route: Option<&'a str>,
+    reason: Option<&'static str>,
+    upstream_ms: Option<f64>,
+    total_ms: f64,
+    bytes_sent: u64,
+    client_ip: Option<IpAddr>,
+}
+
+/// Header bytes that are not UTF-8 are logged as "<non-utf8>" rather than guessed at.
+fn header_str(v: &Option<HeaderValue>) -> Option<&str> {
+    v.as_ref().map(|v| v.to_str().unwrap_or("<non-utf8>"))
+}
+
+/// Milliseconds with microsecond precision.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// Appends `entry` as one JSON line to `out`.
+fn write_line(entry: &AccessEntry, out: &mut Vec<u8>) {
+    let mut time = [0u8; rfc3339::LEN];
+    let line = Line {
+        time: rfc3339::format(entry.time, &mut time),
+        request_id: header_str(&entry.request_id),
+        method: entry.method.as_str(),
+        host: header_str(&entry.host),
+        path: entry.uri.path(),
+        status: entry.status.as_u16(),
+        storefront: entry.storefront.as_deref(),
+        route: entry.route.as_deref(),
+        reason: entry.reason.map(Reason::as_str),
+        upstream_ms: entry.upstream.map(millis),
+        total_ms: millis(entry.total),
+        bytes_sent: entry.bytes_sent,
+        client_ip: entry.client_ip,
+    };
+    // Serialising plain strings and numbers into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &line);
+    out.push(b'\n');
+}
+
+/// Handle the request path logs through. Clone freely; the writer task ends (after flushing) when
+/// the last clone is dropped, so a reload that opens a new log lets the old one finish its backlog.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: Option<mpsc::Sender<AccessEntry>>,
+    dropped: IntCounter,
+}
+
+impl AccessLog {
+    /// A log that discards everything, for `enabled = false`.
+    pub fn disabled() -> Self {
+        AccessLog {
+            tx: None,
+            dropped: IntCounter::new("unused", "unused").expect("static opts are valid"),
+        }
+    }
+
+    /// Starts the writer for `config` (stdout or the file, appended to). Needs a tokio runtime.
+    /// Returns the writer task to await on shutdown, or `None` when the log is disabled.
+    pub fn start(
+        config: &AccessLogConfig,
+        metrics: &Metrics,
+    ) -> Result<(AccessLog, Option<JoinHandle<()>>), AccessLogError> {
+        config.validate()?;
+        if !config.enabled {
+            return Ok((AccessLog::disabled(), None));
+        }
+        let (log, task) = match config.file() {
+            None => AccessLog::with_writer(tokio::io::stdout(), config.buffer, metrics),
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| AccessLogError::Open {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                AccessLog::with_writer(tokio::fs::File::from_std(file), config.buffer, metrics)
+            }
+        };
+        Ok((log, Some(task)))
+    }
+
+    /// Starts a writer task on any async writer (tests use a stalled one). `buffer` must be > 0.
+    pub fn with_writer<W>(
+        writer: W,
+        buffer: usize,
+        metrics: &Metrics,
+    ) -> (AccessLog, JoinHandle<()>)
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let task = tokio::spawn(run_writer(rx, writer, metrics.access_log_write_errors()));
+        let log = AccessLog {
+            tx: Some(tx),
+            dropped: metrics.access_log_dropped(),
+        };
+        (log, task)
+    }
+
+    /// False for a disabled log: the proxy can skip building entries.
+    pub fn is_enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues `entry` for writing. Never blocks or awaits: when the buffer is full (or the writer
+    /// has gone) the entry is dropped and counted.
+    pub fn log(&self, entry: AccessEntry) {
+        if let Some(tx) = &self.tx {
+            if tx.try_send(entry).is_err() {
+                self.dropped.inc();
+            }
+        }
+    }
+}
+
+/// Drains the channel in batches: one `write_all` + `flush` per batch, so lines reach the file
+/// promptly when traffic is light and in large writes when it is heavy.
+async fn run_writer<W>(mut rx: mpsc::Receiver<AccessEntry>, mut out: W, write_errors: IntCounter)
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut entries = Vec::with_capacity(BATCH);
+    let mut buf = Vec::with_capacity(64 * 1024);
+    while rx.recv_many(&mut entries, BATCH).await > 0 {
+        for e in entries.drain(..) {
+            write_line(&e, &mut buf);
+        }
+        let result = match out.write_all(&buf).await {
+            Ok(()) => out.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            // Count every failure, log the first of a run so a full disk does not flood stderr.
+            if write_errors.get() == 0 || write_errors.get() % 1000 == 0 {
+                tracing::warn!(error = %e, "access log write failed; lines lost");
+            }
+            write_errors.inc();
+        }
+        buf.clear();
+    }
+    let _ = out.shutdown().await;
+}

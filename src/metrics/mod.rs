@@ -1,0 +1,558 @@
+//! Prometheus metrics that put the old and the new storefront side by side.
+//!
+//! One [`Metrics`] per process owns the registry and every process-wide series. The request path never
+//! touches it: each compiled config snapshot asks [`Metrics::handles`] once for a [`RequestMetrics`]
+//! holding every label combination that snapshot can produce. Label values come only from
+//! configuration (storefront and route names, redirect table names) and fixed enums, so cardinality is
+//! bounded by the config, never by what clients send.
+//!
+//! Every combination is created at 0 when resolved. That is what lets dashboard queries and alerts
+//! like "5xx ratio of new vs old" return a series from the first scrape instead of staying empty until
+//! the first error happens.
+
+mod names;
+mod request;
+#[cfg(test)]
+mod tests;
+
+pub use names::*;
+pub use request::{InFlightGuard, Reason, RequestMetrics, UpstreamErrorKind};
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use request::{Handles, REDIRECT_STATUSES, STATUS_CLASSES};
+
+/// Content type of [`Metrics::encode`]'s output, for the admin listener.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// Failure to build the metric set. Only a programming error (bad name, duplicate registration) can
+/// cause it, which the unit tests catch.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// A metric could not be registered.
+    #[error("registering metric {name}: {source}")]
+    Register {
+        /// The metric.
+        name: &'static str,
+        /// What the OS or library said.
+        source: prometheus::Error,
+    },
+    /// Encoding failed.
+    #[error("encoding metrics as Prometheus text: {0}")]
+    Encode(#[source] prometheus::Error),
+}
+
+/// The process-wide metric set. Create once with [`Metrics::new`] and share the `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    ttfb: HistogramVec,
+    upstream_errors: IntCounterVec,
+    in_flight: IntGaugeVec,
+    assigned: IntCounterVec,
+    redirects: IntCounterVec,
+    redirect_misses: IntCounter,
+    redirect_entries: IntGaugeVec,
+    redirect_generation: IntGaugeVec,
+    connections_open: IntGauge,
+    connections_accepted: IntCounter,
+    connections_rejected: IntCounter,
+    share: Gauge,
+    split_side: IntGaugeVec,
+    reloads_applied: IntCounter,
+    reloads_rejected: IntCounter,
+    reload_successful: IntGauge,
+    reload_timestamp: Gauge,
+    generation: IntGauge,
+    access_log_dropped: IntCounter,
+    access_log_write_errors: IntCounter,
+    build_info: IntGaugeVec,
+    /// Label values currently exported, so [`Metrics::retain`] can drop names a reload removed.
+    /// Touched only on the reload path.
+    known: Mutex<Known>,
+}
+
+#[derive(Default)]
+struct Known {
+    storefronts: BTreeSet<String>,
+    pairs: BTreeSet<(String, String)>,
+    split: Option<(String, String)>,
+    build_version: Option<String>,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    name: &'static str,
+    c: C,
+) -> Result<C, MetricsError> {
+    registry
+        .register(Box::new(c.clone()))
+        .map_err(|source| MetricsError::Register { name, source })?;
+    Ok(c)
+}
+
+macro_rules! reg {
+    ($registry:expr, $ty:ty, $name:expr, $help:expr) => {
+        register(
+            $registry,
+            $name,
+            <$ty>::with_opts(Opts::new($name, $help)).map_err(|source| MetricsError::Register {
+                name: $name,
+                source,
+            })?,
+        )?
+    };
+    ($registry:expr, $ty:ty, $name:expr, $help:expr, $labels:expr) => {
+        register(
+            $registry,
+            $name,
+            <$ty>::new(Opts::new($name, $help), $labels).map_err(|source| {
+                MetricsError::Register {
+                    name: $name,
+                    source,
+                }
+            })?,
+        )?
+    };
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &'static str,
+    help: &str,
+) -> Result<HistogramVec, MetricsError> {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let h = HistogramVec::new(opts, &[label::STOREFRONT, label::ROUTE])
+        .map_err(|source| MetricsError::Register { name, source })?;
+    register(registry, name, h)
+}
+
+impl Metrics {
+    /// Builds the metric set with the crate version as `cutover_build_info`.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::try_new().expect("metric definitions are valid (unit-tested)"))
+    }
+
+    /// Like [`Metrics::new`], returning the registration error instead of panicking.
+    pub fn try_new() -> Result<Self, MetricsError> {
+        use label::*;
+        let r = Registry::new();
+        let reloads: IntCounterVec = reg!(
+            &r,
+            IntCounterVec,
+            CONFIG_RELOADS_TOTAL,
+            "Config loads by result; the startup load counts as applied.",
+            &[RESULT]
+        );
+        let m = Metrics {
+            requests: reg!(
+                &r,
+                IntCounterVec,
+                REQUESTS_TOTAL,
+                "Requests answered, by storefront, route, status class and routing reason.",
+                &[STOREFRONT, ROUTE, STATUS_CLASS, REASON]
+            ),
+            duration: histogram(
+                &r,
+                REQUEST_DURATION_SECONDS,
+                "Time from request head received to last response byte sent.",
+            )?,
+            ttfb: histogram(
+                &r,
+                UPSTREAM_TTFB_SECONDS,
+                "Time from request sent upstream to the upstream response head.",
+            )?,
+            upstream_errors: reg!(
+                &r,
+                IntCounterVec,
+                UPSTREAM_ERRORS_TOTAL,
+                "Failed exchanges with a storefront, by kind.",
+                &[STOREFRONT, KIND]
+            ),
+            in_flight: reg!(
+                &r,
+                IntGaugeVec,
+                REQUESTS_IN_FLIGHT,
+                "Requests being served, by storefront.",
+                &[STOREFRONT]
+            ),
+            assigned: reg!(
+                &r,
+                IntCounterVec,
+                SHOPPERS_ASSIGNED_TOTAL,
+                "Shoppers newly assigned to a storefront.",
+                &[STOREFRONT]
+            ),
+            redirects: reg!(
+                &r,
+                IntCounterVec,
+                REDIRECTS_SERVED_TOTAL,
+                "Redirects answered from the redirect tables, by status.",
+                &[STATUS]
+            ),
+            redirect_misses: reg!(
+                &r,
+                IntCounter,
+                REDIRECT_MISSES_TOTAL,
+                "Requests with no redirect entry that the new storefront answered with 404."
+            ),
+            redirect_entries: reg!(
+                &r,
+                IntGaugeVec,
+                REDIRECT_TABLE_ENTRIES,
+                "Entries in each loaded redirect table.",
+                &[TABLE]
+            ),
+            redirect_generation: reg!(
+                &r,
+                IntGaugeVec,
+                REDIRECT_TABLE_GENERATION,
+                "Generation of each loaded redirect table.",
+                &[TABLE]
+            ),
+            connections_open: reg!(
+                &r,
+                IntGauge,
+                CLIENT_CONNECTIONS_OPEN,
+                "Open client connections."
+            ),
+            connections_accepted: reg!(
+                &r,
+                IntCounter,
+                CLIENT_CONNECTIONS_ACCEPTED_TOTAL,
+                "Client connections accepted."
+            ),
+            connections_rejected: reg!(
+                &r,
+                IntCounter,
+                CLIENT_CONNECTIONS_REJECTED_TOTAL,
+                "Client connections refused at the connection cap."
+            ),
+            share: reg!(
+                &r,
+                Gauge,
+                SPLIT_NEW_SHARE_RATIO,
+                "Configured share of split traffic sent to the new storefront (0..1)."
+            ),
+            split_side: reg!(
+                &r,
+                IntGaugeVec,
+                SPLIT_SIDE_INFO,
+                "Storefront on each side of the split (always 1).",
+                &[SIDE, STOREFRONT]
+            ),
+            reloads_applied: reloads.with_label_values(&["applied"]),
+            reloads_rejected: reloads.with_label_values(&["rejected"]),
+            reload_successful: reg!(
+                &r,
+                IntGauge,
+                CONFIG_LAST_RELOAD_SUCCESSFUL,
+                "1 if the last config load went live, 0 if it was rejected."
+            ),
+            reload_timestamp: reg!(
+                &r,
+                Gauge,
+                CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+                "Unix time of the last config that went live."
+            ),
+            generation: reg!(
+                &r,
+                IntGauge,
+                CONFIG_GENERATION,
+                "Generation of the active config."
+            ),
+            access_log_dropped: reg!(
+                &r,
+                IntCounter,
+                ACCESS_LOG_DROPPED_TOTAL,
+                "Access log lines dropped because the writer fell behind."
+            ),
+            access_log_write_errors: reg!(
+                &r,
+                IntCounter,
+                ACCESS_LOG_WRITE_ERRORS_TOTAL,
+                "Access log batches that failed to write."
+            ),
+            build_info: reg!(
+                &r,
+                IntGaugeVec,
+                BUILD_INFO,
+                "Always 1; the version label says what is running.",
+                &[VERSION]
+            ),
+            registry: r,
+            known: Mutex::default(),
+        };
+        for status in REDIRECT_STATUSES {
+            m.redirects.with_label_values(&[status]);
+        }
+        m.set_build_info(env!("CARGO_PKG_VERSION"));
+        Ok(m)
+    }
+
+    fn known(&self) -> MutexGuard<'_, Known> {
+        // A panic while holding this lock leaves only label bookkeeping half-updated; keep going.
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves every label combination for one config snapshot: storefront names (index =
+    /// storefront id) and route names (index = route id, including the fallthrough default route).
+    /// Call once per compile, never per request. Combinations are created at 0; names already seen
+    /// keep their counts, so counters run on across reloads.
+    pub fn handles(&self, storefronts: &[&str], routes: &[&str]) -> RequestMetrics {
+        let (ns, nr) = (storefronts.len(), routes.len());
+        let mut requests = Vec::with_capacity(ns * nr * STATUS_CLASSES.len() * Reason::ALL.len());
+        let mut duration = Vec::with_capacity(ns * nr);
+        let mut ttfb = Vec::with_capacity(ns * nr);
+        for sf in storefronts {
+            for route in routes {
+                for class in STATUS_CLASSES {
+                    for reason in Reason::ALL {
+                        requests.push(self.requests.with_label_values(&[
+                            sf,
+                            route,
+                            class,
+                            reason.as_str(),
+                        ]));
+                    }
+                }
+                duration.push(self.duration.with_label_values(&[sf, route]));
+                ttfb.push(self.ttfb.with_label_values(&[sf, route]));
+            }
+        }
+        let upstream_errors = storefronts
+            .iter()
+            .flat_map(|sf| {
+                UpstreamErrorKind::ALL
+                    .iter()
+                    .map(move |k| self.upstream_errors.with_label_values(&[sf, k.as_str()]))
+            })
+            .collect();
+        let in_flight = storefronts
+            .iter()
+            .map(|sf| self.in_flight.with_label_values(&[sf]))
+            .collect();
+        let assigned = storefronts
+            .iter()
+            .map(|sf| self.assigned.with_label_values(&[sf]))
+            .collect();
+        let redirects = REDIRECT_STATUSES
+            .iter()
+            .map(|s| self.redirects.with_label_values(&[s]))
+            .collect();
+
+        let mut known = self.known();
+        known
+            .storefronts
+            .extend(storefronts.iter().map(|s| s.to_string()));
+        for sf in storefronts {
+            for route in routes {
+                known.pairs.insert((sf.to_string(), route.to_string()));
+            }
+        }
+        RequestMetrics::from_handles(Handles {
+            storefronts: storefronts.iter().map(|s| Arc::from(*s)).collect(),
+            routes: routes.iter().map(|s| Arc::from(*s)).collect(),
+            requests: requests.into_boxed_slice(),
+            duration: duration.into_boxed_slice(),
+            ttfb: ttfb.into_boxed_slice(),
+            in_flight,
+            upstream_errors,
+            assigned,
+            redirects,
+            redirect_misses: self.redirect_misses.clone(),
+        })
+    }
+
+    /// Stops exporting storefront and route names that `live` (the handles of the snapshot that just
+    /// went live) no longer has, so a renamed route does not linger on the dashboard as a flat line.
+    /// Optional; call after the swap, from the same task that calls [`Metrics::handles`], because a
+    /// snapshot compiled concurrently with names being pruned would record into detached series.
+    pub fn retain(&self, live: &RequestMetrics) {
+        let h = live.handles();
+        let keep_sf: BTreeSet<&str> = h.storefronts.iter().map(|s| &**s).collect();
+        let keep_route: BTreeSet<&str> = h.routes.iter().map(|s| &**s).collect();
+        let mut known = self.known();
+        let stale_pairs: Vec<(String, String)> = known
+            .pairs
+            .iter()
+            .filter(|(sf, r)| !keep_sf.contains(sf.as_str()) || !keep_route.contains(r.as_str()))
+            .cloned()
+            .collect();
+        for (sf, route) in &stale_pairs {
+            for class in STATUS_CLASSES {
+                for reason in Reason::ALL {
+                    let _ = self
+                        .requests
+                        .remove_label_values(&[sf, route, class, reason.as_str()]);
+                }
+            }
+            let _ = self.duration.remove_label_values(&[sf, route]);
+            let _ = self.ttfb.remove_label_values(&[sf, route]);
+            known.pairs.remove(&(sf.clone(), route.clone()));
+        }
+        let stale_sf: Vec<String> = known
+            .storefronts
+            .iter()
+            .filter(|s| !keep_sf.contains(s.as_str()))
+            .cloned()
+            .collect();
+        for sf in &stale_sf {
+            for kind in UpstreamErrorKind::ALL {
+                let _ = self
+                    .upstream_errors
+                    .remove_label_values(&[sf, kind.as_str()]);
+            }
+            let _ = self.in_flight.remove_label_values(&[sf]);
+            let _ = self.assigned.remove_label_values(&[sf]);
+            known.storefronts.remove(sf);
+        }
+    }
+
+    /// Records a config load. `applied`: it went live with `generation`; otherwise it was rejected
+    /// and the previous config keeps serving. Call it for the startup load too.
+    pub fn reload(&self, applied: bool, generation: u64) {
+        if applied {
+            self.reloads_applied.inc();
+            self.reload_successful.set(1);
+            self.reload_timestamp.set(unix_now());
+            self.generation.set(saturating_i64(generation));
+        } else {
+            self.reloads_rejected.inc();
+            self.reload_successful.set(0);
+        }
+    }
+
+    /// Sets the configured share of split traffic on the new side, in basis points (0..=10000).
+    pub fn set_share_bp(&self, bp: u16) {
+        self.share.set(f64::from(bp.min(10_000)) / 10_000.0);
+    }
+
+    /// Names the storefronts on each side of the split, exported as
+    /// `cutover_split_side_info{side="old"|"new", storefront=...} 1`. Dashboards and alerts join on it
+    /// to compare "new vs old" without knowing the storefronts' names.
+    pub fn set_split_sides(&self, old: &str, new: &str) {
+        let mut known = self.known();
+        if known
+            .split
+            .as_ref()
+            .is_some_and(|(o, n)| o == old && n == new)
+        {
+            return;
+        }
+        if let Some((o, n)) = known.split.take() {
+            let _ = self.split_side.remove_label_values(&["old", &o]);
+            let _ = self.split_side.remove_label_values(&["new", &n]);
+        }
+        self.split_side.with_label_values(&["old", old]).set(1);
+        self.split_side.with_label_values(&["new", new]).set(1);
+        known.split = Some((old.to_string(), new.to_string()));
+    }
+
+    /// Counts an accepted client connection; prefer [`Metrics::client_connection`] for a guard.
+    pub fn client_connection_opened(&self) {
+        self.connections_accepted.inc();
+        self.connections_open.inc();
+    }
+
+    /// Counts a client connection closing.
+    pub fn client_connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    /// Counts an accepted connection and returns a guard that counts it closed when dropped.
+    pub fn client_connection(self: &Arc<Self>) -> ConnectionGuard {
+        self.client_connection_opened();
+        ConnectionGuard(self.clone())
+    }
+
+    /// Counts a connection refused because the connection cap was reached.
+    pub fn connection_rejected(&self) {
+        self.connections_rejected.inc();
+    }
+
+    /// Replaces the version in `cutover_build_info`.
+    pub fn set_build_info(&self, version: &str) {
+        let mut known = self.known();
+        if let Some(old) = known.build_version.take() {
+            let _ = self.build_info.remove_label_values(&[&old]);
+        }
+        self.build_info.with_label_values(&[version]).set(1);
+        known.build_version = Some(version.to_string());
+    }
+
+    /// Records a redirect table load: its entry count and generation.
+    pub fn set_redirect_table(&self, table: &str, entries: usize, generation: u64) {
+        self.redirect_entries
+            .with_label_values(&[table])
+            .set(saturating_i64(entries as u64));
+        self.redirect_generation
+            .with_label_values(&[table])
+            .set(saturating_i64(generation));
+    }
+
+    /// Stops exporting a redirect table that was removed from the config.
+    pub fn remove_redirect_table(&self, table: &str) {
+        let _ = self.redirect_entries.remove_label_values(&[table]);
+        let _ = self.redirect_generation.remove_label_values(&[table]);
+    }
+
+    /// Counter the access log bumps when its buffer is full.
+    pub fn access_log_dropped(&self) -> IntCounter {
+        self.access_log_dropped.clone()
+    }
+
+    /// Counter the access log bumps when a write fails.
+    pub fn access_log_write_errors(&self) -> IntCounter {
+        self.access_log_write_errors.clone()
+    }
+
+    /// The registry, for tests and for collectors a later module adds (e.g. TLS certificate expiry).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Appends the Prometheus text exposition of every metric to `out`.
+    pub fn encode_into(&self, out: &mut String) -> Result<(), MetricsError> {
+        TextEncoder::new()
+            .encode_utf8(&self.registry.gather(), out)
+            .map_err(MetricsError::Encode)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(64 * 1024);
+        if let Err(e) = self.encode_into(&mut out) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}
+
+/// Counts a client connection open until dropped.
+pub struct ConnectionGuard(Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.client_connection_closed();
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn saturating_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

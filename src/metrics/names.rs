@@ -1,0 +1,88 @@
+//! Every metric and label name cutover exports, in one place.
+//!
+//! Dashboards and alert rules (`deploy/`) are written against these strings: renaming one is a breaking
+//! change for every team that watches a cutover, so they live here and nowhere else. Conventions follow
+//! Prometheus' naming guide: one `cutover_` prefix, base units (seconds, ratio), `_total` on counters.
+
+/// Requests answered, by storefront, route, status class and routing reason.
+pub const REQUESTS_TOTAL: &str = "cutover_requests_total";
+/// Time from the request head arriving to the last response byte handed to the client.
+pub const REQUEST_DURATION_SECONDS: &str = "cutover_request_duration_seconds";
+/// Time from sending the request upstream to the upstream's response head arriving.
+pub const UPSTREAM_TTFB_SECONDS: &str = "cutover_upstream_time_to_first_byte_seconds";
+/// Upstream failures by storefront and kind (connect, timeout, reset, protocol, tls).
+pub const UPSTREAM_ERRORS_TOTAL: &str = "cutover_upstream_errors_total";
+/// Requests currently being served, by storefront.
+pub const REQUESTS_IN_FLIGHT: &str = "cutover_requests_in_flight";
+/// Shoppers newly assigned to a storefront (first visit or expired cohort cookie).
+pub const SHOPPERS_ASSIGNED_TOTAL: &str = "cutover_shoppers_assigned_total";
+
+/// Open client (downstream) connections.
+pub const CLIENT_CONNECTIONS_OPEN: &str = "cutover_client_connections_open";
+/// Client connections accepted.
+pub const CLIENT_CONNECTIONS_ACCEPTED_TOTAL: &str = "cutover_client_connections_accepted_total";
+/// Client connections refused because the connection cap was reached.
+pub const CLIENT_CONNECTIONS_REJECTED_TOTAL: &str = "cutover_client_connections_rejected_total";
+
+/// Configured share of split traffic sent to the new storefront, 0..1.
+pub const SPLIT_NEW_SHARE_RATIO: &str = "cutover_split_new_share_ratio";
+/// Which storefront is on which side of the split (value always 1): dashboards and alerts join on it
+/// so they never hard-code storefront names.
+pub const SPLIT_SIDE_INFO: &str = "cutover_split_side_info";
+
+/// Redirects answered from the redirect table, by status.
+pub const REDIRECTS_SERVED_TOTAL: &str = "cutover_redirects_served_total";
+/// Requests with no redirect entry that the new storefront answered with 404.
+pub const REDIRECT_MISSES_TOTAL: &str = "cutover_redirect_misses_total";
+/// Entries in each loaded redirect table.
+pub const REDIRECT_TABLE_ENTRIES: &str = "cutover_redirect_table_entries";
+/// Generation of each loaded redirect table (bumps on every successful load).
+pub const REDIRECT_TABLE_GENERATION: &str = "cutover_redirect_table_generation";
+
+/// Config loads by result (applied, rejected); the startup load counts as applied.
+pub const CONFIG_RELOADS_TOTAL: &str = "cutover_config_reloads_total";
+/// 1 when the last load attempt went live, 0 when it was rejected (the old config still serves).
+pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "cutover_config_last_reload_successful";
+/// Unix time of the last config that went live.
+pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str =
+    "cutover_config_last_reload_success_timestamp_seconds";
+/// Generation of the config serving requests.
+pub const CONFIG_GENERATION: &str = "cutover_config_generation";
+
+/// Access log lines dropped because the writer fell behind (the request was never blocked).
+pub const ACCESS_LOG_DROPPED_TOTAL: &str = "cutover_access_log_dropped_total";
+/// Access log batches that failed to write (disk full, closed pipe).
+pub const ACCESS_LOG_WRITE_ERRORS_TOTAL: &str = "cutover_access_log_write_errors_total";
+
+/// Constant 1 with the running version as a label.
+pub const BUILD_INFO: &str = "cutover_build_info";
+
+/// Label names. Values come only from configuration or fixed enums, never from client input.
+pub mod label {
+    /// Storefront name.
+    pub const STOREFRONT: &str = "storefront";
+    /// Route name.
+    pub const ROUTE: &str = "route";
+    /// `1xx`..`5xx`.
+    pub const STATUS_CLASS: &str = "status_class";
+    /// Routing reason.
+    pub const REASON: &str = "reason";
+    /// Upstream error kind.
+    pub const KIND: &str = "kind";
+    /// HTTP status code.
+    pub const STATUS: &str = "status";
+    /// `applied` or `rejected`.
+    pub const RESULT: &str = "result";
+    /// `from` or `to` side of the split.
+    pub const SIDE: &str = "side";
+    /// Redirect table name.
+    pub const TABLE: &str = "table";
+    /// Crate version.
+    pub const VERSION: &str = "version";
+}
+
+/// Histogram buckets in seconds for web pages: a cached page in a few ms, a cold product page in
+/// hundreds of ms, a checkout call up to seconds; the upstream timeout sits near the top.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0,
+];
