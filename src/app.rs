@@ -3,13 +3,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::admin::{self, AdminState};
 use crate::config::{load_file, ConfigError};
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::reload::Reloader;
+use crate::reload::{self, Reloader};
 use crate::server::{self, Server};
 
 /// Why the proxy could not start.
@@ -28,6 +31,14 @@ pub enum StartError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The admin listener could not be bound.
+    #[error("starting the admin listener (from {}): {source}", config.display())]
+    Admin {
+        /// The config file that names it.
+        config: PathBuf,
+        /// What went wrong.
+        source: admin::AdminError,
+    },
 }
 
 /// A started proxy.
@@ -40,12 +51,18 @@ pub struct App {
     pub server: Server,
     /// Where the data-plane listeners are bound (port 0 resolved).
     pub addresses: Vec<SocketAddr>,
+    /// Where the admin listener is bound, if enabled.
+    pub admin_address: Option<SocketAddr>,
+    /// `/readyz`: true once listening, false from the start of a drain.
+    pub ready: Arc<AtomicBool>,
 }
 
 /// Loads `config`, binds its listeners and starts serving; watchers for reload start too.
 pub async fn start(config: &Path) -> Result<App, StartError> {
+    let metrics = Metrics::new();
     let path = config.to_path_buf();
-    let (_, snap) = tokio::task::spawn_blocking(move || load_file(&path, 1, None))
+    let m = Arc::clone(&metrics);
+    let (_, snap) = tokio::task::spawn_blocking(move || load_file(&path, 1, None, &m))
         .await
         .expect("config loading does not panic")?;
     let mut listeners = Vec::new();
@@ -59,9 +76,26 @@ pub async fn start(config: &Path) -> Result<App, StartError> {
         addresses.push(bound.local_addr().unwrap_or(l.address));
         listeners.push(bound);
     }
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_address = match snap.admin {
+        None => None,
+        Some(addr) => {
+            let listener = admin::bind(addr)
+                .await
+                .map_err(|source| StartError::Admin {
+                    config: config.to_path_buf(),
+                    source,
+                })?;
+            let bound = listener.local_addr().ok();
+            let state = AdminState::new(Arc::clone(&metrics), Arc::clone(&ready));
+            tokio::spawn(admin::serve(listener, state, std::future::pending()));
+            bound
+        }
+    };
     tracing::info!(
         generation = snap.generation,
         listeners = ?addresses,
+        admin = ?admin_address,
         storefronts = ?snap.storefronts.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         share_bp = snap.split.share_bp,
         "cutover started"
@@ -69,16 +103,21 @@ pub async fn start(config: &Path) -> Result<App, StartError> {
     if snap.cohort.default_key {
         tracing::warn!("cohort.key is not set: cookies are signed with a public default key");
     }
+    metrics.set_build_info(env!("CARGO_PKG_VERSION"));
+    reload::publish(&metrics, &snap);
     let state = Arc::new(ArcSwap::from_pointee(snap));
-    let proxy = Proxy::new(Arc::clone(&state));
-    let reloader = Reloader::new(config.to_path_buf(), state);
+    let proxy = Proxy::new(Arc::clone(&state), Arc::clone(&metrics));
+    let reloader = Reloader::new(config.to_path_buf(), state, metrics);
     reloader.spawn_watchers();
     let server = Server::start(Arc::clone(&proxy), listeners);
+    ready.store(true, Ordering::Release);
     Ok(App {
         proxy,
         reloader,
         server,
         addresses,
+        admin_address,
+        ready,
     })
 }
 
@@ -100,9 +139,15 @@ pub async fn shutdown_signal() {
 }
 
 impl App {
+    /// Stops accepting and drains; `/readyz` turns false first so load balancers stop sending.
+    pub async fn drain(self) -> bool {
+        self.ready.store(false, Ordering::Release);
+        self.server.drain().await
+    }
+
     /// Serves until SIGTERM/SIGINT, then drains.
     pub async fn run_until_signal(self) -> bool {
         shutdown_signal().await;
-        self.server.drain().await
+        self.drain().await
     }
 }

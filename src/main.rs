@@ -93,7 +93,7 @@ fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match config::load_file(path, 1, None) {
+    match config::load_file(path, 1, None, &cutover::metrics::Metrics::new()) {
         Ok((_, snap)) => {
             println!("{}: configuration ok", path.display());
             print!("{}", Summary(&snap));
@@ -131,7 +131,8 @@ fn demo_config(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 async fn run_demo(config: Option<PathBuf>) -> anyhow::Result<bool> {
     let path = demo_config(config)?;
-    let (_, snap) = config::load_file(&path, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, snap) = config::load_file(&path, 1, None, &cutover::metrics::Metrics::new())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut stores = Vec::new();
     for (id, sf) in snap.storefronts.iter().enumerate() {
         let auth = &sf.upstream.settings.authority;

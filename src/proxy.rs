@@ -21,8 +21,9 @@ use crate::cohort::{self, FreshBuckets};
 use crate::config::raw::HostHeader;
 use crate::force;
 use crate::headers::{self, Hop};
-use crate::response::{self, Finish, ProxyBody};
-use crate::routing::{self, Decision, Reason, RequestView};
+use crate::metrics::Metrics;
+use crate::response::{self, AccessFields, Finish, ProxyBody};
+use crate::routing::{self, Decision, RequestView};
 use crate::state::{SharedSnapshot, Snapshot};
 use crate::upstream::{self, Upstream, UpstreamErrorKind};
 
@@ -45,6 +46,7 @@ pub struct ConnInfo {
 pub struct Proxy {
     state: SharedSnapshot,
     fresh: FreshBuckets,
+    metrics: Arc<Metrics>,
 }
 
 /// `host` without `:port`, IPv6 brackets kept.
@@ -99,11 +101,17 @@ async fn send(up: &Upstream, req: Request<UpstreamBody>) -> Result<Response<Inco
 
 impl Proxy {
     /// A proxy reading the given snapshot handle.
-    pub fn new(state: SharedSnapshot) -> Arc<Self> {
+    pub fn new(state: SharedSnapshot, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Proxy {
             state,
             fresh: FreshBuckets::default(),
+            metrics,
         })
+    }
+
+    /// The process metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The snapshot handle (for reloads and the admin API).
@@ -163,6 +171,9 @@ impl Proxy {
         if decision.override_refused {
             tracing::debug!(request_id = ?request_id, "override refused");
         }
+        if decision.newly_assigned {
+            snap.metrics.assigned(decision.storefront);
+        }
         let resp = self
             .forward(&snap, conn, req, &decision, &request_id, started)
             .await;
@@ -180,6 +191,12 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let sf = &snap.storefronts[decision.storefront];
         let up = &sf.upstream;
+        let in_flight = snap.metrics.start(decision.storefront);
+        let access = snap.access_log.is_enabled().then(|| AccessFields {
+            uri: req.uri().clone(),
+            host: req.headers().get(HOST).cloned(),
+            client_ip: conn.peer.ip(),
+        });
         let (mut parts, body) = req.into_parts();
         let client_version = parts.version;
         let upgrade = client_version == Version::HTTP_11
@@ -281,7 +298,9 @@ impl Proxy {
             }
         }
 
-        let finish = |status, ttfb| Finish {
+        let mut in_flight = Some(in_flight);
+        let mut access = access;
+        let mut finish = |status, ttfb| Finish {
             started,
             snap: Arc::clone(snap),
             storefront: decision.storefront,
@@ -293,18 +312,25 @@ impl Proxy {
             method: parts.method.clone(),
             bytes: 0,
             complete: false,
+            in_flight: in_flight.take(),
+            access: access.take(),
         };
 
         let resp = match result {
             Ok(resp) => resp,
             Err(err) => {
                 let (kind, detail) = match &err {
-                    SendError::HeaderTimeout => (
-                        UpstreamErrorKind::Timeout,
-                        "did not send response headers in time".to_string(),
-                    ),
+                    SendError::HeaderTimeout => {
+                        snap.metrics
+                            .upstream_error(decision.storefront, UpstreamErrorKind::Timeout);
+                        (
+                            UpstreamErrorKind::Timeout,
+                            "did not send response headers in time".to_string(),
+                        )
+                    }
                     SendError::Client(e) => {
                         let kind = upstream::classify(e);
+                        snap.metrics.upstream_error(decision.storefront, kind);
                         let what = match kind {
                             UpstreamErrorKind::Connect => "could not be reached",
                             UpstreamErrorKind::Timeout => "did not accept the connection in time",
@@ -398,7 +424,6 @@ impl Proxy {
                 h.append(SET_COOKIE, v);
             }
         }
-        let _ = Reason::Redirect;
     }
 }
 

@@ -14,6 +14,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{load_file, ConfigError};
+use crate::metrics::Metrics;
 use crate::state::{SharedSnapshot, Snapshot};
 
 /// The result of the most recent reload attempt, for status pages and logs.
@@ -33,16 +34,18 @@ pub struct ReloadOutcome {
 pub struct Reloader {
     path: PathBuf,
     state: SharedSnapshot,
+    metrics: Arc<Metrics>,
     serial: tokio::sync::Mutex<()>,
     last: Mutex<Option<ReloadOutcome>>,
 }
 
 impl Reloader {
     /// A reloader for `path` feeding `state`.
-    pub fn new(path: PathBuf, state: SharedSnapshot) -> Arc<Self> {
+    pub fn new(path: PathBuf, state: SharedSnapshot, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Reloader {
             path,
             state,
+            metrics,
             serial: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
         })
@@ -65,18 +68,20 @@ impl Reloader {
         let generation = previous.generation + 1;
         let path = self.path.clone();
         let prev = Arc::clone(&previous);
-        let compiled =
-            tokio::task::spawn_blocking(move || load_file(&path, generation, Some(&prev)))
-                .await
-                .unwrap_or_else(|join| {
-                    Err(ConfigError::Invalid(vec![crate::config::Problem {
-                        file: self.path.clone(),
-                        line: 0,
-                        column: 0,
-                        field: String::new(),
-                        message: format!("reload task failed: {join}"),
-                    }]))
-                });
+        let metrics = Arc::clone(&self.metrics);
+        let compiled = tokio::task::spawn_blocking(move || {
+            load_file(&path, generation, Some(&prev), &metrics)
+        })
+        .await
+        .unwrap_or_else(|join| {
+            Err(ConfigError::Invalid(vec![crate::config::Problem {
+                file: self.path.clone(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("reload task failed: {join}"),
+            }]))
+        });
         let outcome = match compiled {
             Ok((_, snap)) => {
                 if snap.listeners != previous.listeners || snap.admin != previous.admin {
@@ -90,12 +95,14 @@ impl Reloader {
                     share_bp = snap.split.share_bp,
                     "configuration applied"
                 );
+                publish(&self.metrics, &snap);
                 let old = self.state.swap(Arc::new(snap));
                 drop(previous);
                 retire(old);
                 Ok(generation)
             }
             Err(e) => {
+                self.metrics.reload(false, previous.generation);
                 tracing::error!(trigger, error = %e, "configuration rejected; keeping generation {}", previous.generation);
                 Err(e)
             }
@@ -218,6 +225,18 @@ fn relevant(ev: &notify::Event, files: &BTreeSet<PathBuf>) -> bool {
             || p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".."))
                 && files.iter().any(|f| f.parent() == p.parent())
     })
+}
+
+/// Exports what a newly applied snapshot says: generation, share, split sides; forgets label
+/// values a reload removed.
+pub fn publish(metrics: &Metrics, snap: &Snapshot) {
+    metrics.reload(true, snap.generation);
+    metrics.set_share_bp(snap.split.share_bp);
+    metrics.set_split_sides(
+        &snap.storefronts[snap.split.from].name,
+        &snap.storefronts[snap.split.to].name,
+    );
+    metrics.retain(&snap.metrics);
 }
 
 /// Frees a retired snapshot on a blocking thread once no request holds it any more.

@@ -1,18 +1,21 @@
 //! What goes back to the shopper: the streamed storefront body, or a small local answer; and the
 //! bookkeeping that runs when a response is finished (or abandoned).
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderValue, Method, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::access_log::AccessEntry;
 use crate::body::{BoxError, IdleTimeout};
+use crate::metrics::InFlightGuard;
 use crate::routing::{Reason, RouteId, StorefrontId};
 use crate::state::Snapshot;
 
@@ -41,11 +44,51 @@ pub struct Finish {
     pub bytes: u64,
     /// Whether the body reached its end (false: aborted by either side).
     pub complete: bool,
+    /// Holds the storefront's in-flight gauge up until the last byte.
+    pub in_flight: Option<InFlightGuard>,
+    /// What only the access log needs; `None` when it is off, so nothing is cloned for it.
+    pub access: Option<AccessFields>,
+}
+
+/// Request details kept for the access log line.
+pub struct AccessFields {
+    /// The request URI as received.
+    pub uri: Uri,
+    /// The Host header as received.
+    pub host: Option<HeaderValue>,
+    /// The client's address.
+    pub client_ip: IpAddr,
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
         let total = self.started.elapsed();
+        let m = &self.snap.metrics;
+        m.record(
+            self.storefront,
+            self.route,
+            self.reason,
+            self.status,
+            self.upstream_ttfb,
+            total,
+        );
+        if let Some(a) = self.access.take() {
+            self.snap.access_log.log(AccessEntry {
+                time: SystemTime::now(),
+                request_id: Some(self.request_id.clone()),
+                method: self.method.clone(),
+                host: a.host,
+                uri: a.uri,
+                status: self.status,
+                storefront: m.storefronts().get(self.storefront).cloned(),
+                route: m.routes().get(self.route).cloned(),
+                reason: Some(self.reason),
+                upstream: self.upstream_ttfb,
+                total,
+                bytes_sent: self.bytes,
+                client_ip: Some(a.client_ip),
+            });
+        }
         let sf = &self.snap.storefronts[self.storefront].name;
         tracing::debug!(
             request_id = ?self.request_id,

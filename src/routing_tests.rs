@@ -32,6 +32,7 @@ key = "test-key"
             source: &source,
             generation: 1,
             previous: None,
+            metrics: &crate::metrics::Metrics::new(),
         },
     )
     .unwrap_or_else(|e| panic!("{e}"))
@@ -273,6 +274,7 @@ session_cookie = "PHPSESSID"
             source: &source,
             generation: 1,
             previous: None,
+            metrics: &crate::metrics::Metrics::new(),
         },
     )
     .unwrap()
@@ -296,6 +298,7 @@ fn pinning_holds_shoppers_when_the_share_drops_until_evacuated() {
                 source: &source,
                 generation: 1,
                 previous: None,
+                metrics: &crate::metrics::Metrics::new(),
             },
         )
         .unwrap()

@@ -197,6 +197,7 @@ async fn accept_loop(
         let limits = proxy.state().load().limits.clone();
         let Some(guard) = conns.try_enter(limits.max_connections) else {
             tracing::debug!(%peer, "connection cap reached; answering 503");
+            proxy.metrics().connection_rejected();
             tokio::spawn(refuse(stream));
             continue;
         };
@@ -230,6 +231,7 @@ async fn serve_connection(
     _guard: ConnGuard,
     mut stop: watch::Receiver<bool>,
 ) {
+    let _open = proxy.metrics().client_connection();
     let b = builder(&limits);
     let svc = service_fn(move |req| Arc::clone(&proxy).handle(info, req));
     let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);

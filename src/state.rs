@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 
+use crate::access_log::{AccessLog, AccessLogConfig};
 use crate::cohort::CohortPolicy;
 use crate::force::OverridePolicy;
+use crate::metrics::RequestMetrics;
 use crate::routing::{Route, Split, StorefrontId};
 use crate::upstream::Upstream;
 
@@ -122,6 +124,12 @@ pub struct Snapshot {
     pub overrides: OverridePolicy,
     /// Header policy.
     pub headers: HeaderPolicy,
+    /// Metric handles for every label combination this snapshot can produce.
+    pub metrics: RequestMetrics,
+    /// Access log settings.
+    pub access_log_config: AccessLogConfig,
+    /// Access log writer (shared with the next snapshot while its settings are unchanged).
+    pub access_log: AccessLog,
 }
 
 impl Snapshot {

@@ -183,6 +183,14 @@ pub struct AccessLog {
     dropped: IntCounter,
 }
 
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog")
+            .field("enabled", &self.tx.is_some())
+            .finish()
+    }
+}
+
 impl AccessLog {
     /// A log that discards everything, for `enabled = false`.
     pub fn disabled() -> Self {

@@ -155,7 +155,7 @@ fn config_parsing_and_validation() {
         },
         &Metrics::new(),
     )
-    .err()
-    .expect("missing directory is an error");
+    .map(|_| ())
+    .expect_err("missing directory is an error");
     assert!(err.to_string().contains("/nonexistent-dir/x.log"), "{err}");
 }

@@ -22,7 +22,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -37,29 +36,6 @@ const MAX_CONNECTIONS: usize = 64;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight admin requests (e.g. a scrape) before dropping them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// `[admin]` in the config.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Address of the admin listener.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-}
-
-fn default_listen() -> SocketAddr {
-    DEFAULT_LISTEN
-        .parse()
-        .expect("default admin address parses")
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            listen: default_listen(),
-        }
-    }
-}
 
 /// Why the admin listener could not start.
 #[derive(Debug, thiserror::Error)]

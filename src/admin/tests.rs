@@ -164,10 +164,3 @@ async fn extra_routes_extend_but_never_shadow_builtins() {
         StatusCode::OK
     );
 }
-
-#[test]
-fn admin_config_defaults_to_loopback() {
-    let cfg: AdminConfig = toml::from_str("").unwrap();
-    assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
-    assert!(toml::from_str::<AdminConfig>("listen = \"0.0.0.0:9\"\nport = 1").is_err());
-}

@@ -11,8 +11,10 @@ use toml::Spanned;
 use super::raw::{HostHeader, RawConfig, RawNameValue, UpstreamProtocol};
 use super::values::HumanDuration;
 use super::{ConfigError, Problem, Source};
+use crate::access_log::AccessLog;
 use crate::cohort::{CohortKeys, CohortPolicy, DEFAULT_KEY};
 use crate::force::OverridePolicy;
+use crate::metrics::Metrics;
 use crate::routing::{Action, HostPattern, Matcher, Route, Split};
 use crate::state::{HeaderPolicy, Limits, ListenerSpec, Snapshot, Storefront};
 use crate::upstream::{Upstream, UpstreamSettings};
@@ -25,6 +27,8 @@ pub struct CompileInput<'a> {
     pub generation: u64,
     /// The running snapshot, whose connection pools are reused where settings are unchanged.
     pub previous: Option<&'a Snapshot>,
+    /// Where the snapshot's metric handles come from.
+    pub metrics: &'a Metrics,
 }
 
 /// Collects problems against one source file.
@@ -628,10 +632,33 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         action: Action::Split,
     });
 
+    let access_log_config = raw.access_log.clone();
+    let mut access_log = AccessLog::disabled();
+    if let Err(e) = access_log_config.validate() {
+        c.file("access_log", e.to_string());
+    } else if let Some(prev) = input
+        .previous
+        .filter(|p| p.access_log_config == access_log_config)
+    {
+        access_log = prev.access_log.clone();
+    } else if c.problems.is_empty() && tokio::runtime::Handle::try_current().is_ok() {
+        // Started only for a snapshot that will be used, and only inside the server's runtime
+        // (`cutover check` has none and needs no writer).
+        match AccessLog::start(&access_log_config, input.metrics) {
+            Ok((log, _task)) => access_log = log,
+            Err(e) => c.file("access_log.path", e.to_string()),
+        }
+    }
+
     if !c.problems.is_empty() {
         c.problems.sort_by_key(|p| (p.line, p.column));
         return Err(ConfigError::Invalid(c.problems));
     }
+    let metrics = {
+        let sf: Vec<&str> = storefronts.iter().map(|s| s.name.as_str()).collect();
+        let rt: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        input.metrics.handles(&sf, &rt)
+    };
     Ok(Snapshot {
         generation: input.generation,
         source: input.source.path.clone(),
@@ -645,7 +672,10 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         split,
         cohort,
         overrides,
+        metrics,
         headers,
+        access_log_config,
+        access_log,
     })
 }
 
@@ -654,6 +684,7 @@ pub fn load_file(
     path: &Path,
     generation: u64,
     previous: Option<&Snapshot>,
+    metrics: &Metrics,
 ) -> Result<(Source, Snapshot), ConfigError> {
     let source = Source::read(path)?;
     let raw = source.parse()?;
@@ -663,6 +694,7 @@ pub fn load_file(
             source: &source,
             generation,
             previous,
+            metrics,
         },
     )?;
     Ok((source, snap))

@@ -37,6 +37,9 @@ pub struct RawConfig {
     /// `[headers]`: what cutover adds to requests and responses.
     #[serde(default)]
     pub headers: RawHeaders,
+    /// `[access_log]`: one JSON line per request, off the request path.
+    #[serde(default)]
+    pub access_log: crate::access_log::AccessLogConfig,
     /// `[[route]]`: ordered rules; the first match wins, no match means `split`.
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,

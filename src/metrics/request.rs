@@ -70,6 +70,15 @@ pub(crate) struct Handles {
     pub(crate) redirect_misses: IntCounter,
 }
 
+impl std::fmt::Debug for RequestMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestMetrics")
+            .field("storefronts", &self.storefronts())
+            .field("routes", &self.routes())
+            .finish()
+    }
+}
+
 impl RequestMetrics {
     pub(crate) fn from_handles(handles: Handles) -> Self {
         RequestMetrics {
