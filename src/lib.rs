@@ -1,2 +1,3 @@
 //! cutover: a reverse proxy for zero-downtime e-commerce platform migrations.
 #![forbid(unsafe_code)]
+pub mod redirects;
