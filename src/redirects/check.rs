@@ -216,3 +216,109 @@ async fn probe_one(client: &ProbeClient, url: &str) -> Result<(), String> {
         .await
         .unwrap_or_else(|_| Err("timed out".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use std::convert::Infallible;
+
+    /// A storefront on 127.0.0.1:0 that knows `/ok1` and `/ok2` and answers 404 otherwise.
+    async fn storefront() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                        let status = match req.uri().path() {
+                            "/ok1" | "/ok2" => 200,
+                            _ => 404,
+                        };
+                        let body = http_body_util::Full::new(Bytes::from_static(b"page"));
+                        Ok::<_, Infallible>(
+                            http::Response::builder().status(status).body(body).unwrap(),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn plan(dir: &Path, csv: &str) -> std::path::PathBuf {
+        let p = dir.join("plan.csv");
+        std::fs::write(&p, csv).unwrap();
+        p
+    }
+
+    const PLAN: &str = "old_url,new_url,status\n/a,/ok1\n/b,/ok2\n/b2,/ok2\n/c,/missing\n/d,,410\n/blog/*,/news/*\n";
+
+    #[tokio::test]
+    async fn probe_lists_targets_not_answering_2xx() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = plan(dir.path(), PLAN);
+        let base = storefront().await;
+        let mut out = Vec::new();
+        let ok = run(&file, None, Some(&format!("{base}/")), 2, &mut out)
+            .await
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains("3 targets, 2 answered 2xx, 1 did not"),
+            "{out}"
+        );
+        assert!(out.contains("line 5: /missing -> 404"), "{out}");
+        assert!(out.contains("1 splat targets"), "{out}");
+        assert!(out.ends_with("test failed\n"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn check_without_probe_is_like_nginx_t() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = plan(dir.path(), PLAN);
+        let mut out = Vec::new();
+        assert!(run(&file, None, None, 4, &mut out).await.unwrap());
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("6 entries (5 exact, 1 prefix, 0 per-host, 1 gone)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("syntax is ok") && out.contains("test is successful"),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn check_reports_every_error_and_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = plan(dir.path(), "old_url,new_url\n/a,/b\n/b,/a\nnope,/x\n");
+        let mut cfg = TableConfig::with_defaults("main", "ignored.csv");
+        cfg.case_sensitive = true;
+        let mut out = Vec::new();
+        assert!(!run(&file, Some(&cfg), None, 4, &mut out).await.unwrap());
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("plan.csv:4: old_url \"nope\""), "{out}");
+        assert!(out.contains("plan.csv:2: redirect loop"), "{out}");
+        assert!(out.contains("test failed (2 errors)"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn bad_probe_url_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = plan(dir.path(), PLAN);
+        let err = run(&file, None, Some("ftp://x"), 1, &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CheckError::BadProbeUrl { .. }));
+    }
+}

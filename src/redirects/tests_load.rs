@@ -316,3 +316,23 @@ fn hundred_thousand_rows_load_and_hit() {
     let per_entry = l.report.overhead_bytes / l.table.len();
     assert!(per_entry <= 60, "overhead {per_entry} B/entry");
 }
+
+#[test]
+fn shipped_sample_plan_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = TableConfig::with_defaults("demo", "config/redirects.csv");
+    let l = load(&cfg, &LoadContext::standalone(dir)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(l.table.len() > 300);
+    assert_eq!(l.report.prefix, 2);
+    assert!(l.report.gone >= 2);
+    assert_eq!(l.report.chains_collapsed, 1);
+    assert_eq!(loc(&l, "/specials").as_deref(), Some("/collections/sale"));
+    assert_eq!(
+        loc(&l, "/blog/2016/old-post").as_deref(),
+        Some("/news/archive/old-post")
+    );
+    let pq = "/index.php?product_id=42&route=product/product&utm_source=mail";
+    assert!(
+        loc(&l, pq).is_some_and(|t| t.starts_with("/products/") && t.ends_with("?utm_source=mail"))
+    );
+}
