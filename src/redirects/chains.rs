@@ -10,21 +10,22 @@ use super::table::RedirectTable;
 /// Longer chains are rejected: nothing sane needs them, and it bounds the work per entry.
 pub(crate) const MAX_HOPS: usize = 16;
 
-/// Where a target lands: the host and path-and-query the browser will ask for next.
-fn landing<'a>(target: &'a str, source_host: &'a str) -> (String, &'a str) {
+/// Where a target lands: the host and path-and-query the browser will ask for next. Targets
+/// are canonical (lowercase authority), so the host is a plain slice.
+fn landing<'a>(target: &'a str, source_host: &'a str) -> (&'a str, &'a str) {
     for scheme in ["https://", "http://"] {
         if let Some(rest) = target.strip_prefix(scheme) {
-            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
             let authority = &rest[..end];
             let host = match authority.rfind(':') {
                 Some(i) if !authority.ends_with(']') => &authority[..i],
                 _ => authority,
             };
             let pq = if end == rest.len() { "/" } else { &rest[end..] };
-            return (host.to_string(), pq);
+            return (host, pq);
         }
     }
-    (source_host.to_string(), target)
+    (source_host, target)
 }
 
 /// Resolves every entry's chain, then rewrites the targets of the ones that had a chain.
@@ -41,18 +42,19 @@ pub(crate) fn collapse(
         if table.status(i) == 410 {
             continue;
         }
-        hops.clear();
-        hops.push(i);
+        // Most targets are not redirected themselves: look once without allocating.
+        let (first_host, pq) = landing(table.target(i), table.host_of(i));
+        // A splat target stands for every path below it: only prefix rules catch all of them.
+        let Some(mut found) = table.find(first_host, pq, table.is_splat(i)) else {
+            continue;
+        };
+        let mut host = first_host.to_string();
         let mut target = table.target(i).to_string();
         let mut splat = table.is_splat(i);
-        let mut host = table.host_of(i).to_string();
         let mut ok = true;
+        hops.clear();
+        hops.push(i);
         loop {
-            let (next_host, pq) = landing(&target, &host);
-            // A splat target stands for every path below it: only prefix rules catch all of them.
-            let Some(found) = table.find(&next_host, pq, splat) else {
-                break;
-            };
             let j = found.idx;
             if table.status(j) == 410 {
                 let msg = format!(
@@ -86,7 +88,14 @@ pub(crate) fn collapse(
             let Some(loc) = found.location else { break };
             splat = splat && table.is_splat(j);
             target = loc;
-            host = next_host;
+            let (next_host, pq) = landing(&target, &host);
+            match table.find(next_host, pq, splat) {
+                Some(f) => {
+                    found = f;
+                    host = next_host.to_string();
+                }
+                None => break,
+            }
         }
         if ok && hops.len() > 1 {
             report.longest_chain = report.longest_chain.max(hops.len());

@@ -134,6 +134,7 @@ pub fn load(cfg: &TableConfig, ctx: &LoadContext<'_>) -> Result<Loaded, LoadErro
         ctx,
         errs: &mut errs,
         report: &mut report,
+        norm: normalize::Normalized::default(),
     };
     let mut csv_errs = LoadErrors::default();
     csv_load::read_rows(&file, &data, &mut csv_errs, |row| sink.add(row));

@@ -44,11 +44,11 @@ enum Part {
     Query,
 }
 
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-fn is_literal(b: u8, part: Part) -> bool {
+const fn is_literal(b: u8, part: Part) -> bool {
     is_unreserved(b)
         || match part {
             Part::Path => {
@@ -61,6 +61,20 @@ fn is_literal(b: u8, part: Part) -> bool {
             }
         }
 }
+
+/// `is_literal` as tables: canonicalising runs once per row and per request.
+const fn literal_table(part: Part) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = is_literal(b as u8, part);
+        b += 1;
+    }
+    t
+}
+
+const PATH_LITERAL: [bool; 256] = literal_table(Part::Path);
+const QUERY_LITERAL: [bool; 256] = literal_table(Part::Query);
 
 fn hex_val(b: u8) -> Option<u8> {
     match b {
@@ -82,11 +96,24 @@ fn push_escaped(out: &mut String, b: u8) {
 /// Appends the canonical form of `input` to `out`. Returns whether a control character was
 /// present (escaped in the output): a table rejects those, a request just gets them escaped.
 fn canon(input: &str, part: Part, out: &mut String) -> Result<bool, BadEscape> {
+    let literal = match part {
+        Part::Path => &PATH_LITERAL,
+        Part::Query => &QUERY_LITERAL,
+    };
     let bytes = input.as_bytes();
     let mut had_control = false;
     let mut i = 0;
+    // Runs of literal bytes (ASCII, so slice ends are char boundaries) are copied in one go.
+    let mut plain = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if literal[b as usize] {
+            i += 1;
+            continue;
+        }
+        if i > plain {
+            out.push_str(&input[plain..i]);
+        }
         if b == b'%' {
             let hi = bytes
                 .get(i + 1)
@@ -104,7 +131,7 @@ fn canon(input: &str, part: Part, out: &mut String) -> Result<bool, BadEscape> {
                 Part::Path => is_unreserved(v),
                 // Form decoding treats `%2F` and `/` alike in a query; only `=` must stay
                 // escaped so a name `a%3Db` never equals the pair `a=b`.
-                Part::Query => is_literal(v, part) && v != b'=',
+                Part::Query => literal[v as usize] && v != b'=',
             };
             if decode {
                 out.push(v as char);
@@ -112,17 +139,18 @@ fn canon(input: &str, part: Part, out: &mut String) -> Result<bool, BadEscape> {
                 push_escaped(out, v);
             }
             i += 3;
-            continue;
-        }
-        if part == Part::Query && b == b'+' {
+        } else if part == Part::Query && b == b'+' {
             out.push_str("%20");
-        } else if is_literal(b, part) {
-            out.push(b as char);
+            i += 1;
         } else {
             had_control |= b < 0x20 || b == 0x7f;
             push_escaped(out, b);
+            i += 1;
         }
-        i += 1;
+        plain = i;
+    }
+    if i > plain {
+        out.push_str(&input[plain..]);
     }
     Ok(had_control)
 }
@@ -133,6 +161,8 @@ pub(crate) struct Normalized {
     /// Canonical path, original case, trailing slashes kept: splat suffixes are cut from it.
     pub path: String,
     /// `path` case-folded when the table is case-insensitive: prefix rules are matched on it.
+    /// Escapes are folded too: both sides fold the same way, so `%C3%A9` and `%c3%a9` stay
+    /// equal while the key stays visible ASCII.
     pub folded: String,
     /// Key-mode query: canonical, case-folded, ignored parameters removed, sorted; `a=1&b=2`.
     pub query_key: String,
@@ -142,24 +172,54 @@ pub(crate) struct Normalized {
     pub query: String,
     /// A control character was present (a table rejects the row).
     pub had_control: bool,
+    // Scratch reused across `fill` calls.
+    keyed: String,
+    ranges: Vec<(usize, usize)>,
+    piece: String,
 }
 
 impl Normalized {
     /// `path` must start with `/` for a request; the table checks that before calling.
+    #[cfg(test)]
     pub(crate) fn new(path: &str, query: Option<&str>, m: &Matching) -> Result<Self, BadEscape> {
         let mut n = Normalized::default();
-        let path = if path.is_empty() { "/" } else { path };
-        n.had_control = canon(path, Part::Path, &mut n.path)?;
-        n.folded = fold(&n.path, m.case_sensitive);
-        if let Some(q) = query {
-            n.split_query(q, m)?;
-        }
+        n.fill(path, query, m)?;
         Ok(n)
     }
 
+    /// Replaces the content with the canonical form of `path` and `query`, reusing buffers:
+    /// loads and lookups keep one `Normalized` around instead of allocating per URL.
+    pub(crate) fn fill(
+        &mut self,
+        path: &str,
+        query: Option<&str>,
+        m: &Matching,
+    ) -> Result<(), BadEscape> {
+        self.path.clear();
+        self.folded.clear();
+        self.query_key.clear();
+        self.tracking.clear();
+        self.query.clear();
+        let path = if path.is_empty() { "/" } else { path };
+        self.had_control = canon(path, Part::Path, &mut self.path)?;
+        self.folded.push_str(&self.path);
+        if !m.case_sensitive {
+            self.folded.make_ascii_lowercase();
+        }
+        if let Some(q) = query {
+            self.split_query(q, m)?;
+        }
+        Ok(())
+    }
+
     fn split_query(&mut self, q: &str, m: &Matching) -> Result<(), BadEscape> {
-        let mut keyed: Vec<String> = Vec::new();
-        let mut piece = String::new();
+        // Keyed parameters are collected in one buffer and sorted as ranges: one allocation
+        // per query instead of one per parameter.
+        let mut keyed = std::mem::take(&mut self.keyed);
+        let mut ranges = std::mem::take(&mut self.ranges);
+        let mut piece = std::mem::take(&mut self.piece);
+        keyed.clear();
+        ranges.clear();
         for raw in q.split('&').filter(|p| !p.is_empty()) {
             piece.clear();
             let (name, value) = match raw.split_once('=') {
@@ -176,13 +236,19 @@ impl Normalized {
             if m.ignore.matches(&piece[..name_len]) {
                 append_param(&mut self.tracking, &piece);
             } else if m.query == QueryMode::Key {
-                keyed.push(fold(&piece, m.case_sensitive));
+                let start = keyed.len();
+                keyed.push_str(&piece);
+                if !m.case_sensitive {
+                    keyed[start..].make_ascii_lowercase();
+                }
+                ranges.push((start, keyed.len()));
             }
         }
-        keyed.sort_unstable();
-        for k in &keyed {
-            append_param(&mut self.query_key, k);
+        ranges.sort_unstable_by(|a, b| keyed[a.0..a.1].cmp(&keyed[b.0..b.1]));
+        for &(a, b) in &ranges {
+            append_param(&mut self.query_key, &keyed[a..b]);
         }
+        (self.keyed, self.ranges, self.piece) = (keyed, ranges, piece);
         Ok(())
     }
 
@@ -203,16 +269,6 @@ fn append_param(out: &mut String, piece: &str) {
         out.push('&');
     }
     out.push_str(piece);
-}
-
-/// Case folding of the whole canonical string, escapes included: both sides fold the same way,
-/// so `%C3%A9` and `%c3%a9` stay equal while the output stays visible ASCII.
-fn fold(s: &str, case_sensitive: bool) -> String {
-    if case_sensitive {
-        s.to_string()
-    } else {
-        s.to_ascii_lowercase()
-    }
 }
 
 /// The path part of an exact key.
@@ -259,13 +315,12 @@ pub(crate) fn build_location(
 
 /// Canonical form of a target path or query as written in the table (case preserved):
 /// spreadsheets hold `/café` or `/a b`, a header needs `/caf%C3%A9` and `/a%20b`.
-pub(crate) fn canon_target(s: &str) -> Result<(String, bool), BadEscape> {
-    let mut out = String::with_capacity(s.len());
+pub(crate) fn canon_target(s: &str, out: &mut String) -> Result<bool, BadEscape> {
     let (path, rest) = match s.find(['?', '#']) {
         Some(i) => s.split_at(i),
         None => (s, ""),
     };
-    let mut ctl = canon(path, Part::Path, &mut out)?;
+    let mut ctl = canon(path, Part::Path, out)?;
     if let Some(q) = rest.strip_prefix('?') {
         let (q, frag) = match q.find('#') {
             Some(i) => q.split_at(i),
@@ -280,17 +335,17 @@ pub(crate) fn canon_target(s: &str) -> Result<(String, bool), BadEscape> {
                 Some((n, v)) => (n, Some(v)),
                 None => (p, None),
             };
-            ctl |= canon(name, Part::Query, &mut out)?;
+            ctl |= canon(name, Part::Query, out)?;
             if let Some(v) = value {
                 out.push('=');
-                ctl |= canon(v, Part::Query, &mut out)?;
+                ctl |= canon(v, Part::Query, out)?;
             }
         }
-        ctl |= canon_fragment(frag, &mut out)?;
+        ctl |= canon_fragment(frag, out)?;
     } else {
-        ctl |= canon_fragment(rest, &mut out)?;
+        ctl |= canon_fragment(rest, out)?;
     }
-    Ok((out, ctl))
+    Ok(ctl)
 }
 
 fn canon_fragment(frag: &str, out: &mut String) -> Result<bool, BadEscape> {
@@ -394,10 +449,9 @@ mod tests {
 
     #[test]
     fn target_canonicalised() {
-        assert_eq!(
-            canon_target("/café?q=a b#x y").unwrap().0,
-            "/caf%C3%A9?q=a%20b#x%20y"
-        );
-        assert!(canon_target("/a\nb").unwrap().1);
+        let mut out = String::new();
+        assert!(!canon_target("/café?q=a b#x y", &mut out).unwrap());
+        assert_eq!(out, "/caf%C3%A9?q=a%20b#x%20y");
+        assert!(canon_target("/a\nb", &mut String::new()).unwrap());
     }
 }

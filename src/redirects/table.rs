@@ -2,14 +2,15 @@
 //! O(path segments).
 //!
 //! Every key and target lives in one arena `String`; an [`Entry`] is 24 bytes of offsets, and
-//! the two hash indexes are open-addressing arrays of `u32` entry numbers compared against the
-//! arena. No per-entry allocation: a million rows cost a handful of allocations, load fast and
+//! the two hash indexes are open-addressing arrays of entry numbers (with a hash tag) compared
+//! against the arena. No per-entry allocation: a million rows cost a handful of allocations, load fast and
 //! free fast.
 
 use super::config::{ApplyTo, DuringShift, QueryMode, TableConfig};
 use super::normalize::{build_location, Matching, Normalized};
 use super::Hit;
 use http::StatusCode;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
@@ -32,14 +33,20 @@ pub(crate) struct Entry {
     flags: u8,
 }
 
-/// An open-addressing index of entry numbers; linear probing, load kept under 0.6.
+/// An open-addressing index of entry numbers; linear probing, load kept under 0.6. Each slot
+/// holds the entry number and 32 more bits of its hash, so a probe touches the entry (and its
+/// key in the arena, two cache misses on a big table) only when the tag already matches.
 #[derive(Debug, Default)]
 struct Slots {
-    slots: Vec<u32>,
+    slots: Vec<u64>,
     len: usize,
 }
 
-const EMPTY: u32 = u32::MAX;
+const EMPTY: u64 = u64::MAX;
+
+fn tag(hash: u64) -> u64 {
+    hash & 0xFFFF_FFFF_0000_0000
+}
 
 impl Slots {
     fn with_capacity(n: usize) -> Self {
@@ -58,21 +65,21 @@ impl Slots {
             if s == EMPTY {
                 return None;
             }
-            if eq(s) {
-                return Some(s);
+            if s & 0xFFFF_FFFF_0000_0000 == tag(hash) && eq(s as u32) {
+                return Some(s as u32);
             }
             i = (i + 1) & mask;
         }
     }
 
     /// Inserts `idx` (known absent), growing first if needed; `rehash` recomputes the hash of
-    /// an already stored entry, which keeps hashes out of memory.
+    /// an already stored entry, which keeps full hashes out of memory.
     fn insert(&mut self, hash: u64, idx: u32, rehash: impl Fn(u32) -> u64) {
         if (self.len + 1) * 5 > self.slots.len() * 3 {
             let doubled = vec![EMPTY; self.slots.len() * 2];
             let old = std::mem::replace(&mut self.slots, doubled);
             for s in old.into_iter().filter(|&s| s != EMPTY) {
-                self.place(rehash(s), s);
+                self.place(rehash(s as u32), s as u32);
             }
         }
         self.place(hash, idx);
@@ -85,7 +92,41 @@ impl Slots {
         while self.slots[i] != EMPTY {
             i = (i + 1) & mask;
         }
-        self.slots[i] = idx;
+        self.slots[i] = tag(hash) | u64::from(idx);
+    }
+}
+
+/// One bit per key hash, 16 bits per planned entry (~6% false positives): small enough to stay
+/// in cache, so the common miss (a URL with no entry, on most requests and on chain checks)
+/// is answered without touching the 16 MB slot array of a million-row table.
+#[derive(Debug, Default)]
+struct MissFilter {
+    bits: Vec<u64>,
+    shift: u32,
+}
+
+impl MissFilter {
+    fn with_capacity(n: usize) -> Self {
+        let nbits = (n.saturating_mul(16)).max(64).next_power_of_two();
+        MissFilter {
+            bits: vec![0; nbits / 64],
+            shift: 64 - nbits.trailing_zeros(),
+        }
+    }
+
+    fn bit(&self, hash: u64) -> usize {
+        // Fibonacci hashing takes other bits than the slot index (low) and tag (high).
+        (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    fn set(&mut self, hash: u64) {
+        let b = self.bit(hash);
+        self.bits[b / 64] |= 1 << (b % 64);
+    }
+
+    fn may_contain(&self, hash: u64) -> bool {
+        let b = self.bit(hash);
+        self.bits[b / 64] & (1 << (b % 64)) != 0
     }
 }
 
@@ -99,6 +140,7 @@ pub struct RedirectTable {
     arena: String,
     entries: Vec<Entry>,
     exact: Slots,
+    exact_filter: MissFilter,
     prefix: Slots,
     /// Lowercase host -> id; id 0 is "any host".
     hosts: HashMap<Box<str>, u32>,
@@ -114,6 +156,12 @@ pub(crate) struct Found {
     pub location: Option<String>,
 }
 
+thread_local! {
+    /// Per-thread buffers for lookups, so a request allocates only its `Location`. They grow
+    /// to the longest URL seen on the thread (bounded by the server's URI limit).
+    static SCRATCH: RefCell<(Normalized, String)> = RefCell::new(Default::default());
+}
+
 /// Longest URL accepted in a table, to keep offsets in `u16`.
 pub(crate) const MAX_URL: usize = 8192;
 
@@ -127,6 +175,7 @@ impl RedirectTable {
             arena: String::with_capacity(url_bytes),
             entries: Vec::with_capacity(rows),
             exact: Slots::with_capacity(rows),
+            exact_filter: MissFilter::with_capacity(rows),
             prefix: Slots::with_capacity(0),
             hosts: HashMap::new(),
             host_names: vec!["".into()],
@@ -173,6 +222,29 @@ impl RedirectTable {
 
     /// `prefix_only` restricts the search to prefix rules (chain resolution of a splat source).
     pub(crate) fn find(&self, host: &str, pq: &str, prefix_only: bool) -> Option<Found> {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => {
+                let (n, key) = &mut *s;
+                self.find_with(n, key, host, pq, prefix_only)
+            }
+            Err(_) => self.find_with(
+                &mut Normalized::default(),
+                &mut String::new(),
+                host,
+                pq,
+                prefix_only,
+            ),
+        })
+    }
+
+    fn find_with(
+        &self,
+        n: &mut Normalized,
+        key: &mut String,
+        host: &str,
+        pq: &str,
+        prefix_only: bool,
+    ) -> Option<Found> {
         let (path, query) = match pq.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (pq, None),
@@ -181,13 +253,12 @@ impl RedirectTable {
             return None;
         }
         let m = &self.matching;
-        let n = Normalized::new(path, query, m).ok()?;
+        n.fill(path, query, m).ok()?;
         let host_id = if host.is_empty() {
             None
         } else {
             self.hosts.get(host).copied()
         };
-        let mut key = String::with_capacity(n.folded.len() + n.query_key.len() + 1);
         for h in [host_id, Some(ANY_HOST)].into_iter().flatten() {
             // Path-only matches carry the whole query (or none when dropping it).
             let carry_all = if m.query == QueryMode::Drop {
@@ -198,14 +269,14 @@ impl RedirectTable {
             if !prefix_only {
                 let has_qkey = m.query == QueryMode::Key && !n.query_key.is_empty();
                 if has_qkey {
-                    n.exact_key(true, m, &mut key);
-                    if let Some(i) = self.find_in(false, h, &key) {
+                    n.exact_key(true, m, key);
+                    if let Some(i) = self.find_in(false, h, key) {
                         return Some(self.found(i, "", &n.tracking));
                     }
                 }
                 if !has_qkey || m.query_fallback {
-                    n.exact_key(false, m, &mut key);
-                    if let Some(i) = self.find_in(false, h, &key) {
+                    n.exact_key(false, m, key);
+                    if let Some(i) = self.find_in(false, h, key) {
                         return Some(self.found(i, "", carry_all));
                     }
                 }
@@ -249,9 +320,16 @@ impl RedirectTable {
     }
 
     fn find_in(&self, prefix: bool, host: u32, key: &str) -> Option<u32> {
+        self.find_hashed(prefix, host, key, self.hash(host, key))
+    }
+
+    fn find_hashed(&self, prefix: bool, host: u32, key: &str, hash: u64) -> Option<u32> {
+        if !prefix && !self.exact_filter.may_contain(hash) {
+            return None;
+        }
         let slots = if prefix { &self.prefix } else { &self.exact };
         let flag = if prefix { PREFIX } else { 0 };
-        slots.find(self.hash(host, key), |i| {
+        slots.find(hash, |i| {
             let e = &self.entries[i as usize];
             e.host == host && e.flags & PREFIX == flag && self.key(i) == key
         })
@@ -285,12 +363,13 @@ impl RedirectTable {
         status: u16,
         line: u32,
     ) -> Result<u32, Option<u32>> {
-        if let Some(existing) = self.find_in(prefix, host, key) {
+        let hash = self.hash(host, key);
+        if let Some(existing) = self.find_hashed(prefix, host, key, hash) {
             return Err(Some(existing));
         }
         let idx = u32::try_from(self.entries.len())
             .ok()
-            .filter(|&i| i < EMPTY)
+            .filter(|&i| i < u32::MAX)
             .ok_or(None)?;
         let key_off = self.push_arena(key).ok_or(None)?;
         let target_off = self.push_arena(target).ok_or(None)?;
@@ -305,7 +384,6 @@ impl RedirectTable {
             status,
             flags,
         });
-        let hash = self.hash(host, key);
         let (entries, arena, hasher) = (&self.entries, &self.arena, &self.hasher);
         let rehash = |i: u32| {
             let e = &entries[i as usize];
@@ -314,6 +392,7 @@ impl RedirectTable {
         if prefix {
             &mut self.prefix
         } else {
+            self.exact_filter.set(hash);
             &mut self.exact
         }
         .insert(hash, idx, rehash);
@@ -394,7 +473,8 @@ impl RedirectTable {
     /// Heap bytes beyond the URL text: entries, hash slots, host names, spare capacity.
     pub fn overhead_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Entry>()
-            + (self.exact.slots.capacity() + self.prefix.slots.capacity()) * 4
+            + (self.exact.slots.capacity() + self.prefix.slots.capacity()) * 8
+            + self.exact_filter.bits.capacity() * 8
             + (self.arena.capacity() - self.arena.len())
             + self
                 .host_names

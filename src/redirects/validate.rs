@@ -22,6 +22,8 @@ pub(crate) struct RowSink<'a> {
     pub ctx: &'a LoadContext<'a>,
     pub errs: &'a mut LoadErrors,
     pub report: &'a mut Report,
+    /// Reused for every row: the canonical form of the current `old_url`.
+    pub norm: Normalized,
 }
 
 /// An `old_url` reduced to its table key.
@@ -29,8 +31,6 @@ pub(crate) struct OldUrl {
     pub host: String,
     pub key: String,
     pub prefix: bool,
-    /// Canonical path, for the pinned-route check.
-    pub path: String,
 }
 
 /// A target as stored: canonical text without the trailing `*`.
@@ -54,7 +54,7 @@ impl RowSink<'_> {
             url: url.into(),
             reason,
         };
-        let old = parse_old(row.old_url, self.table);
+        let old = parse_old(row.old_url, self.table, &mut self.norm);
         let status = match row.status.trim() {
             "" => Ok(self.default_status),
             s => s
@@ -122,7 +122,7 @@ impl RowSink<'_> {
             Some(&old.host)
                 .filter(|h| !h.is_empty())
                 .map(|h| h.as_str()),
-            &old.path,
+            &self.norm.path,
         ) {
             let msg = format!("{raw_old:?}: route {route:?} pins this URL to the old storefront, so shoppers it sends there never get this redirect");
             self.report.warn(line, msg);
@@ -179,10 +179,13 @@ impl RowSink<'_> {
 /// Splits `http(s)://host[:port]` off an absolute URL: `Ok(None)` for a path, `Ok(Some((host
 /// lowercase without port, authority as written lowercase, rest)))` for an absolute URL.
 fn split_absolute(s: &str) -> Result<Option<(String, String, &str)>, String> {
-    let lower = |n: usize| s.get(..n).map(|p| p.to_ascii_lowercase());
-    let scheme_len = if lower(7).as_deref() == Some("http://") {
+    let has = |scheme: &str| {
+        s.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    };
+    let scheme_len = if has("http://") {
         7
-    } else if lower(8).as_deref() == Some("https://") {
+    } else if has("https://") {
         8
     } else {
         return Ok(None);
@@ -215,7 +218,12 @@ fn split_absolute(s: &str) -> Result<Option<(String, String, &str)>, String> {
     )))
 }
 
-pub(crate) fn parse_old(raw: &str, table: &RedirectTable) -> Result<OldUrl, String> {
+/// Keys an `old_url`; `n` is left holding its canonical form.
+pub(crate) fn parse_old(
+    raw: &str,
+    table: &RedirectTable,
+    n: &mut Normalized,
+) -> Result<OldUrl, String> {
     let m = &table.matching;
     let s = raw.trim();
     if s.is_empty() {
@@ -251,12 +259,12 @@ pub(crate) fn parse_old(raw: &str, table: &RedirectTable) -> Result<OldUrl, Stri
                 .into(),
         );
     }
-    let n = Normalized::new(prefix_path.unwrap_or(path), query, m)
+    n.fill(prefix_path.unwrap_or(path), query, m)
         .map_err(|_| "has a malformed %-escape".to_string())?;
     if n.had_control {
         return Err("contains a control character".into());
     }
-    let mut key = String::new();
+    let mut key = String::with_capacity(n.folded.len() + n.query_key.len() + 1);
     match prefix_path {
         Some(_) => key.push_str(n.folded.trim_end_matches('/')),
         None => n.exact_key(true, m, &mut key),
@@ -265,7 +273,6 @@ pub(crate) fn parse_old(raw: &str, table: &RedirectTable) -> Result<OldUrl, Stri
         host,
         key,
         prefix: prefix_path.is_some(),
-        path: n.path,
     })
 }
 
@@ -301,13 +308,15 @@ fn parse_target(
     if splat && body.contains(['?', '#']) {
         return bad("a * must end the target, after any path and with no query");
     }
-    let (canon, had_control) =
-        canon_target(body).map_err(|_| TargetError::Bad("has a malformed %-escape".into()))?;
+    let mut text = origin;
+    text.reserve(body.len() + 8);
+    let had_control = canon_target(body, &mut text)
+        .map_err(|_| TargetError::Bad("has a malformed %-escape".into()))?;
     if had_control {
         return bad("contains a control character");
     }
-    let text = origin + &canon;
-    if http::HeaderValue::from_str(&text).is_err() {
+    // Canonical text is visible ASCII by construction; this guards the `Location` header anyway.
+    if !text.bytes().all(|b| (0x21..0x7f).contains(&b)) {
         return bad("cannot be sent as a Location header");
     }
     Ok(Target { text, splat })
