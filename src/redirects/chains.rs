@@ -22,10 +22,15 @@ fn landing<'a>(target: &'a str, source_host: &'a str) -> (&'a str, &'a str) {
                 _ => authority,
             };
             let pq = if end == rest.len() { "/" } else { &rest[end..] };
-            return (host, pq);
+            return (host, without_fragment(pq));
         }
     }
-    (source_host, target)
+    (source_host, without_fragment(target))
+}
+
+/// Browsers never send the fragment, so the next request is the URL without it.
+fn without_fragment(pq: &str) -> &str {
+    pq.split('#').next().unwrap_or(pq)
 }
 
 /// Resolves every entry's chain, then rewrites the targets of the ones that had a chain.
@@ -98,6 +103,11 @@ pub(crate) fn collapse(
             }
         }
         if ok && hops.len() > 1 {
+            // A redirect without a fragment keeps the one of the previous hop (RFC 9110 10.2.2).
+            let first = table.target(i);
+            if let (Some(f), false) = (first.find('#'), target.contains('#')) {
+                target.push_str(&first[f..]);
+            }
             report.longest_chain = report.longest_chain.max(hops.len());
             rewrites.push((i, target, splat));
         }

@@ -204,6 +204,19 @@ fn chains_collapse_to_one_hop() {
 }
 
 #[test]
+fn chain_through_target_with_fragment() {
+    let l = load_str("old_url,new_url\n/a,/b#reviews\n/b,/c\n");
+    assert_eq!(loc(&l, "/a").as_deref(), Some("/c#reviews"));
+}
+
+#[test]
+fn table_and_sketch_are_shareable_across_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<RedirectTable>();
+    shareable::<MissedRedirects>();
+}
+
+#[test]
 fn chain_longer_than_limit_rejected() {
     let mut csv = String::from("old_url,new_url\n");
     for i in 0..20 {
