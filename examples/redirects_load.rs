@@ -21,6 +21,16 @@ fn rss_bytes() -> usize {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// User + system CPU seconds of this process: wall time is noisy on a shared machine.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 const WORDS: [&str; 8] = [
     "linen", "ceramic", "oak", "wool", "copper", "cotton", "vintage", "organic",
 ];
@@ -51,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sizes
     };
     let dir = tempfile::tempdir()?;
-    println!("rows      load_s  url_bytes/row  rss_delta/row  rss_beyond_urls/row  self_overhead/row  lookup_ns");
+    println!("rows      load_s  cpu_s  url_bytes/row  rss_delta/row  rss_beyond_urls/row  self_overhead/row  lookup_ns");
     for n in sizes {
         let path = dir.path().join(format!("plan-{n}.csv"));
         let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
@@ -64,9 +74,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         drop(f);
         let cfg = TableConfig::with_defaults("bench", &path);
         let before = rss_bytes();
+        let cpu = cpu_secs();
         let t = Instant::now();
         let loaded = load(&cfg, &LoadContext::standalone(dir.path())).map_err(|e| e.to_string())?;
         let secs = t.elapsed().as_secs_f64();
+        let cpu = cpu_secs() - cpu;
         let delta = rss_bytes().saturating_sub(before);
         let r = &loaded.report;
         let mut rng = fastrand::Rng::with_seed(1);
@@ -91,7 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ns = t.elapsed().as_nanos() as f64 / probes.len() as f64;
         assert!(hits > probes.len() / 3, "hits {hits}");
         println!(
-            "{n:<9} {secs:<7.3} {:<14.1} {:<14.1} {:<20.1} {:<18.1} {ns:.0}",
+            "{n:<9} {secs:<7.3} {cpu:<6.2} {:<14.1} {:<14.1} {:<20.1} {:<18.1} {ns:.0}",
             r.url_bytes as f64 / n as f64,
             delta as f64 / n as f64,
             delta.saturating_sub(r.url_bytes) as f64 / n as f64,
