@@ -20,6 +20,7 @@
 //! - [`upstream`]: pooled storefront clients and error classification.
 //! - [`server`]: listeners, connection cap, protocol limits, graceful drain.
 //! - [`reload`]: file watch and SIGHUP -> compile -> swap.
+//! - [`redirects`]: the migration's redirect table: CSV, validation, O(1) lookup, missed URLs.
 //! - [`tls`]: HTTPS listeners (SNI, reload, checks) and storefront TLS.
 //! - [`metrics`]: every metric, pre-resolved handles. [`access_log`]: JSON lines off the request path.
 //! - [`admin`]: the operator listener (/metrics, /healthz, /readyz).
@@ -38,6 +39,7 @@ pub mod force;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;
+pub mod redirects;
 pub mod reload;
 pub mod response;
 pub mod routing;

@@ -1,0 +1,168 @@
+//! The migration's redirect plan, served from memory.
+//!
+//! Flow: `config::TableConfig` (serde) -> [`load`] reads the CSV (`csv_load`), checks and keys
+//! each row (`validate`, `normalize`), builds the compact index (`table`), collapses chains and
+//! rejects loops (`chains`) -> an immutable [`RedirectTable`] the proxy shares behind its
+//! snapshot, plus a [`Report`]. On the request path the proxy calls [`RedirectTable::lookup`]
+//! and, for misses the new storefront answers with 404, [`MissedRedirects::record`].
+//! `check` is the `cutover redirects check` command.
+//!
+//! Loading allocates and takes ~1 s for 10^6 rows: call it off the request path (e.g. in
+//! `spawn_blocking`), and drop replaced tables off the request path too.
+
+mod chains;
+pub mod check;
+pub mod config;
+mod csv_load;
+mod error;
+mod missed;
+mod normalize;
+mod report;
+mod table;
+mod validate;
+
+#[cfg(test)]
+mod tests_load;
+#[cfg(test)]
+mod tests_lookup;
+
+pub use config::{ApplyTo, DuringShift, QueryMode, TableConfig, TrailingSlash};
+pub use error::{LoadError, LoadErrors, Warning};
+pub use missed::{MissedEntry, MissedRedirects};
+pub use report::Report;
+pub use table::RedirectTable;
+
+use http::StatusCode;
+use std::path::Path;
+
+/// Body served with a 410: small, so removed pages cost nothing.
+pub const GONE_BODY: &str = "This page has been removed.\n";
+
+/// What the rest of the config knows that a table needs at load.
+pub struct LoadContext<'a> {
+    /// Directory of the config file; `TableConfig::file` is relative to it.
+    pub base_dir: &'a Path,
+    /// Name of a route that pins (host, path) to the OLD storefront, if any: such URLs never
+    /// reach the table for shoppers on that route, which deserves a warning.
+    pub pinned_to_old: &'a dyn Fn(Option<&str>, &str) -> Option<String>,
+}
+
+impl LoadContext<'_> {
+    /// A context without routes.
+    pub fn standalone(base_dir: &Path) -> LoadContext<'_> {
+        LoadContext {
+            base_dir,
+            pinned_to_old: &|_, _| None,
+        }
+    }
+}
+
+/// A table that passed validation, with what was found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The lookup table.
+    pub table: RedirectTable,
+    /// What validation found (counts, chains, warnings).
+    pub report: Report,
+}
+
+/// A redirect answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The status as written in the table.
+    pub written: StatusCode,
+    /// `None` for 410; otherwise a same-site path or a URL on an allowed host, built only from
+    /// the table and re-encoded parts of the request.
+    pub location: Option<String>,
+    /// Line of the row in the CSV, for logs.
+    pub line: u32,
+    /// The table's policy, so [`Hit::status`] needs only the shift state.
+    pub during_shift: DuringShift,
+}
+
+impl Hit {
+    /// The status to serve. While the new storefront's share is below 100% (`full_shift` false)
+    /// and the table says `during_shift = "temporary"`, 301 becomes 302 and 308 becomes 307:
+    /// a browser caches a permanent redirect forever, and a rollback would strand shoppers.
+    pub fn status(&self, full_shift: bool) -> StatusCode {
+        if full_shift || self.during_shift == DuringShift::AsWritten {
+            return self.written;
+        }
+        match self.written {
+            StatusCode::MOVED_PERMANENTLY => StatusCode::FOUND,
+            StatusCode::PERMANENT_REDIRECT => StatusCode::TEMPORARY_REDIRECT,
+            s => s,
+        }
+    }
+}
+
+/// Reads, validates and builds one table. Every problem is collected (each with file:line);
+/// any error rejects the whole table so the previous one keeps serving.
+pub fn load(cfg: &TableConfig, ctx: &LoadContext<'_>) -> Result<Loaded, LoadErrors> {
+    let path = ctx.base_dir.join(&cfg.file);
+    let file = path.display().to_string();
+    let mut errs = LoadErrors::default();
+    if !validate::STATUSES.contains(&cfg.default_status) {
+        errs.push(LoadError::BadStatus {
+            file: file.clone(),
+            line: 0,
+            url: "(default_status in the config)".into(),
+            value: cfg.default_status.to_string(),
+        });
+        return Err(errs);
+    }
+    let data = std::fs::read(&path).map_err(|e| {
+        let mut errs = LoadErrors::default();
+        errs.push(LoadError::Read {
+            file: file.clone(),
+            reason: e.to_string(),
+        });
+        errs
+    })?;
+    // Rows <= newlines + 1 and URL text <= file size: size everything once, no rehashing.
+    let rows = data.iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut table = RedirectTable::with_capacity(cfg, rows, data.len());
+    let mut report = Report {
+        table: cfg.name.clone(),
+        file: file.clone(),
+        ..Report::default()
+    };
+    let allow = config::HostAllowList::new(&cfg.allowed_hosts);
+    let mut sink = validate::RowSink {
+        file: &file,
+        table: &mut table,
+        allow: &allow,
+        default_status: cfg.default_status,
+        ctx,
+        errs: &mut errs,
+        report: &mut report,
+        norm: normalize::Normalized::default(),
+    };
+    let mut csv_errs = LoadErrors::default();
+    csv_load::read_rows(&file, &data, &mut csv_errs, |row| sink.add(row));
+    drop(data);
+    errs.omitted += csv_errs.omitted;
+    csv_errs.errors.into_iter().for_each(|e| errs.push(e));
+    chains::collapse(&mut table, &file, &mut errs, &mut report);
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    table.finish();
+    fill_counts(&table, &mut report);
+    Ok(Loaded { table, report })
+}
+
+fn fill_counts(t: &RedirectTable, r: &mut Report) {
+    r.entries = t.len();
+    for i in 0..t.len() as u32 {
+        if t.is_prefix(i) {
+            r.prefix += 1;
+        } else {
+            r.exact += 1;
+        }
+        r.per_host += usize::from(!t.host_of(i).is_empty());
+        r.gone += usize::from(t.status(i) == 410);
+    }
+    r.url_bytes = t.url_bytes();
+    r.overhead_bytes = t.overhead_bytes();
+}

@@ -1,0 +1,489 @@
+//! The lookup table: compact enough for 10^6 rows, exact hits in O(1), prefix rules in
+//! O(path segments).
+//!
+//! Every key and target lives in one arena `String`; an [`Entry`] is 24 bytes of offsets, and
+//! the two hash indexes are open-addressing arrays of entry numbers (with a hash tag) compared
+//! against the arena. No per-entry allocation: a million rows cost a handful of allocations, load fast and
+//! free fast.
+
+use super::config::{ApplyTo, DuringShift, QueryMode, TableConfig};
+use super::normalize::{build_location, Matching, Normalized};
+use super::Hit;
+use http::StatusCode;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+/// Entry flag: the entry is a prefix (`/*`) rule.
+const PREFIX: u8 = 1;
+/// Entry flag: the target ends in `*`; the request's remaining path is appended.
+const SPLAT: u8 = 2;
+/// Host id of host-less entries.
+pub(crate) const ANY_HOST: u32 = 0;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    key: u32,
+    target: u32,
+    line: u32,
+    host: u32,
+    key_len: u16,
+    target_len: u16,
+    status: u16,
+    flags: u8,
+}
+
+/// An open-addressing index of entry numbers; linear probing, load kept under 0.6. Each slot
+/// holds the entry number and 32 more bits of its hash, so a probe touches the entry (and its
+/// key in the arena, two cache misses on a big table) only when the tag already matches.
+#[derive(Debug, Default)]
+struct Slots {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+fn tag(hash: u64) -> u64 {
+    hash & 0xFFFF_FFFF_0000_0000
+}
+
+impl Slots {
+    fn with_capacity(n: usize) -> Self {
+        let cap = (n.saturating_mul(5) / 3 + 1).max(8).next_power_of_two();
+        Slots {
+            slots: vec![EMPTY; cap],
+            len: 0,
+        }
+    }
+
+    fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                return None;
+            }
+            if s & 0xFFFF_FFFF_0000_0000 == tag(hash) && eq(s as u32) {
+                return Some(s as u32);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Inserts `idx` (known absent), growing first if needed; `rehash` recomputes the hash of
+    /// an already stored entry, which keeps full hashes out of memory.
+    fn insert(&mut self, hash: u64, idx: u32, rehash: impl Fn(u32) -> u64) {
+        if (self.len + 1) * 5 > self.slots.len() * 3 {
+            let doubled = vec![EMPTY; self.slots.len() * 2];
+            let old = std::mem::replace(&mut self.slots, doubled);
+            for s in old.into_iter().filter(|&s| s != EMPTY) {
+                self.place(rehash(s as u32), s as u32);
+            }
+        }
+        self.place(hash, idx);
+        self.len += 1;
+    }
+
+    fn place(&mut self, hash: u64, idx: u32) {
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        while self.slots[i] != EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = tag(hash) | u64::from(idx);
+    }
+}
+
+/// One bit per key hash, 16 bits per planned entry (~6% false positives): small enough to stay
+/// in cache, so the common miss (a URL with no entry, on most requests and on chain checks)
+/// is answered without touching the 16 MB slot array of a million-row table.
+#[derive(Debug, Default)]
+struct MissFilter {
+    bits: Vec<u64>,
+    shift: u32,
+}
+
+impl MissFilter {
+    fn with_capacity(n: usize) -> Self {
+        let nbits = (n.saturating_mul(16)).max(64).next_power_of_two();
+        MissFilter {
+            bits: vec![0; nbits / 64],
+            shift: 64 - nbits.trailing_zeros(),
+        }
+    }
+
+    fn bit(&self, hash: u64) -> usize {
+        // Fibonacci hashing takes other bits than the slot index (low) and tag (high).
+        (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    fn set(&mut self, hash: u64) {
+        let b = self.bit(hash);
+        self.bits[b / 64] |= 1 << (b % 64);
+    }
+
+    fn may_contain(&self, hash: u64) -> bool {
+        let b = self.bit(hash);
+        self.bits[b / 64] & (1 << (b % 64)) != 0
+    }
+}
+
+/// A loaded, validated redirect table. Immutable once built; share it behind an `Arc`.
+#[derive(Debug)]
+pub struct RedirectTable {
+    name: Box<str>,
+    apply_to: ApplyTo,
+    during_shift: DuringShift,
+    pub(crate) matching: Matching,
+    arena: String,
+    entries: Vec<Entry>,
+    exact: Slots,
+    exact_filter: MissFilter,
+    prefix: Slots,
+    /// Lowercase host -> id; id 0 is "any host".
+    hosts: HashMap<Box<str>, u32>,
+    host_names: Vec<Box<str>>,
+    /// Keyed SipHash: table keys come from a trusted file, but a fixed hash would let request
+    /// keys be chosen to walk the longest probe runs.
+    hasher: RandomState,
+}
+
+/// What a lookup found, before it becomes a public [`Hit`].
+pub(crate) struct Found {
+    pub idx: u32,
+    pub location: Option<String>,
+}
+
+thread_local! {
+    /// Per-thread buffers for lookups, so a request allocates only its `Location`. They grow
+    /// to the longest URL seen on the thread (bounded by the server's URI limit).
+    static SCRATCH: RefCell<(Normalized, String)> = RefCell::new(Default::default());
+}
+
+/// Longest URL accepted in a table, to keep offsets in `u16`.
+pub(crate) const MAX_URL: usize = 8192;
+
+impl RedirectTable {
+    pub(crate) fn with_capacity(cfg: &TableConfig, rows: usize, url_bytes: usize) -> Self {
+        RedirectTable {
+            name: cfg.name.as_str().into(),
+            apply_to: cfg.apply_to,
+            during_shift: cfg.during_shift,
+            matching: Matching::new(cfg),
+            arena: String::with_capacity(url_bytes),
+            entries: Vec::with_capacity(rows),
+            exact: Slots::with_capacity(rows),
+            exact_filter: MissFilter::with_capacity(rows),
+            prefix: Slots::with_capacity(0),
+            hosts: HashMap::new(),
+            host_names: vec!["".into()],
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// The table's name from the config.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Which requests the table answers.
+    pub fn applies_to(&self) -> ApplyTo {
+        self.apply_to
+    }
+
+    /// Status policy while the share is below 100%.
+    pub fn during_shift(&self) -> DuringShift {
+        self.during_shift
+    }
+
+    /// Number of entries, exact and prefix.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there is nothing in it.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Finds the answer for a request. `host` is lowercase without port (may be empty);
+    /// `path_and_query` is the raw request target. Per-host entries are searched first, then
+    /// host-less ones; within each, the exact URL with its query, the bare path, then the
+    /// longest prefix rule. The `Location` is built only from the table's target plus the
+    /// request's re-encoded splat suffix and carried query.
+    pub fn lookup(&self, host: &str, path_and_query: &str) -> Option<Hit> {
+        let found = self.find(host, path_and_query, false)?;
+        let e = self.entries[found.idx as usize];
+        Some(Hit {
+            written: StatusCode::from_u16(e.status).ok()?,
+            location: found.location,
+            line: e.line,
+            during_shift: self.during_shift,
+        })
+    }
+
+    /// `prefix_only` restricts the search to prefix rules (chain resolution of a splat source).
+    pub(crate) fn find(&self, host: &str, pq: &str, prefix_only: bool) -> Option<Found> {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => {
+                let (n, key) = &mut *s;
+                self.find_with(n, key, host, pq, prefix_only)
+            }
+            Err(_) => self.find_with(
+                &mut Normalized::default(),
+                &mut String::new(),
+                host,
+                pq,
+                prefix_only,
+            ),
+        })
+    }
+
+    fn find_with(
+        &self,
+        n: &mut Normalized,
+        key: &mut String,
+        host: &str,
+        pq: &str,
+        prefix_only: bool,
+    ) -> Option<Found> {
+        let (path, query) = match pq.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (pq, None),
+        };
+        if !path.starts_with('/') {
+            return None;
+        }
+        let m = &self.matching;
+        n.fill(path, query, m).ok()?;
+        let host_id = if host.is_empty() {
+            None
+        } else {
+            self.hosts.get(host).copied()
+        };
+        for h in [host_id, Some(ANY_HOST)].into_iter().flatten() {
+            // Path-only matches carry the whole query (or none when dropping it).
+            let carry_all = if m.query == QueryMode::Drop {
+                ""
+            } else {
+                n.query.as_str()
+            };
+            if !prefix_only {
+                let has_qkey = m.query == QueryMode::Key && !n.query_key.is_empty();
+                if has_qkey {
+                    n.exact_key(true, m, key);
+                    if let Some(i) = self.find_in(false, h, key) {
+                        return Some(self.found(i, "", &n.tracking));
+                    }
+                }
+                if !has_qkey || m.query_fallback {
+                    n.exact_key(false, m, key);
+                    if let Some(i) = self.find_in(false, h, key) {
+                        return Some(self.found(i, "", carry_all));
+                    }
+                }
+            }
+            if self.prefix.len > 0 {
+                if let Some((i, cut)) = self.longest_prefix(h, &n.folded) {
+                    return Some(self.found(i, &n.path[cut..], carry_all));
+                }
+            }
+        }
+        None
+    }
+
+    /// Tries `folded` itself, then each prefix ending before a `/`, longest first: one hash
+    /// probe per segment. Returns the entry and where the suffix starts.
+    fn longest_prefix(&self, h: u32, folded: &str) -> Option<(u32, usize)> {
+        if !folded.ends_with('/') {
+            if let Some(i) = self.find_in(true, h, folded) {
+                return Some((i, folded.len()));
+            }
+        }
+        let bytes = folded.as_bytes();
+        (0..bytes.len())
+            .rev()
+            .filter(|&i| bytes[i] == b'/')
+            .find_map(|cut| self.find_in(true, h, &folded[..cut]).map(|i| (i, cut)))
+    }
+
+    fn found(&self, idx: u32, suffix: &str, query: &str) -> Found {
+        let e = self.entries[idx as usize];
+        let location = if e.status == 410 {
+            None
+        } else {
+            build_location(self.target(idx), e.flags & SPLAT != 0, suffix, query)
+        };
+        Found { idx, location }
+    }
+
+    fn hash(&self, host: u32, key: &str) -> u64 {
+        self.hasher.hash_one((host, key))
+    }
+
+    fn find_in(&self, prefix: bool, host: u32, key: &str) -> Option<u32> {
+        self.find_hashed(prefix, host, key, self.hash(host, key))
+    }
+
+    fn find_hashed(&self, prefix: bool, host: u32, key: &str, hash: u64) -> Option<u32> {
+        if !prefix && !self.exact_filter.may_contain(hash) {
+            return None;
+        }
+        let slots = if prefix { &self.prefix } else { &self.exact };
+        let flag = if prefix { PREFIX } else { 0 };
+        slots.find(hash, |i| {
+            let e = &self.entries[i as usize];
+            e.host == host && e.flags & PREFIX == flag && self.key(i) == key
+        })
+    }
+
+    // ---- building (crate-internal) ----
+
+    pub(crate) fn host_id(&mut self, host: &str) -> u32 {
+        if host.is_empty() {
+            return ANY_HOST;
+        }
+        if let Some(&id) = self.hosts.get(host) {
+            return id;
+        }
+        let id = self.host_names.len() as u32;
+        self.host_names.push(host.into());
+        self.hosts.insert(host.into(), id);
+        id
+    }
+
+    /// Adds an entry unless its key is taken; `Err` carries the existing entry, or `None` if the
+    /// arena or the entry count outgrew `u32`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert(
+        &mut self,
+        host: u32,
+        key: &str,
+        prefix: bool,
+        target: &str,
+        splat: bool,
+        status: u16,
+        line: u32,
+    ) -> Result<u32, Option<u32>> {
+        let hash = self.hash(host, key);
+        if let Some(existing) = self.find_hashed(prefix, host, key, hash) {
+            return Err(Some(existing));
+        }
+        let idx = u32::try_from(self.entries.len())
+            .ok()
+            .filter(|&i| i < u32::MAX)
+            .ok_or(None)?;
+        let key_off = self.push_arena(key).ok_or(None)?;
+        let target_off = self.push_arena(target).ok_or(None)?;
+        let flags = if prefix { PREFIX } else { 0 } | if splat { SPLAT } else { 0 };
+        self.entries.push(Entry {
+            key: key_off,
+            target: target_off,
+            line,
+            host,
+            key_len: key.len() as u16,
+            target_len: target.len() as u16,
+            status,
+            flags,
+        });
+        let (entries, arena, hasher) = (&self.entries, &self.arena, &self.hasher);
+        let rehash = |i: u32| {
+            let e = &entries[i as usize];
+            hasher.hash_one((e.host, &arena[e.key as usize..][..e.key_len as usize]))
+        };
+        if prefix {
+            &mut self.prefix
+        } else {
+            self.exact_filter.set(hash);
+            &mut self.exact
+        }
+        .insert(hash, idx, rehash);
+        Ok(idx)
+    }
+
+    fn push_arena(&mut self, s: &str) -> Option<u32> {
+        let off = u32::try_from(self.arena.len()).ok()?;
+        u32::try_from(self.arena.len() + s.len()).ok()?;
+        self.arena.push_str(s);
+        Some(off)
+    }
+
+    /// Replaces a target after chain collapse.
+    pub(crate) fn set_target(&mut self, idx: u32, target: &str, splat: bool) -> Option<()> {
+        let off = self.push_arena(target)?;
+        let len = u16::try_from(target.len()).ok()?;
+        let e = &mut self.entries[idx as usize];
+        e.target = off;
+        e.target_len = len;
+        e.flags = (e.flags & !SPLAT) | if splat { SPLAT } else { 0 };
+        Some(())
+    }
+
+    /// Releases build-time spare capacity.
+    pub(crate) fn finish(&mut self) {
+        self.arena.shrink_to_fit();
+        self.entries.shrink_to_fit();
+    }
+
+    pub(crate) fn key(&self, i: u32) -> &str {
+        let e = &self.entries[i as usize];
+        &self.arena[e.key as usize..][..e.key_len as usize]
+    }
+
+    pub(crate) fn target(&self, i: u32) -> &str {
+        let e = &self.entries[i as usize];
+        &self.arena[e.target as usize..][..e.target_len as usize]
+    }
+
+    pub(crate) fn status(&self, i: u32) -> u16 {
+        self.entries[i as usize].status
+    }
+
+    pub(crate) fn line(&self, i: u32) -> u32 {
+        self.entries[i as usize].line
+    }
+
+    pub(crate) fn is_prefix(&self, i: u32) -> bool {
+        self.entries[i as usize].flags & PREFIX != 0
+    }
+
+    pub(crate) fn is_splat(&self, i: u32) -> bool {
+        self.entries[i as usize].flags & SPLAT != 0
+    }
+
+    pub(crate) fn host_of(&self, i: u32) -> &str {
+        &self.host_names[self.entries[i as usize].host as usize]
+    }
+
+    /// The entry as a human would write it, for messages.
+    pub(crate) fn describe(&self, i: u32) -> String {
+        let host = self.host_of(i);
+        let star = if self.is_prefix(i) { "/*" } else { "" };
+        let origin = if host.is_empty() {
+            String::new()
+        } else {
+            format!("https://{host}")
+        };
+        format!("{origin}{}{star}", self.key(i))
+    }
+
+    /// Bytes of URL text kept.
+    pub fn url_bytes(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// Heap bytes beyond the URL text: entries, hash slots, host names, spare capacity.
+    pub fn overhead_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry>()
+            + (self.exact.slots.capacity() + self.prefix.slots.capacity()) * 8
+            + self.exact_filter.bits.capacity() * 8
+            + (self.arena.capacity() - self.arena.len())
+            + self
+                .host_names
+                .iter()
+                .map(|h| h.len() * 2 + 48)
+                .sum::<usize>()
+    }
+}
