@@ -6,7 +6,7 @@ use std::fmt;
 /// Summary of a successful load.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
-    /// The lookup table.
+    /// Name of the table the report is about.
     pub table: String,
     /// The file as configured, for messages.
     pub file: String,
