@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, Router};
 use crate::config::{load_file, ConfigError};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::reload::{self, Reloader};
 use crate::server::{self, Server};
+use http::StatusCode;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +77,13 @@ pub async fn start(config: &Path) -> Result<App, StartError> {
         addresses.push(bound.local_addr().unwrap_or(l.address));
         listeners.push(bound);
     }
+    let admin_at = snap.admin;
+    metrics.set_build_info(env!("CARGO_PKG_VERSION"));
+    reload::publish(&metrics, &snap);
+    let state = Arc::new(ArcSwap::from_pointee(snap));
+    let proxy = Proxy::new(Arc::clone(&state), Arc::clone(&metrics));
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_address = match snap.admin {
+    let admin_address = match admin_at {
         None => None,
         Some(addr) => {
             let listener = admin::bind(addr)
@@ -87,26 +93,26 @@ pub async fn start(config: &Path) -> Result<App, StartError> {
                     source,
                 })?;
             let bound = listener.local_addr().ok();
-            let state = AdminState::new(Arc::clone(&metrics), Arc::clone(&ready));
+            let state = AdminState::new(Arc::clone(&metrics), Arc::clone(&ready))
+                .with_routes(admin_routes(&proxy));
             tokio::spawn(admin::serve(listener, state, std::future::pending()));
             bound
         }
     };
-    tracing::info!(
-        generation = snap.generation,
-        listeners = ?addresses,
-        admin = ?admin_address,
-        storefronts = ?snap.storefronts.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        share_bp = snap.split.share_bp,
-        "cutover started"
-    );
-    if snap.cohort.default_key {
-        tracing::warn!("cohort.key is not set: cookies are signed with a public default key");
+    {
+        let snap = state.load();
+        tracing::info!(
+            generation = snap.generation,
+            listeners = ?addresses,
+            admin = ?admin_address,
+            storefronts = ?snap.storefronts.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            share_bp = snap.split.share_bp,
+            "cutover started"
+        );
+        if snap.cohort.default_key {
+            tracing::warn!("cohort.key is not set: cookies are signed with a public default key");
+        }
     }
-    metrics.set_build_info(env!("CARGO_PKG_VERSION"));
-    reload::publish(&metrics, &snap);
-    let state = Arc::new(ArcSwap::from_pointee(snap));
-    let proxy = Proxy::new(Arc::clone(&state), Arc::clone(&metrics));
     let reloader = Reloader::new(config.to_path_buf(), state, metrics);
     reloader.spawn_watchers();
     let server = Server::start(Arc::clone(&proxy), listeners);
@@ -119,6 +125,21 @@ pub async fn start(config: &Path) -> Result<App, StartError> {
         admin_address,
         ready,
     })
+}
+
+/// Read-only routes beyond metrics and health: what a migration team needs in week one.
+fn admin_routes(proxy: &Arc<Proxy>) -> Router {
+    let json = Arc::clone(proxy.missed());
+    let csv = Arc::clone(proxy.missed());
+    Router::new()
+        .get("/redirects/missed", move |_| {
+            let body = json.to_json();
+            async move { admin::body_with_type(StatusCode::OK, "application/json", body) }
+        })
+        .get("/redirects/missed.csv", move |_| {
+            let body = csv.to_csv();
+            async move { admin::body_with_type(StatusCode::OK, "text/csv; charset=utf-8", body) }
+        })
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -67,6 +67,9 @@ enum Command {
         #[arg(short, long, env = "CUTOVER_CONFIG")]
         config: PathBuf,
     },
+    /// Work with the migration's redirect plan.
+    #[command(subcommand)]
+    Redirects(RedirectsCommand),
     /// Start two demo storefronts and the proxy in front of them.
     ///
     /// Uses config/demo.toml (or the copy built into the binary): the old store on
@@ -76,6 +79,42 @@ enum Command {
         /// Use this config instead of config/demo.toml; its storefronts on 127.0.0.1 are started as demo stores.
         #[arg(short, long)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RedirectsCommand {
+    /// Validate a redirect plan (CSV) and report what it contains, before cutover night.
+    ///
+    /// Reports entries, chains collapsed (and the longest), loops, conflicting duplicates,
+    /// self-redirects and targets outside allowed_hosts, each with its line. With --probe,
+    /// requests every target from the new storefront and lists those that do not answer 2xx:
+    /// the pre-cutover audit. Exits 1 when the plan has errors or targets fail the probe.
+    Check {
+        /// The CSV file: a header row with old_url,new_url[,status], as a spreadsheet exports it.
+        file: PathBuf,
+        /// Take the matching options (query mode, allowed hosts...) from the [[redirects]] entry
+        /// of this config whose file is FILE.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Base URL of the new storefront, e.g. https://new.shop.example: every target is requested.
+        #[arg(long)]
+        probe: Option<String>,
+        /// Probe requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Print the old URLs that had no redirect and got a 404 from the new storefront, most
+    /// frequent first (from a running proxy's admin listener).
+    ///
+    /// `--csv` prints rows ready to paste into the plan: fill in new_url and reload.
+    Missed {
+        /// Admin listener address of the running proxy.
+        #[arg(long, default_value = "127.0.0.1:9901", env = "CUTOVER_ADMIN")]
+        admin: String,
+        /// CSV (old_url,new_url,status,count) instead of JSON.
+        #[arg(long)]
+        csv: bool,
     },
 }
 
@@ -166,11 +205,68 @@ async fn run_demo(config: Option<PathBuf>) -> anyhow::Result<bool> {
     println!(
         "\nTry:\n  curl -si http://{proxy}/ | grep -i -e x-cutover -e set-cookie      # which store, and your cohort cookie\n  \
 curl -si 'http://{proxy}/?cutover=new' | grep -i x-cutover        # staff override: pin yourself to new\n  \
-curl -si http://{proxy}/blog/spring-sale | grep -i x-cutover       # a rule keeps /blog on old\n  \
+curl -si http://{proxy}/help/shipping | grep -i x-cutover        # a rule keeps /help on old\n  \
 edit {} (split.new_share) and watch the share change live\nCtrl-C to stop.",
         path.display()
     );
     Ok(app.run_until_signal().await)
+}
+
+/// The `[[redirects]]` entry of `config` whose file is `file`.
+fn table_config(config: &Path, file: &Path) -> anyhow::Result<cutover::redirects::TableConfig> {
+    let source = config::Source::read(config)?;
+    let raw = source.parse()?;
+    let want =
+        std::fs::canonicalize(file).with_context(|| format!("reading {}", file.display()))?;
+    let base = source.base_dir();
+    raw.redirects
+        .into_iter()
+        .find(|t| std::fs::canonicalize(base.join(&t.file)).is_ok_and(|p| p == want))
+        .with_context(|| {
+            format!(
+                "{} has no [[redirects]] entry for {}",
+                config.display(),
+                file.display()
+            )
+        })
+}
+
+async fn redirects(cmd: RedirectsCommand) -> anyhow::Result<bool> {
+    match cmd {
+        RedirectsCommand::Check {
+            file,
+            config,
+            probe,
+            concurrency,
+        } => {
+            let table = config.map(|c| table_config(&c, &file)).transpose()?;
+            let mut out = std::io::stdout();
+            let ok = cutover::redirects::check::run(
+                &file,
+                table.as_ref(),
+                probe.as_deref(),
+                concurrency.max(1),
+                &mut out,
+            )
+            .await
+            .with_context(|| format!("checking {}", file.display()))?;
+            Ok(ok)
+        }
+        RedirectsCommand::Missed { admin, csv } => {
+            let path = if csv {
+                "/redirects/missed.csv"
+            } else {
+                "/redirects/missed"
+            };
+            let body = cutover::admin::client::get(&admin, path)
+                .await
+                .with_context(|| {
+                    format!("asking the admin listener at {admin} (is cutover running? --admin)")
+                })?;
+            print!("{body}");
+            Ok(true)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -199,13 +295,15 @@ fn main() -> ExitCode {
                 Ok(app.run_until_signal().await)
             }
             Command::Demo { config } => run_demo(config).await,
+            Command::Redirects(cmd) => redirects(cmd).await,
             Command::Check { .. } => unreachable!("handled above"),
         }
     });
     // Connections still open after the grace period are cut here, with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

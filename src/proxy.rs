@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{HOST, SET_COOKIE, UPGRADE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, SET_COOKIE, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -22,8 +22,9 @@ use crate::config::raw::HostHeader;
 use crate::force;
 use crate::headers::{self, Hop};
 use crate::metrics::Metrics;
+use crate::redirects::{ApplyTo, MissedRedirects, GONE_BODY};
 use crate::response::{self, AccessFields, Finish, ProxyBody};
-use crate::routing::{self, Decision, RequestView};
+use crate::routing::{self, Decision, Reason, RequestView};
 use crate::state::{SharedSnapshot, Snapshot};
 use crate::upstream::{self, Upstream, UpstreamErrorKind};
 
@@ -47,6 +48,17 @@ pub struct Proxy {
     state: SharedSnapshot,
     fresh: FreshBuckets,
     metrics: Arc<Metrics>,
+    /// Outlives reloads: a week of misses must survive a share change.
+    missed: Arc<MissedRedirects>,
+}
+
+/// The Host header, or the URI authority of an h2 request; `""` for HTTP/1.0 without Host.
+fn request_host<B>(req: &Request<B>) -> &str {
+    req.headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("")
 }
 
 /// `host` without `:port`, IPv6 brackets kept.
@@ -102,11 +114,18 @@ async fn send(up: &Upstream, req: Request<UpstreamBody>) -> Result<Response<Inco
 impl Proxy {
     /// A proxy reading the given snapshot handle.
     pub fn new(state: SharedSnapshot, metrics: Arc<Metrics>) -> Arc<Self> {
+        let (k, per_host) = state.load().misses;
         Arc::new(Proxy {
             state,
             fresh: FreshBuckets::default(),
             metrics,
+            missed: Arc::new(MissedRedirects::new(k).per_host(per_host)),
         })
+    }
+
+    /// URLs that had no redirect and that the new storefront answered with 404.
+    pub fn missed(&self) -> &Arc<MissedRedirects> {
+        &self.missed
     }
 
     /// The process metrics.
@@ -152,12 +171,7 @@ impl Proxy {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let host_full = req
-            .headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()))
-            .unwrap_or("");
+        let host_full = request_host(&req);
         let decision = {
             let view = RequestView {
                 method: req.method(),
@@ -174,10 +188,85 @@ impl Proxy {
         if decision.newly_assigned {
             snap.metrics.assigned(decision.storefront);
         }
+        if let Some(resp) = self.redirect(&snap, &req, &decision, conn, &request_id, started) {
+            return Ok(resp);
+        }
         let resp = self
             .forward(&snap, conn, req, &decision, &request_id, started)
             .await;
         Ok(resp)
+    }
+
+    /// Answers from the redirect tables when one has an entry. Tables that apply to the new
+    /// storefront only are skipped for shoppers still on the old one, which serves its own URLs.
+    fn redirect(
+        &self,
+        snap: &Arc<Snapshot>,
+        req: &Request<Incoming>,
+        decision: &Decision,
+        conn: ConnInfo,
+        request_id: &HeaderValue,
+        started: Instant,
+    ) -> Option<Response<ProxyBody>> {
+        if snap.redirects.is_empty() {
+            return None;
+        }
+        let on_new = decision.storefront == snap.split.to;
+        let host = strip_port(request_host(req));
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(host)
+        };
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let hit = snap
+            .redirects
+            .iter()
+            .filter(|r| on_new || r.table.applies_to() == ApplyTo::All)
+            .find_map(|r| r.table.lookup(&host, pq))?;
+        let status = hit.status(snap.split.share_bp == 10_000);
+        snap.metrics.redirect_served(status);
+        let mut resp = match &hit.location {
+            Some(location) => {
+                let mut r = Response::new(ProxyBody::empty(None));
+                if let Ok(v) = HeaderValue::from_str(location) {
+                    r.headers_mut().insert(LOCATION, v);
+                }
+                r.headers_mut()
+                    .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+                r
+            }
+            None => {
+                let mut r = Response::new(ProxyBody::full(GONE_BODY, None));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                r
+            }
+        };
+        *resp.status_mut() = status;
+        self.decorate(snap, &mut resp, decision, conn.tls);
+        let finish = Finish {
+            started,
+            snap: Arc::clone(snap),
+            storefront: decision.storefront,
+            route: decision.route,
+            reason: Reason::Redirect,
+            status,
+            upstream_ttfb: None,
+            request_id: request_id.clone(),
+            method: req.method().clone(),
+            bytes: 0,
+            complete: false,
+            in_flight: None,
+            access: snap.access_log.is_enabled().then(|| AccessFields {
+                uri: req.uri().clone(),
+                host: req.headers().get(HOST).cloned(),
+                client_ip: conn.peer.ip(),
+            }),
+        };
+        Some(response::with_finish(resp, finish))
     }
 
     async fn forward(
@@ -197,6 +286,7 @@ impl Proxy {
             host: req.headers().get(HOST).cloned(),
             client_ip: conn.peer.ip(),
         });
+        let miss_pq = req.uri().path_and_query().cloned();
         let (mut parts, body) = req.into_parts();
         let client_version = parts.version;
         let upgrade = client_version == Version::HTTP_11
@@ -214,6 +304,7 @@ impl Proxy {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+        let miss_host = host.clone();
         let pq = parts
             .uri
             .path_and_query()
@@ -388,6 +479,17 @@ impl Proxy {
             headers::add_via(&mut rparts.headers, rparts.version);
         }
         let status = rparts.status;
+        if status == StatusCode::NOT_FOUND && decision.storefront == snap.split.to {
+            // No redirect matched (or we would not be here) and the new store has no such page.
+            let host = miss_host
+                .as_ref()
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let host = strip_port(host).to_ascii_lowercase();
+            self.missed
+                .record(&host, miss_pq.as_ref().map_or("/", |p| p.as_str()));
+            snap.metrics.redirect_missed();
+        }
         let mut resp = Response::from_parts(
             rparts,
             ProxyBody::stream(

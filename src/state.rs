@@ -35,6 +35,21 @@ pub struct Storefront {
     pub evacuated_at: Option<u64>,
 }
 
+/// A loaded redirect table and what it was loaded from, so an unchanged file is not re-read.
+#[derive(Debug)]
+pub struct RedirectSource {
+    /// The table's settings.
+    pub config: crate::redirects::TableConfig,
+    /// The CSV file, resolved.
+    pub path: PathBuf,
+    /// Size and modification time when loaded.
+    pub stamp: Option<(u64, SystemTime)>,
+    /// Generation of the snapshot that loaded it.
+    pub generation: u64,
+    /// The table.
+    pub table: Arc<crate::redirects::RedirectTable>,
+}
+
 /// A data-plane listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSpec {
@@ -124,6 +139,10 @@ pub struct Snapshot {
     pub overrides: OverridePolicy,
     /// Header policy.
     pub headers: HeaderPolicy,
+    /// Redirect tables, consulted in order.
+    pub redirects: Vec<RedirectSource>,
+    /// Top-K size and per-host flag for missed redirects (read at start).
+    pub misses: (usize, bool),
     /// Metric handles for every label combination this snapshot can produce.
     pub metrics: RequestMetrics,
     /// Access log settings.

@@ -5,6 +5,7 @@
 //! proxy listens publicly: admin endpoints grow mutations later, and an exposed admin port is how
 //! Traefik's `api.insecure` and Envoy's admin interface became incidents.
 
+pub mod client;
 mod router;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::uri::{Authority, Scheme};
@@ -15,8 +16,9 @@ use crate::access_log::AccessLog;
 use crate::cohort::{CohortKeys, CohortPolicy, DEFAULT_KEY};
 use crate::force::OverridePolicy;
 use crate::metrics::Metrics;
-use crate::routing::{Action, HostPattern, Matcher, Route, Split};
-use crate::state::{HeaderPolicy, Limits, ListenerSpec, Snapshot, Storefront};
+use crate::redirects::{self, LoadContext};
+use crate::routing::{Action, HostPattern, Matcher, RequestView, Route, Split};
+use crate::state::{HeaderPolicy, Limits, ListenerSpec, RedirectSource, Snapshot, Storefront};
 use crate::upstream::{Upstream, UpstreamSettings};
 
 /// What a compile needs besides the file.
@@ -135,6 +137,110 @@ fn read_secret(c: &mut Check<'_>, file: &Option<Spanned<String>>, field: &str) -
             None
         }
     }
+}
+
+fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// Loads every `[[redirects]]` table, reusing the previous snapshot's table when neither its
+/// settings nor its file changed (a share change must not re-read a million rows).
+fn load_redirects(
+    c: &mut Check<'_>,
+    raw: &RawConfig,
+    generation: u64,
+    previous: Option<&Snapshot>,
+    routes: &[Route],
+    old: usize,
+) -> Vec<RedirectSource> {
+    let base = c.src.base_dir();
+    let no_headers = http::HeaderMap::new();
+    let pinned_to_old = |host: Option<&str>, path: &str| {
+        let view = RequestView {
+            method: &Method::GET,
+            host: host.unwrap_or(""),
+            path,
+            query: None,
+            headers: &no_headers,
+        };
+        routes
+            .iter()
+            .find(|r| r.matcher.matches(&view))
+            .filter(|r| r.action == Action::Storefront(old))
+            .map(|r| r.name.clone())
+    };
+    let mut out = Vec::new();
+    for (i, cfg) in raw.redirects.iter().enumerate() {
+        let path = c.path(&cfg.file.to_string_lossy());
+        c.files.push(path.clone());
+        let now = stamp(&path);
+        let reused = previous.and_then(|p| {
+            p.redirects
+                .iter()
+                .find(|r| r.config == *cfg && r.path == path && r.stamp.is_some() && r.stamp == now)
+        });
+        if let Some(r) = reused {
+            out.push(RedirectSource {
+                config: cfg.clone(),
+                path,
+                stamp: now,
+                generation: r.generation,
+                table: Arc::clone(&r.table),
+            });
+            continue;
+        }
+        let ctx = LoadContext {
+            base_dir: &base,
+            pinned_to_old: &pinned_to_old,
+        };
+        match redirects::load(cfg, &ctx) {
+            Ok(loaded) => {
+                let r = &loaded.report;
+                let text = r.to_string();
+                let summary = text
+                    .lines()
+                    .find(|l| !l.starts_with("warning"))
+                    .unwrap_or("");
+                tracing::info!(table = %cfg.name, "{summary}");
+                for w in text.lines().filter(|l| l.starts_with("warning")) {
+                    tracing::warn!(table = %cfg.name, "{w}");
+                }
+                out.push(RedirectSource {
+                    config: cfg.clone(),
+                    path,
+                    stamp: now,
+                    generation,
+                    table: Arc::new(loaded.table),
+                });
+            }
+            Err(errors) => {
+                for e in &errors.errors {
+                    let text = e.to_string();
+                    let prefix = format!("{}:{}: ", path.display(), e.line());
+                    let message = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
+                    c.problems.push(Problem {
+                        file: path.clone(),
+                        line: e.line() as usize,
+                        column: 0,
+                        field: format!("redirects[{i}] ({})", cfg.name),
+                        message,
+                    });
+                }
+                if errors.omitted > 0 {
+                    c.file(
+                        format!("redirects[{i}]"),
+                        format!(
+                            "... and {} more errors in {}",
+                            errors.omitted,
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `scheme://host:port` of a storefront, or a located problem.
@@ -632,6 +738,27 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         action: Action::Split,
     });
 
+    let redirects = if c.problems.is_empty() {
+        load_redirects(
+            &mut c,
+            raw,
+            input.generation,
+            input.previous,
+            &routes,
+            split.from,
+        )
+    } else {
+        Vec::new()
+    };
+    let misses = (
+        raw.redirect_misses
+            .top_k
+            .as_ref()
+            .map_or(1000, |k| *k.get_ref() as usize)
+            .max(1),
+        raw.redirect_misses.per_host.unwrap_or(false),
+    );
+
     let access_log_config = raw.access_log.clone();
     let mut access_log = AccessLog::disabled();
     if let Err(e) = access_log_config.validate() {
@@ -674,6 +801,8 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         overrides,
         metrics,
         headers,
+        redirects,
+        misses,
         access_log_config,
         access_log,
     })

@@ -37,6 +37,12 @@ pub struct RawConfig {
     /// `[headers]`: what cutover adds to requests and responses.
     #[serde(default)]
     pub headers: RawHeaders,
+    /// `[[redirects]]`: the migration's redirect tables, checked in order.
+    #[serde(default)]
+    pub redirects: Vec<crate::redirects::TableConfig>,
+    /// `[redirect_misses]`: the top-K of URLs that had no redirect and 404'd on the new storefront.
+    #[serde(default)]
+    pub redirect_misses: RawMisses,
     /// `[access_log]`: one JSON line per request, off the request path.
     #[serde(default)]
     pub access_log: crate::access_log::AccessLogConfig,
@@ -183,6 +189,16 @@ pub struct RawOverride {
     pub token_env: Option<Spanned<String>>,
     /// How long an override pin holds; default 12h.
     pub ttl: Option<Spanned<HumanDuration>>,
+}
+
+/// `[redirect_misses]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMisses {
+    /// How many distinct URLs the heavy-hitters sketch keeps; default 1000. Applies at start.
+    pub top_k: Option<Spanned<u32>>,
+    /// Keep the host as part of each URL (for multi-host stores); default false.
+    pub per_host: Option<bool>,
 }
 
 /// `[headers]`.

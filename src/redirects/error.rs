@@ -96,6 +96,26 @@ pub struct LoadErrors {
     pub omitted: usize,
 }
 
+impl LoadError {
+    /// The CSV line the error is about; 0 when it concerns the whole file.
+    pub fn line(&self) -> u32 {
+        use LoadError::*;
+        match self {
+            Read { .. } | TooLarge { .. } => 0,
+            MissingColumn { line, .. }
+            | Csv { line, .. }
+            | Utf8 { line, .. }
+            | BadUrl { line, .. }
+            | BadStatus { line, .. }
+            | HostNotAllowed { line, .. }
+            | Conflict { line, .. }
+            | SelfRedirect { line, .. }
+            | Loop { line, .. }
+            | ChainTooLong { line, .. } => *line,
+        }
+    }
+}
+
 impl LoadErrors {
     /// How many problems are kept; the rest are counted.
     pub const KEEP: usize = 1000;
