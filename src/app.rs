@@ -10,10 +10,11 @@ use arc_swap::ArcSwap;
 
 use crate::admin::{self, AdminState, Router};
 use crate::config::{load_file, ConfigError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TlsMetrics};
 use crate::proxy::Proxy;
 use crate::reload::{self, Reloader};
-use crate::server::{self, Server};
+use crate::server::{self, Bound, ListenerKind, Server};
+use crate::tls::TlsListener;
 use http::StatusCode;
 
 /// Why the proxy could not start.
@@ -31,6 +32,14 @@ pub enum StartError {
         config: PathBuf,
         /// What the OS said.
         source: std::io::Error,
+    },
+    /// An HTTPS listener's certificates could not be loaded.
+    #[error("loading certificates (from {}): {source}", config.display())]
+    Tls {
+        /// The config file that names them.
+        config: PathBuf,
+        /// What was wrong, naming each file.
+        source: crate::tls::TlsError,
     },
     /// The admin listener could not be bound.
     #[error("starting the admin listener (from {}): {source}", config.display())]
@@ -66,16 +75,54 @@ pub async fn start(config: &Path) -> Result<App, StartError> {
     let (_, snap) = tokio::task::spawn_blocking(move || load_file(&path, 1, None, &m))
         .await
         .expect("config loading does not panic")?;
-    let mut listeners = Vec::new();
-    let mut addresses = Vec::new();
-    for l in &snap.listeners {
-        let bound = server::bind(l.address).map_err(|source| StartError::Bind {
-            address: l.address,
+    let tls_metrics =
+        TlsMetrics::register(metrics.registry()).expect("TLS metric definitions are valid");
+    let bind = |address: SocketAddr| {
+        server::bind(address).map_err(|source| StartError::Bind {
+            address,
             config: config.to_path_buf(),
             source,
-        })?;
-        addresses.push(bound.local_addr().unwrap_or(l.address));
-        listeners.push(bound);
+        })
+    };
+    let base_dir = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut listeners = Vec::new();
+    let mut addresses = Vec::new();
+    let mut tls_listeners = Vec::new();
+    for (index, l) in snap.listeners.iter().enumerate() {
+        let listener = bind(l.address)?;
+        let local = listener.local_addr().unwrap_or(l.address);
+        addresses.push(local);
+        let kind = match &l.tls {
+            None => ListenerKind::Plain,
+            Some(cfg) => {
+                let tls = Arc::new(TlsListener::load(cfg, base_dir).map_err(|source| {
+                    StartError::Tls {
+                        config: config.to_path_buf(),
+                        source,
+                    }
+                })?);
+                tls_metrics.set_expiries(&tls.expiries());
+                tls_listeners.push((index, Arc::clone(&tls)));
+                if let Some(plain) = cfg.redirect_http {
+                    listeners.push(Bound {
+                        listener: bind(plain)?,
+                        index,
+                        kind: ListenerKind::RedirectToHttps {
+                            https_port: local.port(),
+                        },
+                    });
+                }
+                ListenerKind::Tls(tls, tls_metrics.clone())
+            }
+        };
+        listeners.push(Bound {
+            listener,
+            index,
+            kind,
+        });
     }
     let admin_at = snap.admin;
     metrics.set_build_info(env!("CARGO_PKG_VERSION"));
@@ -114,6 +161,7 @@ pub async fn start(config: &Path) -> Result<App, StartError> {
         }
     }
     let reloader = Reloader::new(config.to_path_buf(), state, metrics);
+    reloader.set_tls(tls_listeners, tls_metrics);
     reloader.spawn_watchers();
     let server = Server::start(Arc::clone(&proxy), listeners);
     ready.store(true, Ordering::Release);

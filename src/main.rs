@@ -79,6 +79,10 @@ enum Command {
         /// Use this config instead of config/demo.toml; its storefronts on 127.0.0.1 are started as demo stores.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Also serve HTTPS on 127.0.0.1:8443 with a freshly generated self-signed certificate
+        /// (curl -k, or trust the printed certificate file).
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -168,8 +172,52 @@ fn demo_config(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn run_demo(config: Option<PathBuf>) -> anyhow::Result<bool> {
-    let path = demo_config(config)?;
+/// A copy of the demo config (and the files it names) in a temporary directory, with an HTTPS
+/// listener on 127.0.0.1:8443 using a generated self-signed certificate.
+fn demo_tls_config(path: &Path) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("cutover-demo-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let source = config::Source::read(path)?;
+    let raw = source.parse()?;
+    for t in &raw.redirects {
+        let from = source.base_dir().join(&t.file);
+        let to = dir.join(&t.file);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+    }
+    let cert =
+        cutover::tls::generate_self_signed(&dir).context("generating the demo certificate")?;
+    let text = format!(
+        "{}
+[[listener]]
+name = \"https\"
+address = \"127.0.0.1:8443\"
+[listener.tls]
+hsts = {{ max_age = 300 }}
+         [[listener.tls.certificates]]
+cert = {:?}
+key = {:?}
+",
+        source.text,
+        cert.cert.display().to_string(),
+        cert.key.display().to_string()
+    );
+    let out = dir.join("demo.toml");
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "demo certificate: {} (self-signed for localhost and 127.0.0.1)",
+        cert.cert.display()
+    );
+    Ok(out)
+}
+
+async fn run_demo(config: Option<PathBuf>, tls: bool) -> anyhow::Result<bool> {
+    let mut path = demo_config(config)?;
+    if tls {
+        path = demo_tls_config(&path)?;
+    }
     let (_, snap) = config::load_file(&path, 1, None, &cutover::metrics::Metrics::new())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut stores = Vec::new();
@@ -194,6 +242,9 @@ async fn run_demo(config: Option<PathBuf>) -> anyhow::Result<bool> {
     }
     let app = cutover::app::start(&path).await?;
     let proxy = app.addresses[0];
+    if let Some(https) = app.addresses.get(1).filter(|_| tls) {
+        println!("  the shop over HTTPS:         https://{https}/   (curl -k, or --cacert the certificate)");
+    }
     println!("\ncutover demo is running ({}).", path.display());
     println!("  the shop, through cutover:  http://{proxy}/");
     for (name, addr) in &stores {
@@ -294,7 +345,7 @@ fn main() -> ExitCode {
                 let app = cutover::app::start(&config).await?;
                 Ok(app.run_until_signal().await)
             }
-            Command::Demo { config } => run_demo(config).await,
+            Command::Demo { config, tls } => run_demo(config, tls).await,
             Command::Redirects(cmd) => redirects(cmd).await,
             Command::Check { .. } => unreachable!("handled above"),
         }

@@ -41,6 +41,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Whether the connection is TLS (cookie `Secure`, `X-Forwarded-Proto: https`).
     pub tls: bool,
+    /// Index of the listener in the snapshot (for HSTS).
+    pub listener: usize,
 }
 
 /// The proxy: shared by every connection.
@@ -62,7 +64,7 @@ fn request_host<B>(req: &Request<B>) -> &str {
 }
 
 /// `host` without `:port`, IPv6 brackets kept.
-fn strip_port(host: &str) -> &str {
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.find(']').map_or(host, |i| &host[..=i]);
     }
@@ -246,7 +248,7 @@ impl Proxy {
             }
         };
         *resp.status_mut() = status;
-        self.decorate(snap, &mut resp, decision, conn.tls);
+        self.decorate(snap, &mut resp, decision, conn);
         let finish = Finish {
             started,
             snap: Arc::clone(snap),
@@ -439,7 +441,7 @@ impl Proxy {
                 let detail = format!("storefront \"{}\" {detail}", sf.name);
                 let mut resp =
                     response::local(status, &detail, request_id, &snap.headers.request_id);
-                self.decorate(snap, &mut resp, decision, conn.tls);
+                self.decorate(snap, &mut resp, decision, conn);
                 return response::with_finish(resp, finish(status, None));
             }
         };
@@ -461,7 +463,7 @@ impl Proxy {
                     rparts,
                     ProxyBody::empty(Some(finish(StatusCode::SWITCHING_PROTOCOLS, Some(ttfb)))),
                 );
-                self.decorate(snap, &mut resp, decision, conn.tls);
+                self.decorate(snap, &mut resp, decision, conn);
                 return resp;
             }
             // A 101 nobody asked for cannot be relayed safely.
@@ -498,7 +500,7 @@ impl Proxy {
                 Some(finish(status, Some(ttfb))),
             ),
         );
-        self.decorate(snap, &mut resp, decision, conn.tls);
+        self.decorate(snap, &mut resp, decision, conn);
         resp
     }
 
@@ -508,9 +510,19 @@ impl Proxy {
         snap: &Snapshot,
         resp: &mut Response<ProxyBody>,
         decision: &Decision,
-        tls: bool,
+        conn: ConnInfo,
     ) {
+        let tls = conn.tls;
         let h = resp.headers_mut();
+        if tls {
+            if let Some(hsts) = snap
+                .listeners
+                .get(conn.listener)
+                .and_then(|l| l.hsts.as_ref())
+            {
+                h.insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
+        }
         if snap.headers.storefront_response {
             h.insert(
                 STOREFRONT_HEADER.clone(),

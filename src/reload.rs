@@ -14,8 +14,9 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{load_file, ConfigError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TlsMetrics};
 use crate::state::{SharedSnapshot, Snapshot};
+use crate::tls::TlsListener;
 
 /// The result of the most recent reload attempt, for status pages and logs.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     serial: tokio::sync::Mutex<()>,
     last: Mutex<Option<ReloadOutcome>>,
+    /// HTTPS listeners (by listener index) whose certificates follow the config.
+    tls: Mutex<(Vec<(usize, Arc<TlsListener>)>, Option<TlsMetrics>)>,
 }
 
 impl Reloader {
@@ -48,7 +51,84 @@ impl Reloader {
             metrics,
             serial: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
+            tls: Mutex::new((Vec::new(), None)),
         })
+    }
+
+    /// Hands over the HTTPS listeners so certificate changes apply with every reload.
+    pub fn set_tls(
+        self: &Arc<Self>,
+        listeners: Vec<(usize, Arc<TlsListener>)>,
+        metrics: TlsMetrics,
+    ) {
+        if listeners.is_empty() {
+            return;
+        }
+        if let Ok(mut t) = self.tls.lock() {
+            *t = (listeners, Some(metrics.clone()));
+        }
+        // Expiry is a countdown: refresh the gauge even when nothing is reloaded.
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(me) = me.upgrade() else { return };
+                me.refresh_expiry(&metrics);
+            }
+        });
+    }
+
+    fn refresh_expiry(&self, metrics: &TlsMetrics) {
+        if let Ok(t) = self.tls.lock() {
+            let all: Vec<_> = t.0.iter().flat_map(|(_, l)| l.expiries()).collect();
+            metrics.set_expiries(&all);
+        }
+    }
+
+    /// Swaps certificates after a config was applied: a changed `tls` section is rebuilt, an
+    /// unchanged one re-reads its files (a renewed certificate). New handshakes use the new
+    /// certificate; open connections keep theirs.
+    async fn reload_tls(&self, previous: &Snapshot, current: &Snapshot) {
+        let (listeners, metrics) = match self.tls.lock() {
+            Ok(t) => (t.0.clone(), t.1.clone()),
+            Err(_) => return,
+        };
+        let Some(metrics) = metrics else { return };
+        let base = current
+            .source
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        for (index, listener) in listeners {
+            let (Some(old), Some(new)) = (
+                previous.listeners.get(index).and_then(|l| l.tls.clone()),
+                current.listeners.get(index).and_then(|l| l.tls.clone()),
+            ) else {
+                continue;
+            };
+            let base = base.clone();
+            let l = Arc::clone(&listener);
+            let result = tokio::task::spawn_blocking(move || {
+                if old == new {
+                    l.reload()
+                } else {
+                    l.reconfigure(&new, &base)
+                }
+            })
+            .await;
+            match result {
+                Ok(Ok(_)) => metrics.reloaded(true),
+                Ok(Err(e)) => {
+                    metrics.reloaded(false);
+                    tracing::error!(listener = index, error = %e, "certificates rejected; the previous ones keep serving");
+                }
+                Err(e) => {
+                    tracing::error!(listener = index, error = %e, "certificate reload task failed")
+                }
+            }
+        }
+        self.refresh_expiry(&metrics);
     }
 
     /// The config file.
@@ -96,7 +176,10 @@ impl Reloader {
                     "configuration applied"
                 );
                 publish(&self.metrics, &snap);
-                let old = self.state.swap(Arc::new(snap));
+                let snap = Arc::new(snap);
+                let old = self.state.swap(Arc::clone(&snap));
+                self.reload_tls(&previous, &snap).await;
+                drop(snap);
                 drop(previous);
                 retire(old);
                 Ok(generation)

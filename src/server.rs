@@ -18,8 +18,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
+use crate::metrics::TlsMetrics;
 use crate::proxy::{ConnInfo, Proxy};
 use crate::state::Limits;
+use crate::tls::TlsListener;
 
 /// Binds a listening socket the way a proxy that gets restarted needs it: `SO_REUSEADDR` so a
 /// restart does not wait out TIME_WAIT, `SO_REUSEPORT` so a new process can bind next to the old
@@ -109,6 +111,30 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 39\r\nretry-after: 1\r\nconnection: close\r\n\r\ncutover: too many connections, retry\r\n\r\n";
 
+/// A bound listening socket and what it serves.
+pub struct Bound {
+    /// The socket.
+    pub listener: TcpListener,
+    /// Index in the snapshot's listeners (for per-listener settings such as HSTS).
+    pub index: usize,
+    /// What it does with connections.
+    pub kind: ListenerKind,
+}
+
+/// Plain HTTP, HTTPS, or the plain port that only sends shoppers to HTTPS.
+#[derive(Clone)]
+pub enum ListenerKind {
+    /// Plain HTTP.
+    Plain,
+    /// TLS with certificates chosen by SNI, reloadable.
+    Tls(Arc<TlsListener>, TlsMetrics),
+    /// Answers every request with 308 to the same host, path and query over HTTPS.
+    RedirectToHttps {
+        /// Port of the HTTPS listener (omitted from Location when 443).
+        https_port: u16,
+    },
+}
+
 /// A running set of listeners.
 pub struct Server {
     proxy: Arc<Proxy>,
@@ -119,7 +145,7 @@ pub struct Server {
 
 impl Server {
     /// Starts accepting on every listener.
-    pub fn start(proxy: Arc<Proxy>, listeners: Vec<TcpListener>) -> Self {
+    pub fn start(proxy: Arc<Proxy>, listeners: Vec<Bound>) -> Self {
         let (stop, _) = watch::channel(false);
         let connections = Arc::new(Connections::default());
         let accept_tasks = listeners
@@ -175,10 +201,15 @@ impl Server {
 
 async fn accept_loop(
     proxy: Arc<Proxy>,
-    listener: TcpListener,
+    bound: Bound,
     conns: Arc<Connections>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Bound {
+        listener,
+        index,
+        kind,
+    } = bound;
     let local = listener.local_addr().ok();
     loop {
         let accepted = tokio::select! {
@@ -196,21 +227,59 @@ async fn accept_loop(
         };
         let limits = proxy.state().load().limits.clone();
         let Some(guard) = conns.try_enter(limits.max_connections) else {
-            tracing::debug!(%peer, "connection cap reached; answering 503");
+            tracing::debug!(%peer, "connection cap reached; refusing");
             proxy.metrics().connection_rejected();
-            tokio::spawn(refuse(stream));
+            // A plain client gets a readable 503; a TLS client cannot, so it is closed.
+            if matches!(kind, ListenerKind::Plain) {
+                tokio::spawn(refuse(stream));
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo { peer, tls: false };
-        tokio::spawn(serve_connection(
-            Arc::clone(&proxy),
-            stream,
-            info,
-            limits,
-            guard,
-            stop.clone(),
-        ));
+        let info = ConnInfo {
+            peer,
+            tls: matches!(kind, ListenerKind::Tls(..)),
+            listener: index,
+        };
+        let proxy = Arc::clone(&proxy);
+        let stop = stop.clone();
+        match &kind {
+            ListenerKind::Plain => {
+                tokio::spawn(serve_connection(proxy, stream, info, limits, guard, stop));
+            }
+            ListenerKind::Tls(tls, metrics) => {
+                let acceptor = tls.acceptor();
+                let metrics = metrics.clone();
+                tokio::spawn(async move {
+                    // The handshake gets the same bound as a request head: a client that opens
+                    // a socket and says nothing must not hold a connection slot.
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(proxy, tls_stream, info, limits, guard, stop).await
+                        }
+                        Ok(Err(e)) => {
+                            metrics.handshake_errors.inc();
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.handshake_errors.inc();
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
+                    }
+                });
+            }
+            ListenerKind::RedirectToHttps { https_port } => {
+                tokio::spawn(redirect_connection(
+                    stream,
+                    *https_port,
+                    limits,
+                    guard,
+                    stop,
+                ));
+            }
+        }
     }
     tracing::debug!(listener = ?local, "listener closed");
 }
@@ -223,14 +292,16 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
-async fn serve_connection(
+async fn serve_connection<I>(
     proxy: Arc<Proxy>,
-    stream: TcpStream,
+    stream: I,
     info: ConnInfo,
     limits: Limits,
     _guard: ConnGuard,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let _open = proxy.metrics().client_connection();
     let b = builder(&limits);
     let svc = service_fn(move |req| Arc::clone(&proxy).handle(info, req));
@@ -246,4 +317,66 @@ async fn serve_connection(
     if let Err(e) = result {
         tracing::debug!(peer = %info.peer, error = %e, "client connection ended with an error");
     }
+}
+
+/// `http://host/path?q` -> `308 https://host[:port]/path?q`, the whole job of the plain port
+/// next to an HTTPS listener. 308 keeps the method and body, unlike 301.
+fn https_location(
+    req: &http::Request<hyper::body::Incoming>,
+    https_port: u16,
+) -> Option<http::HeaderValue> {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    let host = crate::proxy::strip_port(host);
+    if host.is_empty()
+        || host
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'\\' || b == b'@')
+    {
+        return None;
+    }
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = if https_port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{https_port}{pq}")
+    };
+    http::HeaderValue::from_str(&location).ok()
+}
+
+async fn redirect_connection(
+    stream: TcpStream,
+    https_port: u16,
+    limits: Limits,
+    _guard: ConnGuard,
+    mut stop: watch::Receiver<bool>,
+) {
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let resp = match https_location(&req, https_port) {
+            Some(location) => http::Response::builder()
+                .status(http::StatusCode::PERMANENT_REDIRECT)
+                .header(http::header::LOCATION, location)
+                .header(http::header::CONTENT_LENGTH, "0")
+                .body(http_body_util::Full::new(bytes::Bytes::new())),
+            None => http::Response::builder()
+                .status(http::StatusCode::BAD_REQUEST)
+                .header(http::header::CONTENT_LENGTH, "0")
+                .body(http_body_util::Full::new(bytes::Bytes::new())),
+        }
+        .expect("static response parts are valid");
+        async move { Ok::<_, std::convert::Infallible>(resp) }
+    });
+    let b = builder(&limits);
+    let conn = b.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let _ = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
 }

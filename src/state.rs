@@ -57,6 +57,10 @@ pub struct ListenerSpec {
     pub name: String,
     /// Bound address.
     pub address: SocketAddr,
+    /// HTTPS settings; `None` for plain HTTP.
+    pub tls: Option<crate::tls::ListenerTlsConfig>,
+    /// `Strict-Transport-Security` value for responses on this listener.
+    pub hsts: Option<HeaderValue>,
 }
 
 /// Protections against slow or oversized clients.

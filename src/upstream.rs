@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::UpstreamBody;
 use crate::config::raw::{HostHeader, UpstreamProtocol};
+use crate::tls::UpstreamTlsOptions;
 
 /// Everything that shapes a storefront's connections; equal settings share one pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +41,10 @@ pub struct UpstreamSettings {
     pub idle_timeout: Duration,
     /// Idle connections kept per storefront.
     pub pool_max_idle: usize,
-    /// Extra trusted CA bundle (PEM).
-    pub ca_file: Option<PathBuf>,
+    /// TLS options (extra CA, SNI, client certificate).
+    pub tls: UpstreamTlsOptions,
+    /// Directory relative TLS paths resolve against.
+    pub base_dir: PathBuf,
 }
 
 /// A storefront's client.
@@ -64,62 +67,20 @@ impl std::fmt::Debug for Upstream {
 /// Why an upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamBuildError {
-    /// The CA file could not be read or parsed.
-    #[error("reading CA file {}: {reason}", path.display())]
-    CaFile {
-        /// The file.
-        path: PathBuf,
-        /// What was wrong.
-        reason: String,
-    },
-    /// rustls refused the configuration.
-    #[error("building TLS client configuration: {0}")]
-    Tls(#[from] rustls::Error),
-}
-
-fn tls_config(settings: &UpstreamSettings) -> Result<rustls::ClientConfig, UpstreamBuildError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &settings.ca_file {
-        let ca_err = |reason: String| UpstreamBuildError::CaFile {
-            path: path.clone(),
-            reason,
-        };
-        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-        let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| ca_err(e.to_string()))?;
-            roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(ca_err("no PEM certificate found".into()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    /// A CA, client certificate or key file is unusable, or rustls refused the settings.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Upstream {
     /// Builds a client; reads the CA file, so call it off the request path.
     pub fn build(settings: UpstreamSettings) -> Result<Self, UpstreamBuildError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(&settings)?)
-            .https_or_http();
-        let connector = match settings.protocol {
-            UpstreamProtocol::Auto => builder.enable_all_versions().wrap_connector(http),
-            UpstreamProtocol::Http1 | UpstreamProtocol::H2c => {
-                builder.enable_http1().wrap_connector(http)
-            }
-        };
+        let connector = crate::tls::upstream_connector(
+            &settings.tls,
+            &settings.base_dir,
+            Some(settings.connect_timeout),
+            settings.protocol == UpstreamProtocol::Auto,
+        )?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(settings.idle_timeout)
             .pool_max_idle_per_host(settings.pool_max_idle)

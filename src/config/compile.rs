@@ -139,6 +139,35 @@ fn read_secret(c: &mut Check<'_>, file: &Option<Spanned<String>>, field: &str) -
     }
 }
 
+/// Certificate problems of an HTTPS listener become config problems (so a bad pair is rejected
+/// with the rest of the reload); warnings (expiring soon) are logged. Returns the HSTS header.
+fn check_listener_tls(
+    c: &mut Check<'_>,
+    cfg: &crate::tls::ListenerTlsConfig,
+    span: std::ops::Range<usize>,
+    index: usize,
+) -> Option<HeaderValue> {
+    let base = c.src.base_dir();
+    for cert in &cfg.certificates {
+        c.files.push(cert.cert_path(&base));
+        c.files.push(cert.key_path(&base));
+    }
+    for p in crate::tls::check(cfg, &base) {
+        if p.is_error() {
+            c.problems.push(c.src.problem(
+                span.clone(),
+                format!("listener[{index}].tls"),
+                p.to_string(),
+            ));
+        } else {
+            tracing::warn!(listener = index, "{p}");
+        }
+    }
+    cfg.hsts
+        .as_ref()
+        .and_then(|h| HeaderValue::from_str(&h.header_value()).ok())
+}
+
 fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.len(), meta.modified().ok()?))
@@ -309,9 +338,16 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
                 {
                     c.at(&l.address, format!("listener[{i}].address"), "listed twice");
                 }
+                let tls = l.tls.as_ref().map(|t| t.get_ref().clone());
+                let mut hsts = None;
+                if let (Some(cfg), Some(spanned)) = (&tls, &l.tls) {
+                    hsts = check_listener_tls(&mut c, cfg, spanned.span(), i);
+                }
                 listeners.push(ListenerSpec {
                     name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
                     address,
+                    tls,
+                    hsts,
                 })
             }
             Err(_) => c.at(
@@ -427,8 +463,21 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
                 "h2c is plain-text HTTP/2; use `auto` for https",
             );
         }
-        let ca_file = sf.ca_file.as_ref().map(|f| c.path(f.get_ref()));
-        c.files.extend(ca_file.clone());
+        let tls = sf
+            .tls
+            .as_ref()
+            .map(|t| t.get_ref().clone())
+            .unwrap_or_default();
+        for f in [&tls.ca_file, &tls.client_cert, &tls.client_key]
+            .into_iter()
+            .flatten()
+        {
+            let p = c.path(&f.to_string_lossy());
+            c.files.push(p);
+        }
+        if tls.insecure_skip_verify {
+            tracing::warn!(storefront = %name.get_ref(), "storefront TLS verification is OFF (insecure_skip_verify): anyone on the path can impersonate it");
+        }
         let pool = sf
             .pool_max_idle
             .as_ref()
@@ -470,7 +519,8 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             read_timeout,
             idle_timeout,
             pool_max_idle: pool,
-            ca_file,
+            tls,
+            base_dir: c.src.base_dir(),
         };
         let previous = input
             .previous
@@ -484,11 +534,9 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
                 evacuated_at: sf.evacuated_at.as_ref().map(|e| *e.get_ref()),
             }),
             Err(e) => {
-                let span = sf.ca_file.as_ref().map_or(sf_span.span(), |f| f.span());
-                c.problems.push(
-                    c.src
-                        .problem(span, format!("{field}.ca_file"), e.to_string()),
-                );
+                let span = sf.tls.as_ref().map_or(sf_span.span(), |t| t.span());
+                c.problems
+                    .push(c.src.problem(span, format!("{field}.tls"), e.to_string()));
             }
         }
     }

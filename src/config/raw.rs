@@ -59,6 +59,8 @@ pub struct RawListener {
     pub name: Option<String>,
     /// `IP:port` to bind.
     pub address: Spanned<String>,
+    /// Makes this an HTTPS listener: certificates by SNI, HSTS, optional HTTP->HTTPS redirect.
+    pub tls: Option<Spanned<crate::tls::ListenerTlsConfig>>,
 }
 
 /// `[admin]`.
@@ -133,8 +135,8 @@ pub struct RawStorefront {
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     /// Idle connections kept to this storefront; default 32.
     pub pool_max_idle: Option<Spanned<u32>>,
-    /// Extra PEM CA bundle trusted for an https upstream, on top of the webpki roots.
-    pub ca_file: Option<Spanned<String>>,
+    /// TLS to an https storefront: extra CA, SNI override, client certificate.
+    pub tls: Option<Spanned<crate::tls::UpstreamTlsOptions>>,
     /// Pins issued before this moment (unix seconds) are released: the operator's evacuation.
     pub evacuated_at: Option<Spanned<u64>>,
 }

@@ -14,9 +14,11 @@ mod names;
 mod request;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use names::*;
 pub use request::{InFlightGuard, Reason, RequestMetrics, UpstreamErrorKind};
+pub use tls::TlsMetrics;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -86,3 +86,12 @@ pub mod label {
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0,
 ];
+
+/// Seconds until each served certificate expires (negative once expired), by certificate label.
+pub const TLS_CERTIFICATE_EXPIRY_SECONDS: &str = "cutover_tls_certificate_expiry_seconds";
+/// TLS handshakes with clients that failed (bad SNI, protocol, timeout).
+pub const TLS_HANDSHAKE_ERRORS_TOTAL: &str = "cutover_tls_handshake_errors_total";
+/// Certificate reloads by result (applied, rejected); a rejected one keeps the old certificate.
+pub const TLS_RELOADS_TOTAL: &str = "cutover_tls_reloads_total";
+/// Label of a configured certificate.
+pub const CERTIFICATE_LABEL: &str = "certificate";

@@ -22,7 +22,7 @@
 //!   set `cutover_tls_certificate_expiry_seconds{certificate=label}` to
 //!   `not_after - now` in seconds (negative once expired).
 //! - **Upstream**: per storefront with an `https://` URL,
-//!   `upstream_connector(&sf.tls, base_dir, Some(connect_timeout))?` and
+//!   `upstream_connector(&sf.tls, base_dir, Some(connect_timeout), http2)?` and
 //!   `hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector)`;
 //!   h2 is used when the origin picks it via ALPN. Map a request error with
 //!   `is_tls_error(&err)` to a 502 with error kind `tls`.

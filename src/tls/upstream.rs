@@ -71,6 +71,7 @@ pub fn upstream_connector(
     opts: &UpstreamTlsOptions,
     base_dir: &Path,
     connect_timeout: Option<Duration>,
+    http2: bool,
 ) -> Result<HttpsConnector<HttpConnector>, TlsError> {
     let tls = upstream_client_config(opts, base_dir)?;
     let mut http = HttpConnector::new();
@@ -86,7 +87,12 @@ pub fn upstream_connector(
         }
         None => builder,
     };
-    Ok(builder.enable_http1().enable_http2().wrap_connector(http))
+    let connector = if http2 {
+        builder.enable_http1().enable_http2().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
+    Ok(connector)
 }
 
 fn server_name(raw: &str) -> Result<ServerName<'static>, TlsError> {

@@ -82,7 +82,7 @@ const BOTH: &[&[u8]] = &[b"h2", b"http/1.1"];
 type ClientError = hyper_util::client::legacy::Error;
 
 async fn get(opts: &UpstreamTlsOptions, base: &Path, url: String) -> Result<String, ClientError> {
-    let connector = upstream_connector(opts, base, Some(Duration::from_secs(5))).unwrap();
+    let connector = upstream_connector(opts, base, Some(Duration::from_secs(5)), true).unwrap();
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let resp = client.get(url.parse().unwrap()).await?;
     let body = resp.into_body().collect().await.unwrap().to_bytes();
