@@ -18,6 +18,9 @@ use crate::metrics::{Metrics, TlsMetrics};
 use crate::state::{SharedSnapshot, Snapshot};
 use crate::tls::TlsListener;
 
+/// HTTPS listeners by listener index, and their metrics.
+type TlsState = (Vec<(usize, Arc<TlsListener>)>, Option<TlsMetrics>);
+
 /// The result of the most recent reload attempt, for status pages and logs.
 #[derive(Debug, Clone)]
 pub struct ReloadOutcome {
@@ -39,7 +42,7 @@ pub struct Reloader {
     serial: tokio::sync::Mutex<()>,
     last: Mutex<Option<ReloadOutcome>>,
     /// HTTPS listeners (by listener index) whose certificates follow the config.
-    tls: Mutex<(Vec<(usize, Arc<TlsListener>)>, Option<TlsMetrics>)>,
+    tls: Mutex<TlsState>,
 }
 
 impl Reloader {

@@ -262,6 +262,7 @@ fn bad_options_are_refused_naming_the_file() {
         },
         base,
         None,
+        true,
     )
     .unwrap_err();
     assert!(matches!(err, TlsError::ServerName { .. }), "{err}");
