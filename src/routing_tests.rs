@@ -438,3 +438,14 @@ fn override_on_a_rule_route_pins_for_later() {
         snap.storefront_id("new")
     );
 }
+
+#[test]
+fn reason_label_order_matches_declaration() {
+    // Metric handles are indexed by `reason as usize`; ALL must list reasons in that order.
+    for (i, r) in Reason::ALL.iter().enumerate() {
+        assert_eq!(*r as usize, i, "{}", r.as_str());
+    }
+    for (i, k) in crate::upstream::UpstreamErrorKind::ALL.iter().enumerate() {
+        assert_eq!(*k as usize, i, "{}", k.as_str());
+    }
+}
