@@ -293,6 +293,30 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             c.at(&sf.upstream, &up_field, "has no host");
             continue;
         };
+        // `http::Uri` accepts `host:anything` and an empty host; the connector would then dial
+        // a port nobody configured (`:99999`, `:8o8o`), so both are checked here.
+        let host = authority.host();
+        let after_host = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, h)| h)
+            .strip_prefix(host)
+            .unwrap_or("");
+        let port_ok = match after_host.strip_prefix(':') {
+            None => after_host.is_empty(),
+            Some(p) => p.parse::<u16>().is_ok_and(|p| p != 0),
+        };
+        if host.is_empty() || !port_ok {
+            c.at(
+                &sf.upstream,
+                &up_field,
+                format!(
+                    "`{}` needs a host and, if a port is given, a number from 1 to 65535",
+                    sf.upstream.get_ref()
+                ),
+            );
+            continue;
+        }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             c.at(
                 &sf.upstream,
@@ -367,6 +391,12 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         }
     }
     let id_of = |name: &str| storefronts.iter().position(|s: &Storefront| s.name == name);
+    // Storefronts that are defined but invalid: their own problem is reported above, so a split
+    // or route naming them must not add a misleading "no storefront named ..." on top.
+    let broken = |name: &str| {
+        raw.storefronts.keys().any(|k| k.get_ref() == name)
+            && !storefronts.iter().any(|s: &Storefront| s.name == name)
+    };
 
     // Split.
     let mut split = Split {
@@ -383,6 +413,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
                     let name = v.as_ref().map_or(default, |v| v.get_ref().as_str());
                     match id_of(name) {
                         Some(id) => Some(id),
+                        None if broken(name) => None,
                         None => {
                             let msg = format!(
                                 "no storefront named `{name}` (define [storefront.{name}])"
@@ -537,6 +568,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         } else {
             match id_of(r.to.get_ref()) {
                 Some(id) => Action::Storefront(id),
+                None if broken(r.to.get_ref()) => Action::Split,
                 None => {
                     let known: Vec<&str> = storefronts.iter().map(|s| s.name.as_str()).collect();
                     c.at(
