@@ -133,6 +133,16 @@ impl Proxy {
                 rid_header,
             ));
         }
+        // RFC 9112 section 3.2: more than one Host is a 400; routing and the storefront must
+        // never disagree about which one counts.
+        if req.headers().get_all(HOST).iter().nth(1).is_some() {
+            return Ok(response::local(
+                StatusCode::BAD_REQUEST,
+                "more than one Host header",
+                &request_id,
+                rid_header,
+            ));
+        }
         if req.method() == Method::CONNECT {
             return Ok(response::local(
                 StatusCode::METHOD_NOT_ALLOWED,
