@@ -83,6 +83,20 @@ where
     }
 }
 
+/// The shopper's request body failed (bad framing, idle timeout) while it was being forwarded.
+/// Wrapping it lets the proxy tell a shopper's fault from a storefront's: both surface as the
+/// upstream client's error.
+#[derive(Debug, thiserror::Error)]
+#[error("request body from the client failed: {0}")]
+pub struct ClientBodyError(#[source] pub BoxError);
+
+impl ClientBodyError {
+    /// Whether the client went silent (body idle timeout) rather than sending bad framing.
+    pub fn is_timeout(&self) -> bool {
+        self.0.is::<IdleTimeoutError>()
+    }
+}
+
 /// The request body sent to a storefront.
 pub enum UpstreamBody {
     /// The shopper's body, streamed.
@@ -100,7 +114,10 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            UpstreamBody::Client(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::Client(b) => match Pin::new(b).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(ClientBodyError(e))))),
+                other => other,
+            },
             UpstreamBody::Empty => Poll::Ready(None),
         }
     }

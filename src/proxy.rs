@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{IdleTimeout, UpstreamBody};
+use crate::body::{ClientBodyError, IdleTimeout, UpstreamBody};
 use crate::cohort::{self, FreshBuckets};
 use crate::config::raw::HostHeader;
 use crate::force;
@@ -158,6 +158,16 @@ impl Proxy {
             return Ok(response::local(
                 StatusCode::URI_TOO_LONG,
                 "the URL is too long",
+                &request_id,
+                rid_header,
+            ));
+        }
+        // RFC 9112 section 3.2: more than one Host is a 400; routing and the storefront must
+        // never disagree about which one counts.
+        if req.headers().get_all(HOST).iter().nth(1).is_some() {
+            return Ok(response::local(
+                StatusCode::BAD_REQUEST,
+                "more than one Host header",
                 &request_id,
                 rid_header,
             ));
@@ -411,6 +421,28 @@ impl Proxy {
 
         let resp = match result {
             Ok(resp) => resp,
+            Err(SendError::Client(e)) if client_body_error(&e).is_some() => {
+                // The shopper's body broke off or was malformed: their fault, not the storefront's.
+                let timeout = client_body_error(&e).is_some_and(ClientBodyError::is_timeout);
+                let (status, detail) = if timeout {
+                    (
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body stopped arriving",
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        "the request body is malformed or cut off",
+                    )
+                };
+                tracing::debug!(request_id = ?request_id, storefront = %sf.name, error = %error_chain(&e), "client request body failed");
+                let mut resp =
+                    response::local(status, detail, request_id, &snap.headers.request_id);
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                self.decorate(snap, &mut resp, decision, conn);
+                return response::with_finish(resp, finish(status, None));
+            }
             Err(err) => {
                 let (kind, detail) = match &err {
                     SendError::HeaderTimeout => {
@@ -539,6 +571,11 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The shopper's body failure inside an upstream client error, if that is what it was.
+fn client_body_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ClientBodyError> {
+    std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref::<ClientBodyError>())
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

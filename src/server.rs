@@ -6,7 +6,7 @@
 //! finish its in-flight requests, and give up after the grace period.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -304,7 +304,22 @@ async fn serve_connection<I>(
 {
     let _open = proxy.metrics().client_connection();
     let b = builder(&limits);
-    let svc = service_fn(move |req| Arc::clone(&proxy).handle(info, req));
+    // hyper's header timer starts only once the auto builder has sniffed h1 vs h2, and the
+    // sniffing waits for bytes with no deadline: a client that connects and sends nothing (or a
+    // few bytes of the h2 preface) would hold its connection slot forever. So the first request
+    // must reach the service within `header_read_timeout` of the accept.
+    let served = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&served);
+    let svc = service_fn(move |req| {
+        seen.store(true, Ordering::Relaxed);
+        Arc::clone(&proxy).handle(info, req)
+    });
+    let first_request_deadline = async {
+        tokio::time::sleep(limits.header_read_timeout).await;
+        if served.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
     let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -312,6 +327,10 @@ async fn serve_connection<I>(
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();
             conn.await
+        }
+        () = first_request_deadline => {
+            tracing::debug!(peer = %info.peer, "no request within header_read_timeout; closing");
+            return;
         }
     };
     if let Err(e) = result {

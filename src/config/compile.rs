@@ -302,6 +302,27 @@ fn upstream_target(
         c.at(upstream, &field, "has no host");
         return None;
     };
+    // `http::Uri` accepts `host:anything` and an empty host; the connector would then dial a
+    // port nobody configured (`:99999`, `:8o8o`), so both are checked here.
+    let host = authority.host();
+    let after_host = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, h)| h)
+        .strip_prefix(host)
+        .unwrap_or("");
+    let port_ok = match after_host.strip_prefix(':') {
+        None => after_host.is_empty(),
+        Some(p) => p.parse::<u16>().is_ok_and(|p| p != 0),
+    };
+    if host.is_empty() || !port_ok {
+        c.at(
+            upstream,
+            &field,
+            format!("`{text}` needs a host and, if a port is given, a number from 1 to 65535"),
+        );
+        return None;
+    }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         c.at(
             upstream,

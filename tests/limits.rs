@@ -1,0 +1,259 @@
+//! Protocol limits at the shopper side: too many or too large headers 431, a long URI 414, a
+//! client that sends its head slowly (or not at all) is cut off at `header_read_timeout`, and
+//! the connection cap answers 503 while the connections already in keep working.
+
+mod support;
+
+use std::time::Duration;
+
+use support::client::request;
+use support::{get_new_conn, raw, Backend, Client, ConfigSpec, InProc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn proxy_with(limits: &str) -> (InProc, Backend, Backend) {
+    let old = Backend::echo("old").await;
+    let new = Backend::echo("new").await;
+    let spec = ConfigSpec::new(&old.url(), &new.url(), 0.0).limits(limits);
+    (InProc::start(&spec).await, old, new)
+}
+
+/// A head of `n` header lines (Host and Connection included).
+fn head_with_headers(n: usize) -> String {
+    let mut req = String::from("GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n");
+    for i in 0..n - 2 {
+        req.push_str(&format!("X-Header-{i}: {i}\r\n"));
+    }
+    req.push_str("\r\n");
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_headers_is_431() {
+    let (proxy, old, _new) = proxy_with("").await;
+    for n in [101, 150] {
+        let (responses, _) = raw::exchange(proxy.addr, head_with_headers(n).as_bytes()).await;
+        assert_eq!(
+            responses.first().map(|r| r.status),
+            Some(431),
+            "{n} headers"
+        );
+    }
+    assert_eq!(
+        old.connections(),
+        0,
+        "rejected heads never reach a storefront"
+    );
+    // The default limit is 100 headers, inclusive.
+    let (responses, _) = raw::exchange(proxy.addr, head_with_headers(100).as_bytes()).await;
+    assert_eq!(responses.first().map(|r| r.status), Some(200));
+    // And it is configurable.
+    let (proxy, _old, _new) = proxy_with("max_headers = 200").await;
+    let (responses, _) = raw::exchange(proxy.addr, head_with_headers(150).as_bytes()).await;
+    assert_eq!(responses.first().map(|r| r.status), Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_headers_is_431() {
+    let (proxy, old, _new) = proxy_with("max_header_bytes = \"16KiB\"").await;
+    let big = "v".repeat(20 * 1024);
+    let req = format!("GET / HTTP/1.1\r\nHost: shop.test\r\nX-Big: {big}\r\n\r\n");
+    let (responses, _) = raw::exchange(proxy.addr, req.as_bytes()).await;
+    assert_eq!(
+        responses.first().map(|r| r.status),
+        Some(431),
+        "{responses:?}"
+    );
+    assert_eq!(old.connections(), 0);
+    let small = "v".repeat(8 * 1024);
+    let r = Client::new(proxy.addr)
+        .get_h("/", &[("x-big", &small)])
+        .await;
+    assert_eq!(r.status, 200, "a head under the limit passes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uri_longer_than_max_uri_length_is_414() {
+    let (proxy, old, _new) = proxy_with("max_uri_length = 1024").await;
+    let client = Client::new(proxy.addr);
+    let long = format!("/search?q={}", "a".repeat(2000));
+    let r = client.get(&long).await;
+    assert_eq!(r.status, 414, "{}", r.text());
+    assert!(r.header("x-request-id").is_some());
+    assert_eq!(old.connections(), 0);
+    let fits = format!("/search?q={}", "a".repeat(1000));
+    assert_eq!(client.get(&fits).await.status, 200);
+    assert_eq!(old.seen()[0].uri, fits);
+}
+
+/// Dribbles header lines every 200 ms (never ending the head) until the proxy closes the
+/// connection or 40 lines are sent. Returns whether the proxy closed it.
+async fn dribble_until_closed(proxy: std::net::SocketAddr, first: &[u8]) -> bool {
+    let s = raw::connect(proxy).await;
+    let (mut rd, mut wr) = s.into_split();
+    let reader = tokio::spawn(async move {
+        let mut buf = [0u8; 1024];
+        let mut got = Vec::new();
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let _ = wr.write_all(first).await;
+    for i in 0..40 {
+        if reader.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if wr
+            .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(1), reader).await;
+    match closed {
+        Ok(Ok(got)) => {
+            let text = String::from_utf8_lossy(&got);
+            assert!(
+                got.is_empty() || text.starts_with("HTTP/1.1 408"),
+                "a slow client gets a closed connection (or 408), got {text:?}"
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sending_headers_slowly_is_cut_off_at_header_read_timeout() {
+    let (proxy, old, _new) = proxy_with("header_read_timeout = \"1s\"").await;
+    assert!(
+        dribble_until_closed(proxy.addr, b"GET / HTTP/1.1\r\nHost: shop.test\r\n").await,
+        "the proxy kept a slowloris head open for 8 s with a 1 s header timeout"
+    );
+    assert_eq!(old.connections(), 0);
+    // The proxy still serves others.
+    assert_eq!(get_new_conn(proxy.addr, "/", &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_nothing_is_cut_off_at_header_read_timeout() {
+    let (proxy, _old, _new) = proxy_with("header_read_timeout = \"1s\"").await;
+    let mut s = raw::connect(proxy.addr).await;
+    let (got, closed) = raw::read_until_close(&mut s, Duration::from_secs(8)).await;
+    assert!(
+        closed,
+        "a silent connection was held for 8 s with a 1 s header timeout"
+    );
+    assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 408"));
+    // Likewise a client that sends the first bytes of the HTTP/2 preface and stops.
+    let mut s = raw::connect(proxy.addr).await;
+    s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let (_, closed) = raw::read_until_close(&mut s, Duration::from_secs(8)).await;
+    assert!(closed, "a stalled HTTP/2 preface was held for 8 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stops_arriving_is_cut_at_body_idle_timeout() {
+    let (proxy, old, _new) = proxy_with("body_idle_timeout = \"1s\"").await;
+    let mut s = raw::connect(proxy.addr).await;
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    let (bytes, closed) = raw::read_until_close(&mut s, Duration::from_secs(8)).await;
+    assert!(
+        closed,
+        "a stalled upload was held for 8 s with a 1 s body idle timeout"
+    );
+    let responses = raw::parse_all(&bytes);
+    assert_eq!(
+        responses.first().map(|r| r.status),
+        Some(408),
+        "the shopper is told the body timed out, not that the storefront failed"
+    );
+    assert_eq!(old.connections(), 1, "the request head had been forwarded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_answers_503_and_spares_existing_connections() {
+    let (proxy, old, _new) = proxy_with("max_connections = 2").await;
+
+    // Two keep-alive connections, each proven to be accepted and served.
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let r = sender
+            .send_request(request(
+                proxy.addr,
+                http::Method::GET,
+                &format!("/c{i}"),
+                &[("host", "shop.test")],
+                "",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        held.push(sender);
+    }
+
+    // A third connection is told to come back later.
+    let (responses, closed) = raw::exchange(
+        proxy.addr,
+        b"GET /third HTTP/1.1\r\nHost: shop.test\r\n\r\n",
+    )
+    .await;
+    assert!(closed, "the over-cap connection is closed");
+    assert_eq!(
+        responses.first().map(|r| r.status),
+        Some(503),
+        "{responses:?}"
+    );
+    assert!(responses[0].has("retry-after"));
+
+    // The first two keep working.
+    for (i, sender) in held.iter_mut().enumerate() {
+        let r = tokio::time::timeout(
+            support::WAIT,
+            sender.send_request(request(
+                proxy.addr,
+                http::Method::GET,
+                &format!("/again{i}"),
+                &[("host", "shop.test")],
+                "",
+            )),
+        )
+        .await
+        .expect("in time")
+        .expect("existing connection still served");
+        assert_eq!(r.status(), 200);
+    }
+    assert!(old.seen().iter().all(|s| s.uri != "/third"));
+
+    // Closing one frees its slot.
+    held.pop();
+    let mut ok = false;
+    for _ in 0..50 {
+        let (responses, _) = raw::exchange(
+            proxy.addr,
+            b"GET /freed HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if responses.first().map(|r| r.status) == Some(200) {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a slot freed by a closed connection is usable again");
+}

@@ -1,0 +1,73 @@
+//! Shared helper for the end-to-end tests: temp configs, the proxy (in-process or as the built
+//! binary), real upstream servers on `127.0.0.1:0`, and small HTTP clients (hyper and raw TCP).
+//!
+//! Every wait is bounded so a broken proxy fails a test instead of hanging the suite.
+#![allow(dead_code, unused_imports)]
+
+pub mod client;
+pub mod proxy;
+pub mod raw;
+pub mod tls;
+pub mod upstream;
+
+use std::time::Duration;
+
+pub use client::{get_new_conn, Client, Jar, Resp};
+pub use proxy::{ConfigSpec, InProc, ProcProxy};
+pub use upstream::Backend;
+
+/// The bound on any single wait in the suite (a request, a log line, a connection close).
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The cohort key every test config uses unless it sets its own.
+pub const KEY: &str = "e2e-test-key";
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// The bucket a cohort cookie value carries (`v1.<bucket>.<pin>.<mac>`, see `cohort.rs`).
+pub fn bucket_of_cookie(value: &str) -> u16 {
+    let mut parts = value.split('.');
+    assert_eq!(parts.next(), Some("v1"), "cohort cookie format: {value}");
+    parts
+        .next()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("cohort cookie without bucket: {value}"))
+}
+
+/// Runs `f` up to `n` times concurrently in `workers` tasks and gathers the results in order.
+pub async fn run_concurrently<T, F, Fut>(n: usize, workers: usize, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let f = std::sync::Arc::new(f);
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let f = std::sync::Arc::clone(&f);
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut i = w;
+            while i < n {
+                out.push((i, f(i).await));
+                i += workers;
+            }
+            out
+        }));
+    }
+    let mut all: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    for t in tasks {
+        for (i, v) in t.await.expect("worker task panicked") {
+            all[i] = Some(v);
+        }
+    }
+    all.into_iter()
+        .map(|v| v.expect("every index ran"))
+        .collect()
+}
