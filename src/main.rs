@@ -57,6 +57,10 @@ enum Command {
         /// Configuration file (TOML). See config/cutover.example.toml for every option.
         #[arg(short, long, env = "CUTOVER_CONFIG")]
         config: PathBuf,
+        /// Worker threads of the async runtime (default: one per CPU core). `--workers 1` makes
+        /// cutover a one-core process, like nginx's `worker_processes 1` (see benches/proxy).
+        #[arg(long, env = "CUTOVER_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
     },
     /// Validate a configuration and print what it will do, like `nginx -t`.
     ///
@@ -181,10 +185,15 @@ fn main() -> ExitCode {
     if let Command::Check { config } = &cli.command {
         return check(config);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Command::Serve {
+        workers: Some(n), ..
+    } = &cli.command
     {
+        builder.worker_threads(usize::from(*n));
+    }
+    let runtime = match builder.build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -193,7 +202,7 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<bool> = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => {
+            Command::Serve { config, .. } => {
                 let app = cutover::app::start(&config).await?;
                 Ok(app.run_until_signal().await)
             }
