@@ -57,8 +57,8 @@ enum Command {
         /// Configuration file (TOML). See config/cutover.example.toml for every option.
         #[arg(short, long, env = "CUTOVER_CONFIG")]
         config: PathBuf,
-        /// Worker threads of the async runtime (default: one per CPU core). `--workers 1` makes
-        /// cutover a one-core process, like nginx's `worker_processes 1` (see benches/proxy).
+        /// Worker threads of the async runtime (default: one per CPU core). `--workers 1` runs
+        /// everything on one thread, like nginx's `worker_processes 1` (see BENCHMARKS.md).
         #[arg(long, env = "CUTOVER_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
     },
@@ -185,15 +185,22 @@ fn main() -> ExitCode {
     if let Command::Check { config } = &cli.command {
         return check(config);
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Command::Serve {
-        workers: Some(n), ..
-    } = &cli.command
-    {
-        builder.worker_threads(usize::from(*n));
-    }
-    let runtime = match builder.build() {
+    // One worker: a single-threaded runtime, every task on this thread (what nginx's
+    // `worker_processes 1` is); no work stealing and no cross-thread wake-ups to pay for.
+    let mut builder = match &cli.command {
+        Command::Serve {
+            workers: Some(1), ..
+        } => tokio::runtime::Builder::new_current_thread(),
+        Command::Serve {
+            workers: Some(n), ..
+        } => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(*n));
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
