@@ -69,6 +69,11 @@ pub struct App {
 
 /// Loads `config`, binds its listeners and starts serving; watchers for reload start too.
 pub async fn start(config: &Path) -> Result<App, StartError> {
+    // SIGHUP's default action ends the process. tokio's handler, once installed, stays for the
+    // life of the process, so from here on a SIGHUP during startup (systemd `reload` right after
+    // `start`) is harmless; the reloader's own registration below acts on later ones.
+    #[cfg(unix)]
+    let _startup_hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let metrics = Metrics::new();
     let path = config.to_path_buf();
     let m = Arc::clone(&metrics);

@@ -13,6 +13,8 @@ use crate::routing::StorefrontId;
 
 /// Header carrying the override token.
 pub const TOKEN_HEADER: &str = "x-cutover-token";
+/// [`TOKEN_HEADER`] as a parsed name, for the request path.
+pub static TOKEN_HEADER_NAME: HeaderName = HeaderName::from_static(TOKEN_HEADER);
 /// Query parameter carrying the override token.
 pub const TOKEN_QUERY: &str = "cutover_token";
 
@@ -84,11 +86,14 @@ pub fn read(
         return ForceRequest::Refused;
     }
     if let Some(token) = &policy.token {
-        let given = headers.get(TOKEN_HEADER).map(|v| v.as_bytes()).or_else(|| {
-            query
-                .and_then(|q| query_value(q, TOKEN_QUERY))
-                .map(str::as_bytes)
-        });
+        let given = headers
+            .get(&TOKEN_HEADER_NAME)
+            .map(|v| v.as_bytes())
+            .or_else(|| {
+                query
+                    .and_then(|q| query_value(q, TOKEN_QUERY))
+                    .map(str::as_bytes)
+            });
         if !given.is_some_and(|g| same_secret(g, token.as_bytes())) {
             return ForceRequest::Refused;
         }

@@ -4,17 +4,18 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use http::header::{CONNECTION, TE, UPGRADE};
+use bytes::Bytes;
+use http::header::{CONNECTION, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// Headers that describe one connection, never the message.
-const HOP_BY_HOP: [&str; 6] = [
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "trailer",
-    "proxy-authenticate",
-    "upgrade",
+/// Headers that describe one connection, never the message. Parsed once, not per request.
+static HOP_BY_HOP: [HeaderName; 6] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TRANSFER_ENCODING,
+    TRAILER,
+    PROXY_AUTHENTICATE,
+    UPGRADE,
 ];
 
 /// `X-Forwarded-For`.
@@ -41,33 +42,52 @@ pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Removes hop-by-hop headers and every header named in `Connection`. With `upgrade`, the
 /// `Upgrade` header survives and `Connection: upgrade` is re-added so the storefront sees the
 /// handshake (the only hop-by-hop exchange a proxy must relay).
+///
+/// Runs twice per proxied request, so it first looks at the names once (cheap comparisons of
+/// pre-parsed names) and only then removes what is there: a removal by name costs a hash and a
+/// probe, and most messages carry no hop-by-hop header but `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
+    let (mut connection, mut te, mut hop) = (false, false, false);
+    for name in headers.keys() {
+        if name == CONNECTION {
+            connection = true;
+        } else if name == TE {
+            te = true;
+        } else if HOP_BY_HOP.contains(name) {
+            hop = true;
+        }
+    }
+    if connection {
+        // The values are cheap reference-counted clones; usually there is exactly one.
+        let mut values = headers.get_all(CONNECTION).iter();
+        let first = values.next().cloned();
+        let rest: Vec<HeaderValue> = values.cloned().collect();
         headers.remove(CONNECTION);
-        for name in named {
-            if !(upgrade && name == UPGRADE) {
-                headers.remove(&name);
+        for value in first.iter().chain(&rest) {
+            let Ok(list) = value.to_str() else { continue };
+            for token in list.split(',').map(str::trim) {
+                if !(upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                    // Removal by `&str` parses the name without allocating; a token that is not
+                    // a valid header name matches nothing.
+                    headers.remove(token);
+                }
             }
         }
     }
-    for name in HOP_BY_HOP {
-        if !(upgrade && name == "upgrade") {
-            headers.remove(name);
+    if hop {
+        for name in &HOP_BY_HOP {
+            if !(upgrade && name == UPGRADE) {
+                headers.remove(name);
+            }
         }
     }
     // `TE: trailers` is the one value that is end-to-end meaningful (gRPC over h2 needs it).
-    let te_trailers_only = headers
-        .get_all(TE)
-        .iter()
-        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    if !te_trailers_only {
+    if te
+        && !headers
+            .get_all(TE)
+            .iter()
+            .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
         headers.remove(TE);
     }
     if upgrade {
@@ -86,12 +106,80 @@ pub struct Hop<'a> {
     pub host: &'a str,
 }
 
-fn append_or_set(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
-    let value = match headers.get(name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {item}"),
-        _ => item.to_string(),
+/// An IP address as text, formatted on the stack (the longest IPv6 text is 39 bytes).
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> Self {
+        let mut t = IpText {
+            buf: [0; 48],
+            len: 0,
+        };
+        match ip {
+            // The common case, without the formatting machinery.
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if octet >= 100 {
+                        t.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        t.push(b'0' + octet / 10 % 10);
+                    }
+                    t.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(t, "{v6}");
+            }
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Sets `name` to the concatenation of `parts`, or appends `, <parts>` to a present, non-empty
+/// list value. Builds the value in one exactly-sized allocation that the header then owns.
+fn append_or_set(headers: &mut HeaderMap, name: &HeaderName, parts: &[&[u8]]) {
+    let prev = match headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => Some(prev),
+        _ => None,
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    let len = prev.map_or(0, |p| p.len() + 2) + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut value = Vec::with_capacity(len);
+    if let Some(prev) = prev {
+        value.extend_from_slice(prev.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    for part in parts {
+        value.extend_from_slice(part);
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         headers.insert(name, v);
     }
 }
@@ -101,8 +189,7 @@ fn append_or_set(headers: &mut HeaderMap, name: &HeaderName, item: &str) {
 /// `X-Forwarded-For` and `Forwarded` always append (nginx's `$proxy_add_x_forwarded_for`); the
 /// proto and host are ours unless `trust` says a load balancer in front already set them.
 pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trust: bool) {
-    let mut ip = String::with_capacity(48);
-    let _ = write!(ip, "{}", hop.client);
+    let ip = IpText::new(hop.client);
     // Several X-Forwarded-For lines are one list; fold them before appending.
     let xff_lines = headers.get_all(&X_FORWARDED_FOR).iter().count();
     if xff_lines > 1 {
@@ -116,7 +203,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trust: bool) {
             headers.insert(&X_FORWARDED_FOR, v);
         }
     }
-    append_or_set(headers, &X_FORWARDED_FOR, &ip);
+    append_or_set(headers, &X_FORWARDED_FOR, &[ip.as_bytes()]);
     if !trust || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
     }
@@ -125,35 +212,44 @@ pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trust: bool) {
             headers.insert(&X_FORWARDED_HOST, v);
         }
     }
-    let mut element = String::with_capacity(64);
-    match hop.client {
-        IpAddr::V4(v4) => {
-            let _ = write!(element, "for={v4}");
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(element, "for=\"[{v6}]\"");
-        }
-    }
-    let _ = write!(element, ";proto={}", hop.proto);
-    if !hop.host.is_empty()
+    let (for_open, for_close): (&[u8], &[u8]) = match hop.client {
+        IpAddr::V4(_) => (b"for=", b""),
+        IpAddr::V6(_) => (b"for=\"[", b"]\""),
+    };
+    let host_ok = !hop.host.is_empty()
         && hop
             .host
             .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    {
-        let _ = write!(element, ";host=\"{}\"", hop.host);
-    }
-    append_or_set(headers, &FORWARDED, &element);
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    let (host_open, host, host_close): (&[u8], &[u8], &[u8]) = if host_ok {
+        (b";host=\"", hop.host.as_bytes(), b"\"")
+    } else {
+        (b"", b"", b"")
+    };
+    append_or_set(
+        headers,
+        &FORWARDED,
+        &[
+            for_open,
+            ip.as_bytes(),
+            for_close,
+            b";proto=",
+            hop.proto.as_bytes(),
+            host_open,
+            host,
+            host_close,
+        ],
+    );
 }
 
 /// Appends `Via: 1.1 cutover`.
 pub fn add_via(headers: &mut HeaderMap, version: http::Version) {
-    let v = if version == http::Version::HTTP_2 {
-        "2 cutover"
+    let v: &[u8] = if version == http::Version::HTTP_2 {
+        b"2 cutover"
     } else {
-        "1.1 cutover"
+        b"1.1 cutover"
     };
-    append_or_set(headers, &VIA, v);
+    append_or_set(headers, &VIA, &[v]);
 }
 
 #[cfg(test)]
@@ -238,6 +334,55 @@ mod tests {
         let mut trusted = map(&[("x-forwarded-proto", "http")]);
         add_forwarded(&mut trusted, hop, true);
         assert_eq!(trusted["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn connection_named_headers_go_across_several_lines() {
+        let mut h = map(&[
+            ("connection", "a"),
+            ("connection", "B, keep-alive,, not a name"),
+            ("a", "1"),
+            ("b", "2"),
+            ("not", "3"),
+            ("c", "4"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["c", "not"]);
+
+        let mut clean = map(&[("accept", "*/*"), ("te", "trailers, gzip")]);
+        strip_hop_by_hop(&mut clean, false);
+        let names: Vec<&str> = clean.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+    }
+
+    #[test]
+    fn ip_text_is_the_display_form() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.100.9",
+            "99.100.199.255",
+            "255.255.255.255",
+            "::1",
+            "::ffff:1.2.3.4",
+            "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::new(ip).as_bytes(), ip.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn via_appends() {
+        let mut h = map(&[("via", "1.0 edge")]);
+        add_via(&mut h, http::Version::HTTP_11);
+        assert_eq!(h["via"], "1.0 edge, 1.1 cutover");
+        let mut h = HeaderMap::new();
+        add_via(&mut h, http::Version::HTTP_2);
+        assert_eq!(h["via"], "2 cutover");
     }
 
     #[test]

@@ -82,9 +82,16 @@ fn valid_request_id(v: &HeaderValue) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
+/// 128 random bits as 32 lowercase hex digits, formatted without `format!`.
 fn new_request_id() -> HeaderValue {
-    HeaderValue::from_str(&format!("{:032x}", fastrand::u128(..)))
-        .expect("hex is a valid header value")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    let mut id = [0u8; 32];
+    for b in id.iter_mut().rev() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&id).expect("hex is a valid header value")
 }
 
 /// Idempotent per RFC 9110: safe to send again when nothing reached the storefront.
@@ -345,7 +352,7 @@ impl Proxy {
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
         h.remove(&snap.overrides.header);
-        h.remove(force::TOKEN_HEADER);
+        h.remove(&force::TOKEN_HEADER_NAME);
         let host_str = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
         let hop = Hop {
             client: conn.peer.ip(),
@@ -617,6 +624,12 @@ mod tests {
         assert!(valid_request_id(&HeaderValue::from_static("abc-123_x.y:z")));
         assert!(!valid_request_id(&HeaderValue::from_static("")));
         assert!(!valid_request_id(&HeaderValue::from_static("has space")));
-        assert_eq!(new_request_id().len(), 32);
+        let id = new_request_id();
+        assert_eq!(id.len(), 32);
+        assert!(id
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(id, new_request_id());
     }
 }

@@ -210,18 +210,20 @@ impl Reloader {
     pub fn spawn_watchers(self: &Arc<Self>) {
         #[cfg(unix)]
         {
-            let me = Arc::clone(self);
-            tokio::spawn(async move {
-                let Ok(mut hup) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                else {
-                    tracing::warn!("cannot listen for SIGHUP");
-                    return;
-                };
-                while hup.recv().await.is_some() {
-                    let _ = me.reload("signal").await;
+            // Registered here, not inside the task: the task may first run only after `start`
+            // has returned (always so on a current-thread runtime), and a SIGHUP that arrives
+            // before the handler exists kills the process (its default action).
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(mut hup) => {
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move {
+                        while hup.recv().await.is_some() {
+                            let _ = me.reload("signal").await;
+                        }
+                    });
                 }
-            });
+                Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
+            }
         }
         let me = Arc::clone(self);
         tokio::spawn(async move { me.watch_files().await });

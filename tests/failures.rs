@@ -162,7 +162,10 @@ async fn connect_failure_is_retried_once_for_get_and_never_for_post() {
         // No pooling: every request needs a fresh connect, so every attempt is counted.
         .store_extra(
             "new",
-            &format!("tls = {{ ca_file = \"{}\" }}\npool_max_idle = 0", ca.display()),
+            &format!(
+                "tls = {{ ca_file = \"{}\" }}\npool_max_idle = 0",
+                ca.display()
+            ),
         );
     let proxy = InProc::start(&spec).await;
     let client = Client::new(proxy.addr);
