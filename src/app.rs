@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-use arc_swap::ArcSwap;
+use std::time::SystemTime;
 
 use crate::admin::{self, AdminState, Router};
-use crate::config::{load_file, ConfigError};
+use crate::config::ConfigError;
+use crate::control::{self, Control};
+use crate::handover::{self, Handover, Inherited, UpgradeCommand};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::reload::{self, Reloader};
@@ -56,64 +57,92 @@ pub struct App {
     pub admin_address: Option<SocketAddr>,
     /// `/readyz`: true once listening, false from the start of a drain.
     pub ready: Arc<AtomicBool>,
+    /// True from the start of a drain (`/admin/status`).
+    pub draining: Arc<AtomicBool>,
+    /// The listening sockets, kept for an upgrade to a successor process.
+    pub handover: Arc<Handover>,
+}
+
+/// How to start beyond the config file.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Listening sockets from systemd or from the process this one upgrades.
+    pub inherited: Inherited,
+    /// How to start a successor for `POST /admin/upgrade`; `None` disables upgrades.
+    pub upgrade: Option<UpgradeCommand>,
 }
 
 /// Loads `config`, binds its listeners and starts serving; watchers for reload start too.
 pub async fn start(config: &Path) -> Result<App, StartError> {
+    start_with(config, StartOptions::default()).await
+}
+
+/// [`start`] with inherited sockets and upgrade support (`cutover serve`).
+pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, StartError> {
+    let StartOptions {
+        mut inherited,
+        upgrade,
+    } = options;
     let metrics = Metrics::new();
     let path = config.to_path_buf();
     let m = Arc::clone(&metrics);
-    let (_, snap) = tokio::task::spawn_blocking(move || load_file(&path, 1, None, &m))
+    let startup = tokio::task::spawn_blocking(move || reload::load_startup(&path, &m))
         .await
         .expect("config loading does not panic")?;
-    let mut listeners = Vec::new();
-    let mut addresses = Vec::new();
-    for l in &snap.listeners {
-        let bound = server::bind(l.address).map_err(|source| StartError::Bind {
-            address: l.address,
-            config: config.to_path_buf(),
-            source,
-        })?;
-        addresses.push(bound.local_addr().unwrap_or(l.address));
-        listeners.push(bound);
+    if let Some(note) = &startup.state_note {
+        tracing::warn!("{note}");
     }
+    let snap = &startup.snapshot;
+    let (listeners, addresses, mut kept) = bind_listeners(config, snap, &mut inherited)?;
     let admin_at = snap.admin;
     metrics.set_build_info(env!("CARGO_PKG_VERSION"));
-    reload::publish(&metrics, &snap);
-    let state = Arc::new(ArcSwap::from_pointee(snap));
+    reload::publish(&metrics, snap);
+    let reloader = Reloader::from_startup(config.to_path_buf(), Arc::clone(&metrics), startup);
+    let state = Arc::clone(reloader.state());
     let proxy = Proxy::new(Arc::clone(&state), Arc::clone(&metrics));
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_address = match admin_at {
+    let draining = Arc::new(AtomicBool::new(false));
+    let admin_listener = match admin_at {
         None => None,
-        Some(addr) => {
-            let listener = admin::bind(addr)
-                .await
-                .map_err(|source| StartError::Admin {
-                    config: config.to_path_buf(),
-                    source,
-                })?;
+        Some(addr) => Some(bind_admin(config, addr, &mut inherited, &mut kept)?),
+    };
+    inherited.close_unused();
+    let handover = Handover::new(kept, upgrade);
+    let admin_address = match admin_listener {
+        None => None,
+        Some(listener) => {
             let bound = listener.local_addr().ok();
+            let control = Arc::new(Control {
+                reloader: Arc::clone(&reloader),
+                ready: Arc::clone(&ready),
+                draining: Arc::clone(&draining),
+                started: SystemTime::now(),
+                handover: Arc::clone(&handover),
+            });
             let state = AdminState::new(Arc::clone(&metrics), Arc::clone(&ready))
-                .with_routes(admin_routes(&proxy));
+                .with_routes(admin_routes(&proxy))
+                .with_routes(control::routes(control));
             tokio::spawn(admin::serve(listener, state, std::future::pending()));
             bound
         }
     };
     {
         let snap = state.load();
+        let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
         tracing::info!(
             generation = snap.generation,
-            listeners = ?addresses,
-            admin = ?admin_address,
+            listeners = %shown.join(","),
+            admin = %admin_address.map_or("off".to_string(), |a| a.to_string()),
+            pid = std::process::id(),
             storefronts = ?snap.storefronts.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
             share_bp = snap.split.share_bp,
+            overrides = snap.runtime.is_some(),
             "cutover started"
         );
         if snap.cohort.default_key {
             tracing::warn!("cohort.key is not set: cookies are signed with a public default key");
         }
     }
-    let reloader = Reloader::new(config.to_path_buf(), state, metrics);
     reloader.spawn_watchers();
     let server = Server::start(Arc::clone(&proxy), listeners);
     ready.store(true, Ordering::Release);
@@ -124,7 +153,68 @@ pub async fn start(config: &Path) -> Result<App, StartError> {
         addresses,
         admin_address,
         ready,
+        draining,
+        handover,
     })
+}
+
+/// Binds (or takes from `inherited`) every data-plane listener. Returns the accept-loop
+/// listeners, their addresses, and duplicates of the sockets for a later handover.
+#[allow(clippy::type_complexity)]
+fn bind_listeners(
+    config: &Path,
+    snap: &crate::state::Snapshot,
+    inherited: &mut Inherited,
+) -> Result<
+    (
+        Vec<tokio::net::TcpListener>,
+        Vec<SocketAddr>,
+        Vec<(String, std::net::TcpListener)>,
+    ),
+    StartError,
+> {
+    let mut listeners = Vec::new();
+    let mut addresses = Vec::new();
+    let mut kept = Vec::new();
+    for l in &snap.listeners {
+        let bind_err = |source| StartError::Bind {
+            address: l.address,
+            config: config.to_path_buf(),
+            source,
+        };
+        let std_listener = match inherited.take(&l.name, l.address) {
+            Some(s) => s,
+            None => server::bind_std(l.address).map_err(bind_err)?,
+        };
+        kept.push((l.name.clone(), std_listener.try_clone().map_err(bind_err)?));
+        let bound = server::listen(std_listener).map_err(bind_err)?;
+        addresses.push(bound.local_addr().unwrap_or(l.address));
+        listeners.push(bound);
+    }
+    Ok((listeners, addresses, kept))
+}
+
+/// Binds (or takes from `inherited`) the admin listener, keeping a duplicate for a handover.
+fn bind_admin(
+    config: &Path,
+    addr: SocketAddr,
+    inherited: &mut Inherited,
+    kept: &mut Vec<(String, std::net::TcpListener)>,
+) -> Result<tokio::net::TcpListener, StartError> {
+    let err = |source| StartError::Admin {
+        config: config.to_path_buf(),
+        source: admin::AdminError::Bind { addr, source },
+    };
+    let std_listener = match inherited.take(handover::ADMIN_NAME, addr) {
+        Some(s) => s,
+        None => std::net::TcpListener::bind(addr).map_err(err)?,
+    };
+    kept.push((
+        handover::ADMIN_NAME.to_string(),
+        std_listener.try_clone().map_err(err)?,
+    ));
+    std_listener.set_nonblocking(true).map_err(err)?;
+    tokio::net::TcpListener::from_std(std_listener).map_err(err)
 }
 
 /// Read-only routes beyond metrics and health: what a migration team needs in week one.
@@ -161,14 +251,62 @@ pub async fn shutdown_signal() {
 
 impl App {
     /// Stops accepting and drains; `/readyz` turns false first so load balancers stop sending.
+    /// With `limits.drain_delay`, listeners keep accepting that long after readiness turns off
+    /// (the time a load balancer needs to notice), then close.
     pub async fn drain(self) -> bool {
         self.ready.store(false, Ordering::Release);
+        self.draining.store(true, Ordering::Release);
+        handover::notify_stopping();
+        let delay = self.proxy.state().load().limits.drain_delay;
+        if !delay.is_zero() && !self.handover.handed_over() {
+            tracing::info!(
+                delay_secs = delay.as_secs_f64(),
+                "readiness off; accepting until the drain delay is over"
+            );
+            tokio::time::sleep(delay).await;
+        }
         self.server.drain().await
     }
 
-    /// Serves until SIGTERM/SIGINT, then drains.
+    /// Serves until SIGTERM/SIGINT (or until a successor took over after `POST /admin/upgrade`
+    /// or SIGUSR2), then drains. A second SIGTERM/SIGINT during the drain cuts it short.
     pub async fn run_until_signal(self) -> bool {
-        shutdown_signal().await;
-        self.drain().await
+        let handover = Arc::clone(&self.handover);
+        spawn_upgrade_on_sigusr2(&handover);
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = handover.wait_handed_over() => {}
+        }
+        tokio::select! {
+            clean = self.drain() => clean,
+            _ = shutdown_signal() => {
+                tracing::warn!("second signal: not waiting for the drain");
+                false
+            }
+        }
+    }
+
+    /// Tells a parent process or systemd that this process serves (after an upgrade, the
+    /// parent then drains).
+    pub fn notify_ready(&self) {
+        handover::notify_ready();
+    }
+}
+
+/// SIGUSR2 starts an upgrade, like nginx's binary upgrade.
+fn spawn_upgrade_on_sigusr2(handover: &Arc<Handover>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handover = Arc::clone(handover);
+        tokio::spawn(async move {
+            let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+                return;
+            };
+            while usr2.recv().await.is_some() {
+                tracing::info!("SIGUSR2: upgrading");
+                let _ = handover.upgrade().await;
+            }
+        });
     }
 }

@@ -7,6 +7,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use cutover::config::{self, Summary};
+
+#[path = "cli/control.rs"]
+mod control;
 use cutover::demo::{self, Flavor};
 
 #[derive(Parser)]
@@ -70,6 +73,42 @@ enum Command {
     /// Work with the migration's redirect plan.
     #[command(subcommand)]
     Redirects(RedirectsCommand),
+    /// Show what a running proxy has in force: generation, split, pins, storefront health,
+    /// redirect tables, last reload, admin overrides.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Set the share of shoppers on the new storefront, live: `cutover shift 25`.
+    ///
+    /// The change is an override of the config file, kept in its state file so it survives a
+    /// restart, until the config file itself changes (then the file wins).
+    Shift {
+        /// Percent of shoppers on the split's `to` storefront: 25, 12.5 or 12.5% (0.01 steps).
+        percent: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Release every pin to a storefront issued until now (split and staff override pins), so
+    /// its shoppers are routed by their bucket again: the way off a broken storefront.
+    Evacuate {
+        /// Storefront name, e.g. new.
+        storefront: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Reload the config file now (what SIGHUP does), and report whether it went live.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Replace the running process without dropping a connection: it starts a new `cutover`
+    /// (the binary now at its path, e.g. after a package upgrade) with its listening sockets,
+    /// waits until that one serves, then drains. Same as sending it SIGUSR2.
+    Upgrade {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Start two demo storefronts and the proxy in front of them.
     ///
     /// Uses config/demo.toml (or the copy built into the binary): the old store on
@@ -80,6 +119,25 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+}
+
+/// How the control commands find the running proxy: like the server does.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The proxy's config file: the admin address and token are read from its [admin] section.
+    /// Default: $CUTOVER_CONFIG, else config/demo.toml when present (next to `cutover demo`),
+    /// else 127.0.0.1:9901 without a token.
+    #[arg(short, long, env = "CUTOVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Admin listener address (IP:port), instead of the config's.
+    #[arg(long, env = "CUTOVER_ADMIN")]
+    admin: Option<String>,
+    /// File holding the admin token, instead of the config's token/token_file/token_env.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Print the admin API's JSON answer instead of text (for scripts).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -278,6 +336,18 @@ fn main() -> ExitCode {
     if let Command::Check { config } = &cli.command {
         return check(config);
     }
+    // Sockets passed by systemd or by the process this one upgrades; taken before any thread
+    // starts, since it edits the environment.
+    let inherited = match &cli.command {
+        Command::Serve { .. } => match cutover::handover::Inherited::from_env() {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => cutover::handover::Inherited::none(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -291,9 +361,19 @@ fn main() -> ExitCode {
     let result: anyhow::Result<bool> = runtime.block_on(async {
         match cli.command {
             Command::Serve { config } => {
-                let app = cutover::app::start(&config).await?;
+                let options = cutover::app::StartOptions {
+                    inherited,
+                    upgrade: cutover::handover::UpgradeCommand::current().ok(),
+                };
+                let app = cutover::app::start_with(&config, options).await?;
+                app.notify_ready();
                 Ok(app.run_until_signal().await)
             }
+            Command::Status { admin } => control::status(admin).await,
+            Command::Shift { percent, admin } => control::shift(&percent, admin).await,
+            Command::Evacuate { storefront, admin } => control::evacuate(&storefront, admin).await,
+            Command::Reload { admin } => control::reload(admin).await,
+            Command::Upgrade { admin } => control::upgrade(admin).await,
             Command::Demo { config } => run_demo(config).await,
             Command::Redirects(cmd) => redirects(cmd).await,
             Command::Check { .. } => unreachable!("handled above"),

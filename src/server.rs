@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
+use crate::drain::Activity;
 use crate::proxy::{ConnInfo, Proxy};
 use crate::state::Limits;
 
@@ -25,6 +26,11 @@ use crate::state::Limits;
 /// restart does not wait out TIME_WAIT, `SO_REUSEPORT` so a new process can bind next to the old
 /// one during a handover.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    listen(bind_std(addr)?)
+}
+
+/// [`bind`] as a std listener, which can be duplicated and handed to a successor process.
+pub fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     #[cfg(unix)]
@@ -32,8 +38,13 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// A bound (or inherited) std listener, ready for the accept loop.
+pub fn listen(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
 }
 
 /// Counts open client connections and wakes the drain when the last one closes.
@@ -180,10 +191,27 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let local = listener.local_addr().ok();
+    let mut stopping = false;
+    let mut backlog_left = BACKLOG_TAKEN_MAX;
     loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => break,
-            a = listener.accept() => a,
+        let accepted = if stopping {
+            use futures_util::FutureExt as _;
+            if backlog_left == 0 {
+                break;
+            }
+            backlog_left -= 1;
+            match listener.accept().now_or_never() {
+                Some(Ok(a)) => Ok(a),
+                _ => break,
+            }
+        } else {
+            tokio::select! {
+                _ = stop.changed() => {
+                    stopping = true;
+                    continue;
+                }
+                a = listener.accept() => a,
+            }
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
@@ -215,6 +243,11 @@ async fn accept_loop(
     tracing::debug!(listener = ?local, "listener closed");
 }
 
+/// Connections taken from the backlog once stopping, at most. Closing the listener would reset
+/// the connections the kernel already completed; taking them lets them get an answer (with
+/// `Connection: close`). Bounded, since a listener shared with a successor may never run dry.
+const BACKLOG_TAKEN_MAX: usize = 256;
+
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(OVERLOADED).await;
@@ -233,17 +266,38 @@ async fn serve_connection(
 ) {
     let _open = proxy.metrics().client_connection();
     let b = builder(&limits);
-    let svc = service_fn(move |req| Arc::clone(&proxy).handle(info, req));
+    let activity = Activity::new();
+    let tracker = Arc::clone(&activity);
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        tracker.track(req.version(), Arc::clone(&proxy).handle(info, req))
+    });
     let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+        _ = stopped(&mut stop) => {
+            // See `drain`: answer at a request boundary instead of racing keep-alive clients.
+            activity.start_draining();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = activity.quiet() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         }
     };
     if let Err(e) = result {
         tracing::debug!(peer = %info.peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Resolves once the server is stopping, including when it already was (a connection taken
+/// from the backlog after the stop).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }

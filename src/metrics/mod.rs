@@ -16,7 +16,7 @@ mod request;
 mod tests;
 
 pub use names::*;
-pub use request::{InFlightGuard, Reason, RequestMetrics, UpstreamErrorKind};
+pub use request::{InFlightGuard, Reason, RequestMetrics, StorefrontTotals, UpstreamErrorKind};
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
