@@ -61,6 +61,48 @@ pub struct App {
     pub draining: Arc<AtomicBool>,
     /// The listening sockets, kept for an upgrade to a successor process.
     pub handover: Arc<Handover>,
+    /// SIGTERM/SIGINT listeners, installed before the listeners open so a signal that arrives
+    /// at any moment after that is seen (not lost, and not the default kill).
+    signals: Option<ShutdownSignals>,
+}
+
+/// SIGTERM and SIGINT, listened to from startup on.
+struct ShutdownSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some(ShutdownSignals { term, int }),
+                _ => {
+                    tracing::warn!("cannot listen for SIGTERM/SIGINT");
+                    None
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        None
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+        #[cfg(not(unix))]
+        shutdown_signal().await
+    }
 }
 
 /// How to start beyond the config file.
@@ -144,6 +186,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
         }
     }
     reloader.spawn_watchers();
+    let signals = ShutdownSignals::install();
+    spawn_upgrade_on_sigusr2(&handover);
     let server = Server::start(Arc::clone(&proxy), listeners);
     ready.store(true, Ordering::Release);
     Ok(App {
@@ -155,6 +199,7 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
         ready,
         draining,
         handover,
+        signals,
     })
 }
 
@@ -270,16 +315,16 @@ impl App {
 
     /// Serves until SIGTERM/SIGINT (or until a successor took over after `POST /admin/upgrade`
     /// or SIGUSR2), then drains. A second SIGTERM/SIGINT during the drain cuts it short.
-    pub async fn run_until_signal(self) -> bool {
+    pub async fn run_until_signal(mut self) -> bool {
         let handover = Arc::clone(&self.handover);
-        spawn_upgrade_on_sigusr2(&handover);
+        let mut signals = self.signals.take();
         tokio::select! {
-            _ = shutdown_signal() => {}
+            _ = next_signal(&mut signals) => {}
             _ = handover.wait_handed_over() => {}
         }
         tokio::select! {
             clean = self.drain() => clean,
-            _ = shutdown_signal() => {
+            _ = next_signal(&mut signals) => {
                 tracing::warn!("second signal: not waiting for the drain");
                 false
             }
@@ -290,6 +335,13 @@ impl App {
     /// parent then drains).
     pub fn notify_ready(&self) {
         handover::notify_ready();
+    }
+}
+
+async fn next_signal(signals: &mut Option<ShutdownSignals>) {
+    match signals {
+        Some(s) => s.recv().await,
+        None => shutdown_signal().await,
     }
 }
 
