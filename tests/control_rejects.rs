@@ -150,7 +150,7 @@ async fn bad_changes_are_rejected_whole_and_the_complete_write_applies() {
             .append(true)
             .open(&config)
             .unwrap();
-        f.write_all(full[full.len() / 2..].as_bytes()).unwrap();
+        f.write_all(&full.as_bytes()[full.len() / 2..]).unwrap();
     }
     wait_for(
         "the complete file to apply",
