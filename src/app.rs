@@ -310,6 +310,8 @@ impl App {
             );
             tokio::time::sleep(delay).await;
         }
+        // Our duplicates would keep the listening sockets open (a successor has its own).
+        self.handover.release();
         self.server.drain().await
     }
 

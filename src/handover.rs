@@ -197,7 +197,9 @@ pub enum UpgradeError {
 
 /// The sockets this process serves on, kept so they can be handed to a successor.
 pub struct Handover {
-    sockets: Vec<(String, TcpListener)>,
+    /// Duplicates of the listening sockets. They keep the sockets open, so a drain must
+    /// [`Handover::release`] them or the kernel would keep queueing connections nobody accepts.
+    sockets: std::sync::Mutex<Vec<(String, TcpListener)>>,
     command: Option<UpgradeCommand>,
     busy: AtomicBool,
     done: Notify,
@@ -215,12 +217,19 @@ impl Handover {
     /// Keeps duplicates of `sockets` (name, listener) for a later upgrade with `command`.
     pub fn new(sockets: Vec<(String, TcpListener)>, command: Option<UpgradeCommand>) -> Arc<Self> {
         Arc::new(Handover {
-            sockets,
+            sockets: std::sync::Mutex::new(sockets),
             command,
             busy: AtomicBool::new(false),
             done: Notify::new(),
             handed_over: AtomicBool::new(false),
         })
+    }
+
+    /// Closes our duplicates of the listening sockets (draining: new connections must be
+    /// refused, unless a successor holds the sockets too). Upgrades are impossible afterwards.
+    pub fn release(&self) {
+        let mut s = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        s.clear();
     }
 
     /// Whether this process can start a successor.
@@ -278,12 +287,16 @@ impl Handover {
     }
 
     fn spawn_and_wait(&self, command: &UpgradeCommand) -> Result<Successor, UpgradeError> {
-        let fds: Vec<i32> = self.sockets.iter().map(|(_, l)| l.as_raw_fd()).collect();
+        let sockets = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        if sockets.is_empty() {
+            return Err(UpgradeError::Unavailable);
+        }
+        let fds: Vec<i32> = sockets.iter().map(|(_, l)| l.as_raw_fd()).collect();
         let first = fds.iter().copied().min().unwrap_or(3);
         let last = fds.iter().copied().max().unwrap_or(2);
         let names: Vec<&str> = (first..=last)
             .map(|fd| {
-                self.sockets
+                sockets
                     .iter()
                     .find(|(_, l)| l.as_raw_fd() == fd)
                     .map_or("", |(n, _)| n.as_str())
@@ -303,13 +316,14 @@ impl Handover {
             .env(NOTIFY_ENV, "1")
             .stdin(Stdio::from(OwnedFd::from(theirs)));
         // Inheritable only for the duration of the spawn.
-        for (_, l) in &self.sockets {
+        for (_, l) in sockets.iter() {
             SockRef::from(l).set_cloexec(false).map_err(spawn_err)?;
         }
         let spawned = cmd.spawn();
-        for (_, l) in &self.sockets {
+        for (_, l) in sockets.iter() {
             let _ = SockRef::from(l).set_cloexec(true);
         }
+        drop(sockets);
         let mut child = spawned.map_err(spawn_err)?;
         drop(cmd);
         let pid = child.id();
