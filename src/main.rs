@@ -20,10 +20,12 @@ use cutover::demo::{self, Flavor};
     long_about = "cutover stands in front of the old and the new storefront during a platform \
 migration. It routes every request to one of them (by rule, or by a sticky percentage of \
 shoppers), serves the migration's redirect table, and exports metrics comparing the two sides. \
-Routing, the share and the redirect table change live: edit the config file, or send SIGHUP.",
+Routing, the share and the redirect table change live: edit the config file, send SIGHUP, or \
+use `cutover shift`, `evacuate` and `reload` against the running proxy (docs/operations.md).",
     after_help = "Start here:\n  cutover demo                          two demo stores + the proxy on 127.0.0.1:8080\n  \
 cutover check --config cutover.toml   validate a config, print what it will do\n  \
-cutover serve --config cutover.toml   run it\n\nEvery subcommand has its own --help."
+cutover serve --config cutover.toml   run it\n  \
+cutover status / shift 25             see and change a running proxy\n\nEvery subcommand has its own --help."
 )]
 struct Cli {
     /// Log filter: `info`, `debug`, `cutover=debug,hyper=warn` (tracing EnvFilter syntax).
@@ -56,6 +58,8 @@ enum Command {
     /// the configuration when the file (or a file it names) changes, or on SIGHUP; a change that
     /// does not validate is rejected and the running configuration stays. SIGTERM or SIGINT
     /// drains: listeners close, in-flight requests get `limits.drain_timeout` to finish.
+    /// SIGUSR2 (or `cutover upgrade`) hands the listening sockets to a new process, then drains.
+    /// Sockets passed by systemd socket activation (LISTEN_FDS) are used instead of binding.
     Serve {
         /// Configuration file (TOML). See config/cutover.example.toml for every option.
         #[arg(short, long, env = "CUTOVER_CONFIG")]
