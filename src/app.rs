@@ -125,6 +125,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
         mut inherited,
         upgrade,
     } = options;
+    // First, so a SIGTERM at any moment from here on drains instead of killing.
+    let signals = ShutdownSignals::install();
     let metrics = Metrics::new();
     let path = config.to_path_buf();
     let m = Arc::clone(&metrics);
@@ -168,6 +170,10 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
             bound
         }
     };
+    reloader.spawn_watchers();
+    spawn_upgrade_on_sigusr2(&handover);
+    let server = Server::start(Arc::clone(&proxy), listeners);
+    ready.store(true, Ordering::Release);
     {
         let snap = state.load();
         let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
@@ -185,11 +191,6 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
             tracing::warn!("cohort.key is not set: cookies are signed with a public default key");
         }
     }
-    reloader.spawn_watchers();
-    let signals = ShutdownSignals::install();
-    spawn_upgrade_on_sigusr2(&handover);
-    let server = Server::start(Arc::clone(&proxy), listeners);
-    ready.store(true, Ordering::Release);
     Ok(App {
         proxy,
         reloader,
@@ -303,6 +304,7 @@ impl App {
         self.draining.store(true, Ordering::Release);
         handover::notify_stopping();
         let delay = self.proxy.state().load().limits.drain_delay;
+        self.server.start_draining();
         if !delay.is_zero() && !self.handover.handed_over() {
             tracing::info!(
                 delay_secs = delay.as_secs_f64(),

@@ -125,6 +125,8 @@ pub struct Server {
     proxy: Arc<Proxy>,
     connections: Arc<Connections>,
     stop: watch::Sender<bool>,
+    /// Connections close at their next request boundary once this is true (see `drain`).
+    draining: watch::Sender<bool>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -132,6 +134,7 @@ impl Server {
     /// Starts accepting on every listener.
     pub fn start(proxy: Arc<Proxy>, listeners: Vec<TcpListener>) -> Self {
         let (stop, _) = watch::channel(false);
+        let (draining, _) = watch::channel(false);
         let connections = Arc::new(Connections::default());
         let accept_tasks = listeners
             .into_iter()
@@ -141,6 +144,7 @@ impl Server {
                     l,
                     Arc::clone(&connections),
                     stop.subscribe(),
+                    draining.subscribe(),
                 ))
             })
             .collect();
@@ -148,8 +152,15 @@ impl Server {
             proxy,
             connections,
             stop,
+            draining,
             accept_tasks,
         }
+    }
+
+    /// Keeps accepting, but every connection closes at its next request boundary: the start of
+    /// a drain while a load balancer still sends (`limits.drain_delay`).
+    pub fn start_draining(&self) {
+        let _ = self.draining.send(true);
     }
 
     /// Open client connections.
@@ -161,6 +172,7 @@ impl Server {
     /// closed or the grace period (from the current snapshot) is over. Returns whether it was clean.
     pub async fn drain(self) -> bool {
         let grace = self.proxy.state().load().limits.drain_timeout;
+        let _ = self.draining.send(true);
         let _ = self.stop.send(true);
         for t in self.accept_tasks {
             let _ = t.await;
@@ -189,6 +201,7 @@ async fn accept_loop(
     listener: TcpListener,
     conns: Arc<Connections>,
     mut stop: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
 ) {
     let local = listener.local_addr().ok();
     let mut stopping = false;
@@ -237,7 +250,7 @@ async fn accept_loop(
             info,
             limits,
             guard,
-            stop.clone(),
+            draining.clone(),
         ));
     }
     tracing::debug!(listener = ?local, "listener closed");
@@ -262,7 +275,7 @@ async fn serve_connection(
     info: ConnInfo,
     limits: Limits,
     _guard: ConnGuard,
-    mut stop: watch::Receiver<bool>,
+    mut draining: watch::Receiver<bool>,
 ) {
     let _open = proxy.metrics().client_connection();
     let b = builder(&limits);
@@ -275,7 +288,7 @@ async fn serve_connection(
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = stopped(&mut stop) => {
+        _ = stopped(&mut draining) => {
             // See `drain`: answer at a request boundary instead of racing keep-alive clients.
             activity.start_draining();
             tokio::select! {
@@ -292,8 +305,8 @@ async fn serve_connection(
     }
 }
 
-/// Resolves once the server is stopping, including when it already was (a connection taken
-/// from the backlog after the stop).
+/// Resolves once the server is draining, including when it already was (a connection accepted
+/// during the drain delay or taken from the backlog after the stop).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     while !*stop.borrow_and_update() {
         if stop.changed().await.is_err() {

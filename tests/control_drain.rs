@@ -127,3 +127,42 @@ async fn a_stuck_request_is_cut_when_the_grace_period_ends() {
     assert!(proxy.log_text().contains("grace period over"));
     eprintln!("drain: stuck request cut, exited {exited_after:?} after SIGTERM (grace 1 s)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_delay_keeps_accepting_while_readiness_is_off() {
+    let stores = Stores::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cutover.toml");
+    let text = config_text(
+        &stores,
+        &Params {
+            limits: "drain_timeout = \"5s\"\ndrain_delay = \"2s\"".into(),
+            ..Params::default()
+        },
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut proxy = ProxyProcess::spawn(&config);
+    let (addr, admin_addr) = (proxy.addr, proxy.admin);
+    signal(proxy.pid, "TERM");
+    wait_for(
+        "/readyz to turn false",
+        Duration::from_secs(3),
+        || async move {
+            let r = request(admin_addr, Method::GET, "/readyz", &[], None).await;
+            matches!(r, Ok((s, _, _)) if s == StatusCode::SERVICE_UNAVAILABLE)
+        },
+    )
+    .await;
+    // Not ready, still serving: the load balancer has time to notice.
+    let (s, h, _) = request(addr, Method::GET, "/", &[], None).await.unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        h["connection"], "close",
+        "answers while draining close the connection"
+    );
+    wait_for("new connections to be refused", Duration::from_secs(5), || async move {
+        matches!(TcpStream::connect(addr).await, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
+    .await;
+    assert!(proxy.wait_exit(Duration::from_secs(8)).await.is_some());
+}

@@ -148,3 +148,34 @@ async fn a_successor_that_cannot_start_leaves_the_running_process_serving() {
     assert_eq!(status(proxy.admin).await["pid"], proxy.pid);
     assert!(!status(proxy.admin).await["draining"].as_bool().unwrap());
 }
+
+/// systemd socket activation: a socket passed with `LISTEN_FDS` is used instead of binding, and
+/// matched to the listener by its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_from_systemd_socket_activation_are_used() {
+    use std::os::fd::AsRawFd;
+    let stores = Stores::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cutover.toml");
+    std::fs::write(&config, config_text(&stores, &Params::default())).unwrap();
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    socket2::SockRef::from(&socket).set_cloexec(false).unwrap();
+    let fd = socket.as_raw_fd().to_string();
+    let proxy = ProxyProcess::spawn_with(
+        &config,
+        &[
+            ("LISTEN_FDS", "1"),
+            ("LISTEN_FDS_FIRST_FD", &fd),
+            ("LISTEN_FDNAMES", "web"),
+        ],
+    );
+    let _ = socket2::SockRef::from(&socket).set_cloexec(true);
+    assert_eq!(proxy.addr.port(), port, "the passed socket, not a new one");
+    drop(socket);
+    let (s, _, _) = request(proxy.addr, Method::GET, "/", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert!(proxy.log_text().contains("inherited listening socket"));
+}
