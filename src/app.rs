@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-use arc_swap::ArcSwap;
+use std::time::SystemTime;
 
 use crate::admin::{self, AdminState, Router};
-use crate::config::{load_file, ConfigError};
+use crate::config::ConfigError;
+use crate::control::{self, Control};
+use crate::handover::{self, Handover, Inherited, UpgradeCommand};
 use crate::metrics::{Metrics, TlsMetrics};
 use crate::proxy::Proxy;
 use crate::reload::{self, Reloader};
@@ -65,41 +66,206 @@ pub struct App {
     pub admin_address: Option<SocketAddr>,
     /// `/readyz`: true once listening, false from the start of a drain.
     pub ready: Arc<AtomicBool>,
+    /// True from the start of a drain (`/admin/status`).
+    pub draining: Arc<AtomicBool>,
+    /// The listening sockets, kept for an upgrade to a successor process.
+    pub handover: Arc<Handover>,
+    /// SIGTERM/SIGINT listeners, installed before the listeners open so a signal that arrives
+    /// at any moment after that is seen (not lost, and not the default kill).
+    signals: Option<ShutdownSignals>,
+}
+
+/// SIGTERM and SIGINT, listened to from startup on.
+struct ShutdownSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some(ShutdownSignals { term, int }),
+                _ => {
+                    tracing::warn!("cannot listen for SIGTERM/SIGINT");
+                    None
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        None
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+        #[cfg(not(unix))]
+        shutdown_signal().await
+    }
+}
+
+/// How to start beyond the config file.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Listening sockets from systemd or from the process this one upgrades.
+    pub inherited: Inherited,
+    /// How to start a successor for `POST /admin/upgrade`; `None` disables upgrades.
+    pub upgrade: Option<UpgradeCommand>,
 }
 
 /// Loads `config`, binds its listeners and starts serving; watchers for reload start too.
 pub async fn start(config: &Path) -> Result<App, StartError> {
-    // SIGHUP's default action ends the process. tokio's handler, once installed, stays for the
-    // life of the process, so from here on a SIGHUP during startup (systemd `reload` right after
-    // `start`) is harmless; the reloader's own registration below acts on later ones.
-    #[cfg(unix)]
-    let _startup_hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    start_with(config, StartOptions::default()).await
+}
+
+/// [`start`] with inherited sockets and upgrade support (`cutover serve`).
+pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, StartError> {
+    let StartOptions {
+        mut inherited,
+        upgrade,
+    } = options;
+    // First, so a SIGTERM at any moment from here on drains instead of killing.
+    let signals = ShutdownSignals::install();
     let metrics = Metrics::new();
     let path = config.to_path_buf();
     let m = Arc::clone(&metrics);
-    let (_, snap) = tokio::task::spawn_blocking(move || load_file(&path, 1, None, &m))
+    let startup = tokio::task::spawn_blocking(move || reload::load_startup(&path, &m))
         .await
         .expect("config loading does not panic")?;
+    if let Some(note) = &startup.state_note {
+        tracing::warn!("{note}");
+    }
+    let snap = &startup.snapshot;
     let tls_metrics =
         TlsMetrics::register(metrics.registry()).expect("TLS metric definitions are valid");
-    let bind = |address: SocketAddr| {
-        server::bind(address).map_err(|source| StartError::Bind {
-            address,
-            config: config.to_path_buf(),
-            source,
-        })
+    let BoundListeners {
+        listeners,
+        addresses,
+        mut kept,
+        tls: tls_listeners,
+    } = bind_listeners(config, snap, &mut inherited, &tls_metrics)?;
+    let admin_at = snap.admin;
+    metrics.set_build_info(env!("CARGO_PKG_VERSION"));
+    reload::publish(&metrics, snap);
+    let reloader = Reloader::from_startup(config.to_path_buf(), Arc::clone(&metrics), startup);
+    let state = Arc::clone(reloader.state());
+    let proxy = Proxy::new(Arc::clone(&state), Arc::clone(&metrics));
+    let ready = Arc::new(AtomicBool::new(false));
+    let draining = Arc::new(AtomicBool::new(false));
+    let admin_listener = match admin_at {
+        None => None,
+        Some(addr) => Some(bind_admin(config, addr, &mut inherited, &mut kept)?),
+    };
+    inherited.close_unused();
+    let handover = Handover::new(kept, upgrade);
+    let admin_address = match admin_listener {
+        None => None,
+        Some(listener) => {
+            let bound = listener.local_addr().ok();
+            let control = Arc::new(Control {
+                reloader: Arc::clone(&reloader),
+                ready: Arc::clone(&ready),
+                draining: Arc::clone(&draining),
+                started: SystemTime::now(),
+                handover: Arc::clone(&handover),
+            });
+            let state = AdminState::new(Arc::clone(&metrics), Arc::clone(&ready))
+                .with_routes(admin_routes(&proxy))
+                .with_routes(control::routes(control));
+            tokio::spawn(admin::serve(listener, state, std::future::pending()));
+            bound
+        }
+    };
+    reloader.set_tls(tls_listeners, tls_metrics);
+    reloader.spawn_watchers();
+    spawn_upgrade_on_sigusr2(&handover);
+    let server = Server::start(Arc::clone(&proxy), listeners);
+    ready.store(true, Ordering::Release);
+    {
+        let snap = state.load();
+        let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            generation = snap.generation,
+            listeners = %shown.join(","),
+            admin = %admin_address.map_or("off".to_string(), |a| a.to_string()),
+            pid = std::process::id(),
+            storefronts = ?snap.storefronts.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            share_bp = snap.split.share_bp,
+            overrides = snap.runtime.is_some(),
+            "cutover started"
+        );
+        if snap.cohort.default_key {
+            tracing::warn!("cohort.key is not set: cookies are signed with a public default key");
+        }
+    }
+    Ok(App {
+        proxy,
+        reloader,
+        server,
+        addresses,
+        admin_address,
+        ready,
+        draining,
+        handover,
+        signals,
+    })
+}
+
+/// What binding the data-plane listeners produced.
+struct BoundListeners {
+    listeners: Vec<Bound>,
+    addresses: Vec<SocketAddr>,
+    kept: Vec<(String, std::net::TcpListener)>,
+    tls: Vec<(usize, Arc<TlsListener>)>,
+}
+
+/// Binds (or takes from `inherited`) every data-plane listener, keeping a duplicate of each
+/// socket for a handover; HTTPS listeners load their certificates, and a `redirect_http` port
+/// gets its own plain listener.
+fn bind_listeners(
+    config: &Path,
+    snap: &crate::state::Snapshot,
+    inherited: &mut Inherited,
+    tls_metrics: &TlsMetrics,
+) -> Result<BoundListeners, StartError> {
+    let mut out = BoundListeners {
+        listeners: Vec::new(),
+        addresses: Vec::new(),
+        kept: Vec::new(),
+        tls: Vec::new(),
     };
     let base_dir = config
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut listeners = Vec::new();
-    let mut addresses = Vec::new();
-    let mut tls_listeners = Vec::new();
+    let mut bind =
+        |name: String, address: SocketAddr, kept: &mut Vec<(String, std::net::TcpListener)>| {
+            let bind_err = |source| StartError::Bind {
+                address,
+                config: config.to_path_buf(),
+                source,
+            };
+            let std_listener = match inherited.take(&name, address) {
+                Some(s) => s,
+                None => server::bind_std(address).map_err(bind_err)?,
+            };
+            kept.push((name, std_listener.try_clone().map_err(bind_err)?));
+            server::listen(std_listener).map_err(bind_err)
+        };
     for (index, l) in snap.listeners.iter().enumerate() {
-        let listener = bind(l.address)?;
+        let listener = bind(l.name.clone(), l.address, &mut out.kept)?;
         let local = listener.local_addr().unwrap_or(l.address);
-        addresses.push(local);
+        out.addresses.push(local);
         let kind = match &l.tls {
             None => ListenerKind::Plain,
             Some(cfg) => {
@@ -110,10 +276,11 @@ pub async fn start(config: &Path) -> Result<App, StartError> {
                     }
                 })?);
                 tls_metrics.set_expiries(&tls.expiries());
-                tls_listeners.push((index, Arc::clone(&tls)));
+                out.tls.push((index, Arc::clone(&tls)));
                 if let Some(plain) = cfg.redirect_http {
-                    listeners.push(Bound {
-                        listener: bind(plain)?,
+                    let redirect = bind(format!("{}-redirect", l.name), plain, &mut out.kept)?;
+                    out.listeners.push(Bound {
+                        listener: redirect,
                         index,
                         kind: ListenerKind::RedirectToHttps {
                             https_port: local.port(),
@@ -123,61 +290,36 @@ pub async fn start(config: &Path) -> Result<App, StartError> {
                 ListenerKind::Tls(tls, tls_metrics.clone())
             }
         };
-        listeners.push(Bound {
+        out.listeners.push(Bound {
             listener,
             index,
             kind,
         });
     }
-    let admin_at = snap.admin;
-    metrics.set_build_info(env!("CARGO_PKG_VERSION"));
-    reload::publish(&metrics, &snap);
-    let state = Arc::new(ArcSwap::from_pointee(snap));
-    let proxy = Proxy::new(Arc::clone(&state), Arc::clone(&metrics));
-    let ready = Arc::new(AtomicBool::new(false));
-    let admin_address = match admin_at {
-        None => None,
-        Some(addr) => {
-            let listener = admin::bind(addr)
-                .await
-                .map_err(|source| StartError::Admin {
-                    config: config.to_path_buf(),
-                    source,
-                })?;
-            let bound = listener.local_addr().ok();
-            let state = AdminState::new(Arc::clone(&metrics), Arc::clone(&ready))
-                .with_routes(admin_routes(&proxy));
-            tokio::spawn(admin::serve(listener, state, std::future::pending()));
-            bound
-        }
+    Ok(out)
+}
+
+/// Binds (or takes from `inherited`) the admin listener, keeping a duplicate for a handover.
+fn bind_admin(
+    config: &Path,
+    addr: SocketAddr,
+    inherited: &mut Inherited,
+    kept: &mut Vec<(String, std::net::TcpListener)>,
+) -> Result<tokio::net::TcpListener, StartError> {
+    let err = |source| StartError::Admin {
+        config: config.to_path_buf(),
+        source: admin::AdminError::Bind { addr, source },
     };
-    {
-        let snap = state.load();
-        tracing::info!(
-            generation = snap.generation,
-            listeners = ?addresses,
-            admin = ?admin_address,
-            storefronts = ?snap.storefronts.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            share_bp = snap.split.share_bp,
-            "cutover started"
-        );
-        if snap.cohort.default_key {
-            tracing::warn!("cohort.key is not set: cookies are signed with a public default key");
-        }
-    }
-    let reloader = Reloader::new(config.to_path_buf(), state, metrics);
-    reloader.set_tls(tls_listeners, tls_metrics);
-    reloader.spawn_watchers();
-    let server = Server::start(Arc::clone(&proxy), listeners);
-    ready.store(true, Ordering::Release);
-    Ok(App {
-        proxy,
-        reloader,
-        server,
-        addresses,
-        admin_address,
-        ready,
-    })
+    let std_listener = match inherited.take(handover::ADMIN_NAME, addr) {
+        Some(s) => s,
+        None => std::net::TcpListener::bind(addr).map_err(err)?,
+    };
+    kept.push((
+        handover::ADMIN_NAME.to_string(),
+        std_listener.try_clone().map_err(err)?,
+    ));
+    std_listener.set_nonblocking(true).map_err(err)?;
+    tokio::net::TcpListener::from_std(std_listener).map_err(err)
 }
 
 /// Read-only routes beyond metrics and health: what a migration team needs in week one.
@@ -214,14 +356,72 @@ pub async fn shutdown_signal() {
 
 impl App {
     /// Stops accepting and drains; `/readyz` turns false first so load balancers stop sending.
+    /// With `limits.drain_delay`, listeners keep accepting that long after readiness turns off
+    /// (the time a load balancer needs to notice), then close.
     pub async fn drain(self) -> bool {
         self.ready.store(false, Ordering::Release);
+        self.draining.store(true, Ordering::Release);
+        handover::notify_stopping();
+        let delay = self.proxy.state().load().limits.drain_delay;
+        self.server.start_draining();
+        if !delay.is_zero() && !self.handover.handed_over() {
+            tracing::info!(
+                delay_secs = delay.as_secs_f64(),
+                "readiness off; accepting until the drain delay is over"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        // Our duplicates would keep the listening sockets open (a successor has its own).
+        self.handover.release();
         self.server.drain().await
     }
 
-    /// Serves until SIGTERM/SIGINT, then drains.
-    pub async fn run_until_signal(self) -> bool {
-        shutdown_signal().await;
-        self.drain().await
+    /// Serves until SIGTERM/SIGINT (or until a successor took over after `POST /admin/upgrade`
+    /// or SIGUSR2), then drains. A second SIGTERM/SIGINT during the drain cuts it short.
+    pub async fn run_until_signal(mut self) -> bool {
+        let handover = Arc::clone(&self.handover);
+        let mut signals = self.signals.take();
+        tokio::select! {
+            _ = next_signal(&mut signals) => {}
+            _ = handover.wait_handed_over() => {}
+        }
+        tokio::select! {
+            clean = self.drain() => clean,
+            _ = next_signal(&mut signals) => {
+                tracing::warn!("second signal: not waiting for the drain");
+                false
+            }
+        }
+    }
+
+    /// Tells a parent process or systemd that this process serves (after an upgrade, the
+    /// parent then drains).
+    pub fn notify_ready(&self) {
+        handover::notify_ready();
+    }
+}
+
+async fn next_signal(signals: &mut Option<ShutdownSignals>) {
+    match signals {
+        Some(s) => s.recv().await,
+        None => shutdown_signal().await,
+    }
+}
+
+/// SIGUSR2 starts an upgrade, like nginx's binary upgrade.
+fn spawn_upgrade_on_sigusr2(handover: &Arc<Handover>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handover = Arc::clone(handover);
+        tokio::spawn(async move {
+            let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+                return;
+            };
+            while usr2.recv().await.is_some() {
+                tracing::info!("SIGUSR2: upgrading");
+                let _ = handover.upgrade().await;
+            }
+        });
     }
 }

@@ -4,8 +4,8 @@
 //! Data flows one way:
 //!
 //! ```text
-//! config file (TOML) --config::raw--> raw structs --config::compile--> state::Snapshot
-//!     --reload (file watch, SIGHUP)--> ArcSwap<Snapshot>
+//! config file (TOML) --config::raw--> raw structs (+ admin overrides) --config::compile-->
+//!     state::Snapshot --reload (file watch, SIGHUP, admin API)--> ArcSwap<Snapshot>
 //!     --proxy (per request)--> routing::decide --> local answer | upstream (storefront)
 //! ```
 //!
@@ -18,12 +18,16 @@
 //! - [`proxy`]: the hyper service; [`response`]: response bodies and per-request bookkeeping.
 //! - [`headers`]: hop-by-hop and forwarding headers. [`body`]: streaming bodies with idle bounds.
 //! - [`upstream`]: pooled storefront clients and error classification.
-//! - [`server`]: listeners, connection cap, protocol limits, graceful drain.
-//! - [`reload`]: file watch and SIGHUP -> compile -> swap.
+//! - [`server`]: listeners, connection cap, protocol limits, graceful drain; [`drain`]: closing
+//!   connections at request boundaries.
+//! - [`reload`]: file watch, SIGHUP and admin changes -> compile -> swap; history.
+//! - [`control`]: the admin API (status, split, evacuate, reload, upgrade); [`health`]: last
+//!   success/error per storefront.
+//! - [`handover`]: passing the listening sockets to a successor process (upgrade, systemd).
 //! - [`redirects`]: the migration's redirect table: CSV, validation, O(1) lookup, missed URLs.
 //! - [`tls`]: HTTPS listeners (SNI, reload, checks) and storefront TLS.
 //! - [`metrics`]: every metric, pre-resolved handles. [`access_log`]: JSON lines off the request path.
-//! - [`admin`]: the operator listener (/metrics, /healthz, /readyz).
+//! - [`admin`]: the operator listener (/metrics, /healthz, /readyz, routes of [`control`]).
 //! - [`app`]: wiring for `serve` and `demo`. [`demo`]: the built-in demo storefronts.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -34,9 +38,13 @@ pub mod app;
 pub mod body;
 pub mod cohort;
 pub mod config;
+pub mod control;
 pub mod demo;
+pub mod drain;
 pub mod force;
+pub mod handover;
 pub mod headers;
+pub mod health;
 pub mod metrics;
 pub mod proxy;
 pub mod redirects;

@@ -7,6 +7,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use cutover::config::{self, Summary};
+
+#[path = "cli/control.rs"]
+mod control;
 use cutover::demo::{self, Flavor};
 
 #[derive(Parser)]
@@ -17,10 +20,12 @@ use cutover::demo::{self, Flavor};
     long_about = "cutover stands in front of the old and the new storefront during a platform \
 migration. It routes every request to one of them (by rule, or by a sticky percentage of \
 shoppers), serves the migration's redirect table, and exports metrics comparing the two sides. \
-Routing, the share and the redirect table change live: edit the config file, or send SIGHUP.",
+Routing, the share and the redirect table change live: edit the config file, send SIGHUP, or \
+use `cutover shift`, `evacuate` and `reload` against the running proxy (docs/operations.md).",
     after_help = "Start here:\n  cutover demo                          two demo stores + the proxy on 127.0.0.1:8080\n  \
 cutover check --config cutover.toml   validate a config, print what it will do\n  \
-cutover serve --config cutover.toml   run it\n\nEvery subcommand has its own --help."
+cutover serve --config cutover.toml   run it\n  \
+cutover status / shift 25             see and change a running proxy\n\nEvery subcommand has its own --help."
 )]
 struct Cli {
     /// Log filter: `info`, `debug`, `cutover=debug,hyper=warn` (tracing EnvFilter syntax).
@@ -53,6 +58,8 @@ enum Command {
     /// the configuration when the file (or a file it names) changes, or on SIGHUP; a change that
     /// does not validate is rejected and the running configuration stays. SIGTERM or SIGINT
     /// drains: listeners close, in-flight requests get `limits.drain_timeout` to finish.
+    /// SIGUSR2 (or `cutover upgrade`) hands the listening sockets to a new process, then drains.
+    /// Sockets passed by systemd socket activation (LISTEN_FDS) are used instead of binding.
     Serve {
         /// Configuration file (TOML). See config/cutover.example.toml for every option.
         #[arg(short, long, env = "CUTOVER_CONFIG")]
@@ -74,6 +81,42 @@ enum Command {
     /// Work with the migration's redirect plan.
     #[command(subcommand)]
     Redirects(RedirectsCommand),
+    /// Show what a running proxy has in force: generation, split, pins, storefront health,
+    /// redirect tables, last reload, admin overrides.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Set the share of shoppers on the new storefront, live: `cutover shift 25`.
+    ///
+    /// The change is an override of the config file, kept in its state file so it survives a
+    /// restart, until the config file itself changes (then the file wins).
+    Shift {
+        /// Percent of shoppers on the split's `to` storefront: 25, 12.5 or 12.5% (0.01 steps).
+        percent: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Release every pin to a storefront issued until now (split and staff override pins), so
+    /// its shoppers are routed by their bucket again: the way off a broken storefront.
+    Evacuate {
+        /// Storefront name, e.g. new.
+        storefront: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Reload the config file now (what SIGHUP does), and report whether it went live.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Replace the running process without dropping a connection: it starts a new `cutover`
+    /// (the binary now at its path, e.g. after a package upgrade) with its listening sockets,
+    /// waits until that one serves, then drains. Same as sending it SIGUSR2.
+    Upgrade {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Start two demo storefronts and the proxy in front of them.
     ///
     /// Uses config/demo.toml (or the copy built into the binary): the old store on
@@ -88,6 +131,25 @@ enum Command {
         #[arg(long)]
         tls: bool,
     },
+}
+
+/// How the control commands find the running proxy: like the server does.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The proxy's config file: the admin address and token are read from its [admin] section.
+    /// Default: $CUTOVER_CONFIG, else config/demo.toml when present (next to `cutover demo`),
+    /// else 127.0.0.1:9901 without a token.
+    #[arg(short, long, env = "CUTOVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Admin listener address (IP:port), instead of the config's.
+    #[arg(long, env = "CUTOVER_ADMIN")]
+    admin: Option<String>,
+    /// File holding the admin token, instead of the config's token/token_file/token_env.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Print the admin API's JSON answer instead of text (for scripts).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -333,6 +395,18 @@ fn main() -> ExitCode {
     if let Command::Check { config } = &cli.command {
         return check(config);
     }
+    // Sockets passed by systemd or by the process this one upgrades; taken before any thread
+    // starts, since it edits the environment.
+    let inherited = match &cli.command {
+        Command::Serve { .. } => match cutover::handover::Inherited::from_env() {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => cutover::handover::Inherited::none(),
+    };
     // One worker: a single-threaded runtime, every task on this thread (what nginx's
     // `worker_processes 1` is); no work stealing and no cross-thread wake-ups to pay for.
     let mut builder = match &cli.command {
@@ -358,9 +432,19 @@ fn main() -> ExitCode {
     let result: anyhow::Result<bool> = runtime.block_on(async {
         match cli.command {
             Command::Serve { config, .. } => {
-                let app = cutover::app::start(&config).await?;
+                let options = cutover::app::StartOptions {
+                    inherited,
+                    upgrade: cutover::handover::UpgradeCommand::current().ok(),
+                };
+                let app = cutover::app::start_with(&config, options).await?;
+                app.notify_ready();
                 Ok(app.run_until_signal().await)
             }
+            Command::Status { admin } => control::status(admin).await,
+            Command::Shift { percent, admin } => control::shift(&percent, admin).await,
+            Command::Evacuate { storefront, admin } => control::evacuate(&storefront, admin).await,
+            Command::Reload { admin } => control::reload(admin).await,
+            Command::Upgrade { admin } => control::upgrade(admin).await,
             Command::Demo { config, tls } => run_demo(config, tls).await,
             Command::Redirects(cmd) => redirects(cmd).await,
             Command::Check { .. } => unreachable!("handled above"),

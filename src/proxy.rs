@@ -33,6 +33,10 @@ pub static STOREFRONT_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-cutover-storefront");
 /// Header telling the storefront why the request came to it.
 pub static REASON_HEADER: http::HeaderName = http::HeaderName::from_static("x-cutover-reason");
+/// Header telling the storefront which config generation routed the request (to correlate a
+/// storefront's logs with `/admin/history`).
+pub static GENERATION_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-cutover-generation");
 
 /// What the accept loop knows about a client connection.
 #[derive(Debug, Clone, Copy)]
@@ -380,6 +384,7 @@ impl Proxy {
                 REASON_HEADER.clone(),
                 HeaderValue::from_static(decision.reason.as_str()),
             );
+            h.insert(GENERATION_HEADER.clone(), snap.generation_header.clone());
         }
 
         let body_empty = hyper::body::Body::is_end_stream(&body);
@@ -453,6 +458,7 @@ impl Proxy {
             Err(err) => {
                 let (kind, detail) = match &err {
                     SendError::HeaderTimeout => {
+                        sf.health.error(UpstreamErrorKind::Timeout);
                         snap.metrics
                             .upstream_error(decision.storefront, UpstreamErrorKind::Timeout);
                         (
@@ -462,6 +468,7 @@ impl Proxy {
                     }
                     SendError::Client(e) => {
                         let kind = upstream::classify(e);
+                        sf.health.error(kind);
                         snap.metrics.upstream_error(decision.storefront, kind);
                         let what = match kind {
                             UpstreamErrorKind::Connect => "could not be reached",
@@ -485,6 +492,7 @@ impl Proxy {
             }
         };
         let ttfb = upstream_started.elapsed();
+        sf.health.success();
         let (mut rparts, rbody) = resp.into_parts();
 
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {

@@ -1,37 +1,119 @@
-//! Live reload: a file change or SIGHUP -> read -> validate -> compile -> one atomic swap.
+//! Live reload: a file change, SIGHUP or the admin API -> read -> overrides -> validate -> compile
+//! -> one atomic swap.
 //!
 //! A change that fails validation is rejected whole and the running snapshot stays. Compiling
 //! (file I/O, CSV parsing) runs on a blocking thread, and the retired snapshot is freed on one too
 //! once the last request holding it finishes: freeing a million-row redirect table takes ~100 ms
 //! and no request may pay for it.
+//!
+//! Admin API changes ([`Reloader::change`]) are runtime overrides laid over the config text in
+//! force and compiled by the same path; see [`crate::config::runtime`] for when the file wins.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::config::{load_file, ConfigError};
+use crate::config::runtime::{read_state, remove_state, write_state};
+use crate::config::{
+    build, content_hash, CompileInput, ConfigError, Problem, RuntimeOverrides, Source, StateFile,
+};
 use crate::metrics::{Metrics, TlsMetrics};
 use crate::state::{SharedSnapshot, Snapshot};
 use crate::tls::TlsListener;
 
-/// HTTPS listeners by listener index, and their metrics.
-type TlsState = (Vec<(usize, Arc<TlsListener>)>, Option<TlsMetrics>);
+/// How many reload attempts `/admin/history` keeps.
+pub const HISTORY: usize = 256;
+/// Quiet time after the last relevant file event before reloading (editors write in steps).
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// A file that keeps changing is reloaded at least this often anyway.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
 
-/// The result of the most recent reload attempt, for status pages and logs.
-#[derive(Debug, Clone)]
+/// The result of one reload attempt, for status pages, history and logs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReloadOutcome {
-    /// When it happened.
-    pub at: SystemTime,
-    /// What asked for it (`file`, `signal`, `admin`).
-    pub trigger: &'static str,
-    /// The generation now in force after it.
+    /// Unix seconds (with fraction) when it finished.
+    pub at: f64,
+    /// What asked for it (`file`, `signal`, `admin`, `admin-split`, `admin-evacuate`).
+    pub trigger: String,
+    /// The generation in force after it.
     pub generation: u64,
-    /// `None` when applied; the full error text when rejected.
+    /// Whether it went live.
+    pub applied: bool,
+    /// The share on the split's `to` side in force after it, in percent.
+    pub new_share: f64,
+    /// Whether admin overrides are in force after it.
+    pub overrides: bool,
+    /// The config file changed, so earlier admin overrides were dropped (the file wins).
+    #[serde(default)]
+    pub overrides_cleared: bool,
+    /// The full error text when rejected.
     pub error: Option<String>,
+}
+
+/// A runtime change asked through the admin API.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Share on the split's `to` side, basis points.
+    Share(u16),
+    /// Release pins to this storefront issued at or before this unix second.
+    Evacuate(String, u64),
+}
+
+impl Change {
+    fn trigger(&self) -> &'static str {
+        match self {
+            Change::Share(_) => "admin-split",
+            Change::Evacuate(..) => "admin-evacuate",
+        }
+    }
+}
+
+/// Why an admin change was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// No storefront by that name.
+    #[error("no storefront named `{0}`")]
+    UnknownStorefront(String),
+    /// The config with the change does not compile (nothing changed).
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// A change that went live.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Its generation.
+    pub generation: u64,
+    /// `None` when the state file was written; the error otherwise (the change is live but will
+    /// not survive a restart).
+    pub persist_error: Option<String>,
+}
+
+/// Mutable state of reloads, behind the one lock that serialises them.
+struct Control {
+    /// The config text the running snapshot was compiled from: admin changes compile against
+    /// it, never against a file an editor is halfway through saving.
+    applied: Option<Source>,
+    /// Overrides in force.
+    overrides: Option<StateFile>,
+}
+
+#[derive(Default)]
+struct Public {
+    last: Option<ReloadOutcome>,
+    history: VecDeque<ReloadOutcome>,
+    state_error: Option<String>,
+    file_share_bp: Option<u16>,
+}
+
+/// The share the file itself says (without overrides), for status pages.
+fn file_share(source: &Source) -> Option<u16> {
+    let raw = source.parse().ok()?;
+    raw.split?.get_ref().new_share.get_ref().0.ok()
 }
 
 /// Serialises reloads of one config file into one snapshot handle.
@@ -39,23 +121,262 @@ pub struct Reloader {
     path: PathBuf,
     state: SharedSnapshot,
     metrics: Arc<Metrics>,
-    serial: tokio::sync::Mutex<()>,
-    last: Mutex<Option<ReloadOutcome>>,
-    /// HTTPS listeners (by listener index) whose certificates follow the config.
+    serial: tokio::sync::Mutex<Control>,
+    public: Mutex<Public>,
+    /// HTTPS listeners whose certificates follow the config.
     tls: Mutex<TlsState>,
 }
 
+/// HTTPS listeners by listener index, and their metrics.
+type TlsState = (Vec<(usize, Arc<TlsListener>)>, Option<TlsMetrics>);
+
+/// What startup loaded: the snapshot plus what the reloader needs to continue from it.
+pub struct Startup {
+    /// Generation 1.
+    pub snapshot: Snapshot,
+    source: Source,
+    overrides: Option<StateFile>,
+    /// Why a saved state file was not applied, for the log and status.
+    pub state_note: Option<String>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn unix_now_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn share_percent(bp: u16) -> f64 {
+    f64::from(bp) / 100.0
+}
+
+fn compile_text(
+    source: &Source,
+    overrides: Option<&StateFile>,
+    generation: u64,
+    previous: Option<&Snapshot>,
+    metrics: &Metrics,
+) -> Result<Snapshot, ConfigError> {
+    let mut snap = build(
+        overrides.map(|o| &o.overrides),
+        CompileInput {
+            source,
+            generation,
+            previous,
+            metrics,
+        },
+    )?;
+    snap.runtime = overrides.cloned().map(Arc::new);
+    Ok(snap)
+}
+
+/// Loads the config for startup, with the overrides of its state file when they were made on
+/// top of exactly this file. A state file that does not apply is left alone and reported.
+pub fn load_startup(path: &Path, metrics: &Metrics) -> Result<Startup, ConfigError> {
+    let source = Source::read(path)?;
+    // The state file's location comes from the file itself; a file too broken to parse fails
+    // the compile below anyway.
+    let state_path = source
+        .parse()
+        .ok()
+        .map(|raw| {
+            raw.admin.state_file.as_ref().map_or_else(
+                || crate::config::admin::default_state_file(path),
+                |s| {
+                    let p = Path::new(s.get_ref());
+                    if p.is_absolute() {
+                        p.to_path_buf()
+                    } else {
+                        source.base_dir().join(p)
+                    }
+                },
+            )
+        })
+        .unwrap_or_else(|| crate::config::admin::default_state_file(path));
+    let hash = content_hash(&source.text);
+    let (overrides, mut note) = match read_state(&state_path) {
+        Ok(None) => (None, None),
+        Ok(Some(st)) if st.config_hash == hash && !st.overrides.is_empty() => (Some(st), None),
+        Ok(Some(_)) => (
+            None,
+            Some(format!(
+                "{} was saved for a different version of {}: the file wins, overrides not applied",
+                state_path.display(),
+                path.display()
+            )),
+        ),
+        Err(e) => (None, Some(format!("{e}: ignored"))),
+    };
+    let snapshot = match compile_text(&source, overrides.as_ref(), 1, None, metrics) {
+        Ok(s) => s,
+        Err(e) if overrides.is_some() => {
+            note = Some(format!(
+                "saved overrides do not apply ({e}); starting from the file"
+            ));
+            let s = compile_text(&source, None, 1, None, metrics)?;
+            return Ok(Startup {
+                snapshot: s,
+                source,
+                overrides: None,
+                state_note: note,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Startup {
+        snapshot,
+        source,
+        overrides,
+        state_note: note,
+    })
+}
+
 impl Reloader {
-    /// A reloader for `path` feeding `state`.
+    /// A reloader for `path` feeding `state`. Without [`Reloader::adopt`], the first admin
+    /// change compiles against the file as it is on disk.
     pub fn new(path: PathBuf, state: SharedSnapshot, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Reloader {
             path,
             state,
             metrics,
-            serial: tokio::sync::Mutex::new(()),
-            last: Mutex::new(None),
+            serial: tokio::sync::Mutex::new(Control {
+                applied: None,
+                overrides: None,
+            }),
+            public: Mutex::new(Public::default()),
             tls: Mutex::new((Vec::new(), None)),
         })
+    }
+
+    /// A reloader continuing from a startup load; its snapshot becomes the first in force.
+    pub fn from_startup(path: PathBuf, metrics: Arc<Metrics>, startup: Startup) -> Arc<Self> {
+        let file_share_bp = file_share(&startup.source);
+        let me = Arc::new(Reloader {
+            path,
+            state: Arc::new(arc_swap::ArcSwap::from_pointee(startup.snapshot)),
+            metrics,
+            serial: tokio::sync::Mutex::new(Control {
+                applied: Some(startup.source),
+                overrides: startup.overrides,
+            }),
+            public: Mutex::new(Public {
+                state_error: startup.state_note,
+                file_share_bp,
+                ..Public::default()
+            }),
+            tls: Mutex::new((Vec::new(), None)),
+        });
+        let snap = me.state.load();
+        me.record(ReloadOutcome {
+            at: unix_now_f64(),
+            trigger: "startup".into(),
+            generation: snap.generation,
+            applied: true,
+            new_share: share_percent(snap.split.share_bp),
+            overrides: snap.runtime.is_some(),
+            overrides_cleared: false,
+            error: None,
+        });
+        me
+    }
+
+    /// The config file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The snapshot handle.
+    pub fn state(&self) -> &SharedSnapshot {
+        &self.state
+    }
+
+    fn public(&self) -> std::sync::MutexGuard<'_, Public> {
+        self.public.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recent outcome.
+    pub fn last(&self) -> Option<ReloadOutcome> {
+        self.public().last.clone()
+    }
+
+    /// The most recent [`HISTORY`] outcomes, oldest first.
+    pub fn history(&self) -> Vec<ReloadOutcome> {
+        self.public().history.iter().cloned().collect()
+    }
+
+    /// The share the config file itself says, without admin overrides.
+    pub fn file_share_bp(&self) -> Option<u16> {
+        self.public().file_share_bp
+    }
+
+    /// The last problem with the state file (unreadable, stale, unwritable), if any.
+    pub fn state_error(&self) -> Option<String> {
+        self.public().state_error.clone()
+    }
+
+    fn record(&self, outcome: ReloadOutcome) {
+        let mut p = self.public();
+        if p.history.len() == HISTORY {
+            p.history.pop_front();
+        }
+        p.history.push_back(outcome.clone());
+        p.last = Some(outcome);
+    }
+
+    fn reject(&self, trigger: &'static str, e: &ConfigError) {
+        let current = self.state.load();
+        self.metrics.reload(false, current.generation);
+        tracing::error!(trigger, error = %e, "configuration rejected; keeping generation {}", current.generation);
+        self.record(ReloadOutcome {
+            at: unix_now_f64(),
+            trigger: trigger.into(),
+            generation: current.generation,
+            applied: false,
+            new_share: share_percent(current.split.share_bp),
+            overrides: current.runtime.is_some(),
+            overrides_cleared: false,
+            error: Some(e.to_string()),
+        });
+    }
+
+    fn install(&self, mut snap: Snapshot, trigger: &'static str, cleared: bool) -> u64 {
+        let previous = self.state.load_full();
+        if snap.listeners != previous.listeners || snap.admin != previous.admin {
+            tracing::warn!("listener or admin addresses changed: they take effect on restart only");
+        }
+        snap.trigger = trigger;
+        let generation = snap.generation;
+        tracing::info!(
+            generation,
+            trigger,
+            share_bp = snap.split.share_bp,
+            overrides = snap.runtime.is_some(),
+            "configuration applied"
+        );
+        publish(&self.metrics, &snap);
+        let outcome = ReloadOutcome {
+            at: unix_now_f64(),
+            trigger: trigger.into(),
+            generation,
+            applied: true,
+            new_share: share_percent(snap.split.share_bp),
+            overrides: snap.runtime.is_some(),
+            overrides_cleared: cleared,
+            error: None,
+        };
+        let snap = Arc::new(snap);
+        let old = self.state.swap(Arc::clone(&snap));
+        self.spawn_tls_reload(Arc::clone(&previous), snap);
+        drop(previous);
+        retire(old);
+        self.record(outcome);
+        generation
     }
 
     /// Hands over the HTTPS listeners so certificate changes apply with every reload.
@@ -77,169 +398,182 @@ impl Reloader {
             loop {
                 tick.tick().await;
                 let Some(me) = me.upgrade() else { return };
-                me.refresh_expiry(&metrics);
+                let state = me.tls.lock().map(|t| t.clone()).ok();
+                if let Some((listeners, Some(m))) = state {
+                    refresh_expiry(&listeners, &m);
+                }
             }
         });
-    }
-
-    fn refresh_expiry(&self, metrics: &TlsMetrics) {
-        if let Ok(t) = self.tls.lock() {
-            let all: Vec<_> = t.0.iter().flat_map(|(_, l)| l.expiries()).collect();
-            metrics.set_expiries(&all);
-        }
     }
 
     /// Swaps certificates after a config was applied: a changed `tls` section is rebuilt, an
     /// unchanged one re-reads its files (a renewed certificate). New handshakes use the new
-    /// certificate; open connections keep theirs.
-    async fn reload_tls(&self, previous: &Snapshot, current: &Snapshot) {
-        let (listeners, metrics) = match self.tls.lock() {
-            Ok(t) => (t.0.clone(), t.1.clone()),
-            Err(_) => return,
+    /// certificate; open connections keep theirs. Runs off the reload path.
+    fn spawn_tls_reload(&self, previous: Arc<Snapshot>, current: Arc<Snapshot>) {
+        let Ok((listeners, Some(metrics))) = self.tls.lock().map(|t| t.clone()) else {
+            return;
         };
-        let Some(metrics) = metrics else { return };
-        let base = current
-            .source
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        for (index, listener) in listeners {
-            let (Some(old), Some(new)) = (
-                previous.listeners.get(index).and_then(|l| l.tls.clone()),
-                current.listeners.get(index).and_then(|l| l.tls.clone()),
-            ) else {
-                continue;
-            };
-            let base = base.clone();
-            let l = Arc::clone(&listener);
-            let result = tokio::task::spawn_blocking(move || {
-                if old == new {
-                    l.reload()
-                } else {
-                    l.reconfigure(&new, &base)
-                }
-            })
-            .await;
-            match result {
-                Ok(Ok(_)) => metrics.reloaded(true),
-                Ok(Err(e)) => {
-                    metrics.reloaded(false);
-                    tracing::error!(listener = index, error = %e, "certificates rejected; the previous ones keep serving");
-                }
-                Err(e) => {
-                    tracing::error!(listener = index, error = %e, "certificate reload task failed")
-                }
-            }
-        }
-        self.refresh_expiry(&metrics);
+        tokio::spawn(reload_tls(listeners, metrics, previous, current));
     }
 
-    /// The config file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn failed_task(&self, join: tokio::task::JoinError) -> ConfigError {
+        ConfigError::Invalid(vec![Problem {
+            file: self.path.clone(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!("reload task failed: {join}"),
+        }])
     }
 
-    /// The most recent outcome.
-    pub fn last(&self) -> Option<ReloadOutcome> {
-        self.last.lock().ok().and_then(|l| l.clone())
-    }
-
-    /// Reloads now. On success returns the new generation; on failure the old snapshot stays.
+    /// Reloads the file now. On success returns the new generation; on failure the old snapshot
+    /// stays. When the file's bytes differ from those admin overrides were made on, the file wins:
+    /// the overrides are dropped (and their state file removed) once the new file is live.
     pub async fn reload(&self, trigger: &'static str) -> Result<u64, ConfigError> {
-        let _one_at_a_time = self.serial.lock().await;
+        let mut ctl = self.serial.lock().await;
         let previous = self.state.load_full();
         let generation = previous.generation + 1;
         let path = self.path.clone();
-        let prev = Arc::clone(&previous);
+        let overrides = ctl.overrides.clone();
         let metrics = Arc::clone(&self.metrics);
+        let prev = Arc::clone(&previous);
         let compiled = tokio::task::spawn_blocking(move || {
-            load_file(&path, generation, Some(&prev), &metrics)
+            let source = Source::read(&path)?;
+            let hash = content_hash(&source.text);
+            let (apply, cleared) = match overrides {
+                Some(o) if o.config_hash == hash => (Some(o), false),
+                Some(_) => (None, true),
+                None => (None, false),
+            };
+            let snap = compile_text(&source, apply.as_ref(), generation, Some(&prev), &metrics)?;
+            Ok::<_, ConfigError>((source, snap, cleared))
         })
         .await
-        .unwrap_or_else(|join| {
-            Err(ConfigError::Invalid(vec![crate::config::Problem {
-                file: self.path.clone(),
-                line: 0,
-                column: 0,
-                field: String::new(),
-                message: format!("reload task failed: {join}"),
-            }]))
-        });
-        let outcome = match compiled {
-            Ok((_, snap)) => {
-                if snap.listeners != previous.listeners || snap.admin != previous.admin {
-                    tracing::warn!(
-                        "listener or admin addresses changed: they take effect on restart only"
+        .unwrap_or_else(|join| Err(self.failed_task(join)));
+        drop(previous);
+        match compiled {
+            Ok((source, snap, cleared)) => {
+                if cleared {
+                    tracing::info!(
+                        "{} changed: admin overrides dropped, the file is in force",
+                        self.path.display()
                     );
+                    let state_file = snap.state_file.clone();
+                    ctl.overrides = None;
+                    let removed =
+                        tokio::task::spawn_blocking(move || remove_state(&state_file)).await;
+                    if let Ok(Err(e)) = removed {
+                        tracing::warn!(error = %e, "cannot remove the state file");
+                        self.public().state_error = Some(e.to_string());
+                    }
                 }
-                tracing::info!(
-                    generation,
-                    trigger,
-                    share_bp = snap.split.share_bp,
-                    "configuration applied"
-                );
-                publish(&self.metrics, &snap);
-                let snap = Arc::new(snap);
-                let old = self.state.swap(Arc::clone(&snap));
-                self.reload_tls(&previous, &snap).await;
-                drop(snap);
-                drop(previous);
-                retire(old);
-                Ok(generation)
+                self.public().file_share_bp = file_share(&source);
+                ctl.applied = Some(source);
+                Ok(self.install(snap, trigger, cleared))
             }
             Err(e) => {
-                self.metrics.reload(false, previous.generation);
-                tracing::error!(trigger, error = %e, "configuration rejected; keeping generation {}", previous.generation);
+                self.reject(trigger, &e);
                 Err(e)
             }
-        };
-        if let Ok(mut last) = self.last.lock() {
-            *last = Some(ReloadOutcome {
-                at: SystemTime::now(),
-                trigger,
-                generation: self.state.load().generation,
-                error: outcome.as_ref().err().map(|e| e.to_string()),
-            });
         }
-        outcome
+    }
+
+    /// Applies an admin change as an override on top of the config text in force, through the
+    /// same compile as a file change, and saves it in the state file.
+    pub async fn change(&self, change: Change) -> Result<Applied, ChangeError> {
+        let trigger = change.trigger();
+        let mut ctl = self.serial.lock().await;
+        let previous = self.state.load_full();
+        if let Change::Evacuate(name, _) = &change {
+            if previous.storefront_id(name).is_none() {
+                return Err(ChangeError::UnknownStorefront(name.clone()));
+            }
+        }
+        let generation = previous.generation + 1;
+        let source = match &ctl.applied {
+            Some(s) => s.clone(),
+            None => {
+                let path = self.path.clone();
+                tokio::task::spawn_blocking(move || Source::read(&path))
+                    .await
+                    .unwrap_or_else(|join| Err(self.failed_task(join)))?
+            }
+        };
+        let hash = content_hash(&source.text);
+        let now = unix_now();
+        let mut state = match &ctl.overrides {
+            Some(o) if o.config_hash == hash => o.clone(),
+            _ => StateFile {
+                format: 1,
+                config: self.path.display().to_string(),
+                config_hash: hash,
+                since: now,
+                updated_at: now,
+                overrides: RuntimeOverrides::default(),
+            },
+        };
+        state.updated_at = now;
+        match &change {
+            Change::Share(bp) => state.overrides.new_share_bp = Some(*bp),
+            Change::Evacuate(name, at) => {
+                state.overrides.evacuated_at.insert(name.clone(), *at);
+            }
+        }
+        let metrics = Arc::clone(&self.metrics);
+        let prev = Arc::clone(&previous);
+        let st = state.clone();
+        let src = source.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let snap = compile_text(&src, Some(&st), generation, Some(&prev), &metrics)?;
+            let persisted = write_state(&snap.state_file, &st);
+            Ok::<_, ConfigError>((snap, persisted))
+        })
+        .await
+        .unwrap_or_else(|join| Err(self.failed_task(join)));
+        drop(previous);
+        let (snap, persisted) = match compiled {
+            Ok(x) => x,
+            Err(e) => {
+                self.reject(trigger, &e);
+                return Err(e.into());
+            }
+        };
+        let persist_error = persisted.err().map(|e| {
+            tracing::error!(error = %e, "admin change applied but not saved: it will not survive a restart");
+            e.to_string()
+        });
+        self.public().state_error = persist_error.clone();
+        ctl.applied = Some(source);
+        ctl.overrides = Some(state);
+        let generation = self.install(snap, trigger, false);
+        Ok(Applied {
+            generation,
+            persist_error,
+        })
     }
 
     /// Reloads on SIGHUP and whenever the config file or a file it names changes, until the
     /// process ends. Editors' atomic renames and Kubernetes ConfigMap symlink swaps are seen
     /// because the parent directories are watched, not the files.
+    ///
+    /// The SIGHUP handler and the directory watches are in place when this returns (so a change
+    /// made right after startup is not missed), and a change made between the startup load and
+    /// the watches is caught by comparing the file with the text in force.
     pub fn spawn_watchers(self: &Arc<Self>) {
         #[cfg(unix)]
-        {
-            // Registered here, not inside the task: the task may first run only after `start`
-            // has returned (always so on a current-thread runtime), and a SIGHUP that arrives
-            // before the handler exists kills the process (its default action).
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(mut hup) => {
-                    let me = Arc::clone(self);
-                    tokio::spawn(async move {
-                        while hup.recv().await.is_some() {
-                            let _ = me.reload("signal").await;
-                        }
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hup) => {
+                let me = Arc::clone(self);
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        let _ = me.reload("signal").await;
+                    }
+                });
             }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
         }
-        let me = Arc::clone(self);
-        tokio::spawn(async move { me.watch_files().await });
-    }
-
-    fn watched(&self) -> BTreeSet<PathBuf> {
-        let snap = self.state.load();
-        std::iter::once(self.path.clone())
-            .chain(snap_files(&snap))
-            .map(|p| absolute(&p))
-            .collect()
-    }
-
-    async fn watch_files(self: Arc<Self>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<notify::Event>();
-        let mut watcher =
+        let (tx, rx) = mpsc::unbounded_channel::<notify::Event>();
+        let watcher =
             match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 if let Ok(ev) = res {
                     let _ = tx.send(ev);
@@ -251,40 +585,105 @@ impl Reloader {
                     return;
                 }
             };
-        let mut files = BTreeSet::new();
-        let mut dirs = BTreeSet::new();
+        let mut watch = Watch {
+            watcher,
+            files: BTreeSet::new(),
+            dirs: BTreeSet::new(),
+        };
+        watch.update(self.watched());
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            me.catch_up().await;
+            me.watch_files(watch, rx).await
+        });
+    }
+
+    /// Reloads when the file on disk is not the text in force (changed before the watch began).
+    async fn catch_up(&self) {
+        let applied = {
+            let ctl = self.serial.lock().await;
+            ctl.applied.as_ref().map(|s| content_hash(&s.text))
+        };
+        let path = self.path.clone();
+        let now = tokio::task::spawn_blocking(move || {
+            std::fs::read_to_string(&path)
+                .ok()
+                .map(|t| content_hash(&t))
+        })
+        .await
+        .ok()
+        .flatten();
+        if applied.is_some() && now.is_some() && applied != now {
+            let _ = self.reload("file").await;
+        }
+    }
+
+    fn watched(&self) -> BTreeSet<PathBuf> {
+        let snap = self.state.load();
+        std::iter::once(self.path.clone())
+            .chain(snap_files(&snap))
+            .map(|p| absolute(&p))
+            .collect()
+    }
+
+    async fn watch_files(
+        self: Arc<Self>,
+        mut watch: Watch,
+        mut rx: mpsc::UnboundedReceiver<notify::Event>,
+    ) {
         loop {
-            let now_files = self.watched();
-            if now_files != files {
-                let now_dirs: BTreeSet<PathBuf> = now_files
-                    .iter()
-                    .filter_map(|f| f.parent().map(Path::to_path_buf))
-                    .collect();
-                for d in dirs.difference(&now_dirs) {
-                    let _ = watcher.unwatch(d);
-                }
-                for d in now_dirs.difference(&dirs) {
-                    if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
-                        tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory");
-                    }
-                }
-                files = now_files;
-                dirs = now_dirs;
-            }
+            watch.update(self.watched());
             let Some(first) = rx.recv().await else { return };
-            if !relevant(&first, &files) {
+            if !relevant(&first, &watch.files) {
                 continue;
             }
-            // Debounce: editors write in several steps; wait for a quiet moment.
+            // Debounce: editors write in several steps; wait for a quiet moment. Only relevant
+            // events extend the wait (an access log in the same directory must not postpone a
+            // reload forever), and a file that never settles is reloaded after DEBOUNCE_MAX.
+            let started = Instant::now();
+            let mut deadline = started + DEBOUNCE;
             loop {
-                match tokio::time::timeout(Duration::from_millis(250), rx.recv()).await {
-                    Ok(Some(_)) => continue,
+                match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                    Ok(Some(ev)) => {
+                        if relevant(&ev, &watch.files) {
+                            deadline = (Instant::now() + DEBOUNCE).min(started + DEBOUNCE_MAX);
+                        }
+                    }
                     Ok(None) => return,
                     Err(_) => break,
                 }
             }
             let _ = self.reload("file").await;
         }
+    }
+}
+
+/// The directory watches for the config and the files it names.
+struct Watch {
+    watcher: notify::RecommendedWatcher,
+    files: BTreeSet<PathBuf>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Watch {
+    fn update(&mut self, now_files: BTreeSet<PathBuf>) {
+        if now_files == self.files {
+            return;
+        }
+        let now_dirs: BTreeSet<PathBuf> = now_files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        for d in self.dirs.difference(&now_dirs) {
+            let _ = self.watcher.unwatch(d);
+        }
+        for d in now_dirs.difference(&self.dirs) {
+            if let Err(e) = self.watcher.watch(d, RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory");
+            }
+        }
+        self.files = now_files;
+        self.dirs = now_dirs;
     }
 }
 
@@ -325,6 +724,53 @@ pub fn publish(metrics: &Metrics, snap: &Snapshot) {
         &snap.storefronts[snap.split.to].name,
     );
     metrics.retain(&snap.metrics);
+}
+
+fn refresh_expiry(listeners: &[(usize, Arc<TlsListener>)], metrics: &TlsMetrics) {
+    let all: Vec<_> = listeners.iter().flat_map(|(_, l)| l.expiries()).collect();
+    metrics.set_expiries(&all);
+}
+
+async fn reload_tls(
+    listeners: Vec<(usize, Arc<TlsListener>)>,
+    metrics: TlsMetrics,
+    previous: Arc<Snapshot>,
+    current: Arc<Snapshot>,
+) {
+    let base = current
+        .source
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    for (index, listener) in &listeners {
+        let (Some(old), Some(new)) = (
+            previous.listeners.get(*index).and_then(|l| l.tls.clone()),
+            current.listeners.get(*index).and_then(|l| l.tls.clone()),
+        ) else {
+            continue;
+        };
+        let base = base.clone();
+        let l = Arc::clone(listener);
+        let result = tokio::task::spawn_blocking(move || {
+            if old == new {
+                l.reload()
+            } else {
+                l.reconfigure(&new, &base)
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(_)) => metrics.reloaded(true),
+            Ok(Err(e)) => {
+                metrics.reloaded(false);
+                tracing::error!(listener = index, error = %e, "certificates rejected; the previous ones keep serving");
+            }
+            Err(e) => {
+                tracing::error!(listener = index, error = %e, "certificate reload task failed")
+            }
+        }
+    }
+    refresh_expiry(&listeners, &metrics);
 }
 
 /// Frees a retired snapshot on a blocking thread once no request holds it any more.

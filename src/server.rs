@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
+use crate::drain::Activity;
 use crate::metrics::TlsMetrics;
 use crate::proxy::{ConnInfo, Proxy};
 use crate::state::Limits;
@@ -27,6 +28,11 @@ use crate::tls::TlsListener;
 /// restart does not wait out TIME_WAIT, `SO_REUSEPORT` so a new process can bind next to the old
 /// one during a handover.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    listen(bind_std(addr)?)
+}
+
+/// [`bind`] as a std listener, which can be duplicated and handed to a successor process.
+pub fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     #[cfg(unix)]
@@ -34,8 +40,13 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
+}
+
+/// A bound (or inherited) std listener, ready for the accept loop.
+pub fn listen(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
 }
 
 /// Counts open client connections and wakes the drain when the last one closes.
@@ -140,6 +151,8 @@ pub struct Server {
     proxy: Arc<Proxy>,
     connections: Arc<Connections>,
     stop: watch::Sender<bool>,
+    /// Connections close at their next request boundary once this is true (see `drain`).
+    draining: watch::Sender<bool>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -147,6 +160,7 @@ impl Server {
     /// Starts accepting on every listener.
     pub fn start(proxy: Arc<Proxy>, listeners: Vec<Bound>) -> Self {
         let (stop, _) = watch::channel(false);
+        let (draining, _) = watch::channel(false);
         let connections = Arc::new(Connections::default());
         let accept_tasks = listeners
             .into_iter()
@@ -156,6 +170,7 @@ impl Server {
                     l,
                     Arc::clone(&connections),
                     stop.subscribe(),
+                    draining.subscribe(),
                 ))
             })
             .collect();
@@ -163,8 +178,15 @@ impl Server {
             proxy,
             connections,
             stop,
+            draining,
             accept_tasks,
         }
+    }
+
+    /// Keeps accepting, but every connection closes at its next request boundary: the start of
+    /// a drain while a load balancer still sends (`limits.drain_delay`).
+    pub fn start_draining(&self) {
+        let _ = self.draining.send(true);
     }
 
     /// Open client connections.
@@ -176,6 +198,7 @@ impl Server {
     /// closed or the grace period (from the current snapshot) is over. Returns whether it was clean.
     pub async fn drain(self) -> bool {
         let grace = self.proxy.state().load().limits.drain_timeout;
+        let _ = self.draining.send(true);
         let _ = self.stop.send(true);
         for t in self.accept_tasks {
             let _ = t.await;
@@ -204,6 +227,7 @@ async fn accept_loop(
     bound: Bound,
     conns: Arc<Connections>,
     mut stop: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
 ) {
     let Bound {
         listener,
@@ -211,10 +235,27 @@ async fn accept_loop(
         kind,
     } = bound;
     let local = listener.local_addr().ok();
+    let mut stopping = false;
+    let mut backlog_left = BACKLOG_TAKEN_MAX;
     loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => break,
-            a = listener.accept() => a,
+        let accepted = if stopping {
+            use futures_util::FutureExt as _;
+            if backlog_left == 0 {
+                break;
+            }
+            backlog_left -= 1;
+            match listener.accept().now_or_never() {
+                Some(Ok(a)) => Ok(a),
+                _ => break,
+            }
+        } else {
+            tokio::select! {
+                _ = stop.changed() => {
+                    stopping = true;
+                    continue;
+                }
+                a = listener.accept() => a,
+            }
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
@@ -242,7 +283,7 @@ async fn accept_loop(
             listener: index,
         };
         let proxy = Arc::clone(&proxy);
-        let stop = stop.clone();
+        let stop = draining.clone();
         match &kind {
             ListenerKind::Plain => {
                 tokio::spawn(serve_connection(proxy, stream, info, limits, guard, stop));
@@ -284,6 +325,11 @@ async fn accept_loop(
     tracing::debug!(listener = ?local, "listener closed");
 }
 
+/// Connections taken from the backlog once stopping, at most. Closing the listener would reset
+/// the connections the kernel already completed; taking them lets them get an answer (with
+/// `Connection: close`). Bounded, since a listener shared with a successor may never run dry.
+const BACKLOG_TAKEN_MAX: usize = 256;
+
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(OVERLOADED).await;
@@ -298,21 +344,23 @@ async fn serve_connection<I>(
     info: ConnInfo,
     limits: Limits,
     _guard: ConnGuard,
-    mut stop: watch::Receiver<bool>,
+    mut draining: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let _open = proxy.metrics().client_connection();
     let b = builder(&limits);
+    let activity = Activity::new();
+    let tracker = Arc::clone(&activity);
     // hyper's header timer starts only once the auto builder has sniffed h1 vs h2, and the
     // sniffing waits for bytes with no deadline: a client that connects and sends nothing (or a
     // few bytes of the h2 preface) would hold its connection slot forever. So the first request
     // must reach the service within `header_read_timeout` of the accept.
     let served = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&served);
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         seen.store(true, Ordering::Relaxed);
-        Arc::clone(&proxy).handle(info, req)
+        tracker.track(req.version(), Arc::clone(&proxy).handle(info, req))
     });
     let first_request_deadline = async {
         tokio::time::sleep(limits.header_read_timeout).await;
@@ -324,9 +372,16 @@ async fn serve_connection<I>(
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+        _ = stopped(&mut draining) => {
+            // See `drain`: answer at a request boundary instead of racing keep-alive clients.
+            activity.start_draining();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = activity.quiet() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         }
         () = first_request_deadline => {
             tracing::debug!(peer = %info.peer, "no request within header_read_timeout; closing");
@@ -371,7 +426,7 @@ async fn redirect_connection(
     https_port: u16,
     limits: Limits,
     _guard: ConnGuard,
-    mut stop: watch::Receiver<bool>,
+    mut draining: watch::Receiver<bool>,
 ) {
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let resp = match https_location(&req, https_port) {
@@ -393,9 +448,19 @@ async fn redirect_connection(
     tokio::pin!(conn);
     let _ = tokio::select! {
         r = conn.as_mut() => r,
-        _ = stop.changed() => {
+        _ = stopped(&mut draining) => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
     };
+}
+
+/// Resolves once the server is draining, including when it already was (a connection accepted
+/// during the drain delay or taken from the backlog after the stop).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }

@@ -13,7 +13,9 @@ use http::{HeaderName, HeaderValue};
 
 use crate::access_log::{AccessLog, AccessLogConfig};
 use crate::cohort::CohortPolicy;
+use crate::config::StateFile;
 use crate::force::OverridePolicy;
+use crate::health::Health;
 use crate::metrics::RequestMetrics;
 use crate::routing::{Route, Split, StorefrontId};
 use crate::upstream::Upstream;
@@ -33,6 +35,8 @@ pub struct Storefront {
     pub upstream: Arc<Upstream>,
     /// Pins issued at or before this unix second are released.
     pub evacuated_at: Option<u64>,
+    /// Last success and last error, for `/admin/status`; carried across reloads by name.
+    pub health: Arc<Health>,
 }
 
 /// A loaded redirect table and what it was loaded from, so an unchanged file is not re-read.
@@ -80,6 +84,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Grace period for in-flight requests on shutdown.
     pub drain_timeout: Duration,
+    /// Time between SIGTERM (readiness off) and closing the listeners.
+    pub drain_delay: Duration,
     /// h2 streams per client connection.
     pub h2_max_concurrent_streams: u32,
 }
@@ -94,6 +100,7 @@ impl Default for Limits {
             body_idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             h2_max_concurrent_streams: 100,
         }
     }
@@ -129,6 +136,16 @@ pub struct Snapshot {
     pub listeners: Vec<ListenerSpec>,
     /// Admin listener, if enabled.
     pub admin: Option<SocketAddr>,
+    /// Bearer token for admin mutations (re-read on reload, so a rotated secret applies).
+    pub admin_token: Option<String>,
+    /// Where admin API changes are kept.
+    pub state_file: PathBuf,
+    /// The generation as a header value (`x-cutover-generation` to storefronts).
+    pub generation_header: HeaderValue,
+    /// What produced this snapshot: `startup`, `file`, `signal`, `admin`, `admin-split`...
+    pub trigger: &'static str,
+    /// Admin API overrides laid over the file to build this snapshot, if any.
+    pub runtime: Option<Arc<StateFile>>,
     /// Limits.
     pub limits: Limits,
     /// Storefronts by id.

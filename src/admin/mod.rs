@@ -51,6 +51,11 @@ pub enum AdminError {
     },
 }
 
+/// The admin client's address, in every request's extensions: mutations without a configured
+/// token are accepted from loopback peers only.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// Binds the admin listener, with an error that names the address.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AdminError> {
     TcpListener::bind(addr)
@@ -138,7 +143,8 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Futu
             continue;
         };
         let router = router.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
             let router = router.clone();
             async move { router.dispatch(req).await }
         });

@@ -41,7 +41,7 @@ impl Router {
     }
 
     /// Adds a route. The first route registered for a (method, path) wins, so built-in routes
-    /// cannot be shadowed by later additions.
+    /// cannot be shadowed by later additions. A `{name}` segment matches any one segment.
     pub fn route<F, Fut>(mut self, method: Method, path: &str, handler: F) -> Self
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
@@ -84,7 +84,7 @@ impl Router {
         };
         let mut allowed: Vec<&str> = Vec::new();
         let mut found = None;
-        for route in self.routes.iter().filter(|r| r.path == path) {
+        for route in self.routes.iter().filter(|r| path_matches(&r.path, path)) {
             if route.method == *wanted {
                 found = Some(route.handler.clone());
                 break;
@@ -109,6 +109,28 @@ impl Router {
     }
 }
 
+/// Exact match, where a `{name}` segment of the pattern matches any one non-empty segment
+/// (`/admin/evacuate/{storefront}`); handlers read the segment from the request path.
+fn path_matches(pattern: &str, path: &str) -> bool {
+    if !pattern.contains('{') {
+        return pattern == path;
+    }
+    let mut p = pattern.split('/');
+    let mut q = path.split('/');
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a.starts_with('{') && a.ends_with('}') => {
+                if b.is_empty() {
+                    return false;
+                }
+            }
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
 /// A plain-text response.
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> AdminResponse {
     body_with_type(status, "text/plain; charset=utf-8", body)
@@ -128,4 +150,19 @@ pub fn body_with_type(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::path_matches;
+
+    #[test]
+    fn patterns_match_one_segment() {
+        assert!(path_matches("/admin/status", "/admin/status"));
+        assert!(!path_matches("/admin/status", "/admin/status/"));
+        assert!(path_matches("/admin/evacuate/{sf}", "/admin/evacuate/new"));
+        assert!(!path_matches("/admin/evacuate/{sf}", "/admin/evacuate/"));
+        assert!(!path_matches("/admin/evacuate/{sf}", "/admin/evacuate/a/b"));
+        assert!(!path_matches("/admin/evacuate/{sf}", "/admin/evacuate"));
+    }
 }

@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue, Method, Uri};
 use toml::Spanned;
 
 use super::raw::{HostHeader, RawConfig, RawNameValue, UpstreamProtocol};
+use super::runtime::RuntimeOverrides;
 use super::values::HumanDuration;
 use super::{ConfigError, Problem, Source};
 use crate::access_log::AccessLog;
@@ -382,17 +383,9 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         }
     }
 
-    let admin = match &raw.admin.address {
-        None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
-        Some(a) if a.get_ref() == "off" => None,
-        Some(a) => match a.get_ref().parse() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                c.at(a, "admin.address", "not IP:port, or \"off\"");
-                None
-            }
-        },
-    };
+    let (admin_access, admin_problems, admin_files) = super::admin::resolve(c.src, &raw.admin);
+    c.problems.extend(admin_problems);
+    c.files.extend(admin_files);
 
     // Limits.
     let d = Limits::default();
@@ -446,6 +439,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             d.max_connections,
         ),
         drain_timeout: dur(&l.drain_timeout, d.drain_timeout),
+        drain_delay: dur(&l.drain_delay, d.drain_delay),
         h2_max_concurrent_streams: int(
             &mut c,
             &l.h2_max_concurrent_streams,
@@ -553,6 +547,11 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
                 name_header: HeaderValue::from_str(name.get_ref()).expect("validated name"),
                 upstream,
                 evacuated_at: sf.evacuated_at.as_ref().map(|e| *e.get_ref()),
+                // Health outlives reloads: a share change must not forget the last error.
+                health: input
+                    .previous
+                    .and_then(|p| p.storefronts.iter().find(|s| s.name == *name.get_ref()))
+                    .map_or_else(Default::default, |s| Arc::clone(&s.health)),
             }),
             Err(e) => {
                 let span = sf.tls.as_ref().map_or(sf_span.span(), |t| t.span());
@@ -861,7 +860,12 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         files: c.files,
         loaded_at: SystemTime::now(),
         listeners,
-        admin,
+        admin: admin_access.address,
+        admin_token: admin_access.token,
+        state_file: admin_access.state_file,
+        generation_header: HeaderValue::from(input.generation),
+        trigger: "startup",
+        runtime: None,
         limits,
         storefronts,
         routes,
@@ -875,6 +879,22 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         access_log_config,
         access_log,
     })
+}
+
+/// Parses a config text, lays runtime overrides over it, and compiles: the one path every
+/// change (file, SIGHUP, admin API, restart) goes through.
+pub fn build(
+    overrides: Option<&RuntimeOverrides>,
+    input: CompileInput<'_>,
+) -> Result<Snapshot, ConfigError> {
+    let mut raw = input.source.parse()?;
+    if let Some(o) = overrides {
+        let problems = o.apply(&mut raw, input.source);
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+    }
+    compile(&raw, input)
 }
 
 /// Reads, parses and compiles a config file in one go (for `check` and startup).

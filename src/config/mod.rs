@@ -5,8 +5,10 @@
 //!
 //! [`Snapshot`]: crate::state::Snapshot
 
+pub mod admin;
 mod compile;
 pub mod raw;
+pub mod runtime;
 mod summary;
 pub mod values;
 
@@ -14,7 +16,9 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-pub use compile::{compile, load_file, CompileInput};
+pub use admin::{admin_access, AdminAccess};
+pub use compile::{build, compile, load_file, CompileInput};
+pub use runtime::{content_hash, RuntimeOverrides, StateFile};
 pub use summary::{warnings, Summary};
 
 /// One thing wrong with a configuration, located as precisely as the source allows.

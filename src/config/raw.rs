@@ -69,6 +69,14 @@ pub struct RawListener {
 pub struct RawAdmin {
     /// `IP:port`; default `127.0.0.1:9901`. Set to `"off"` to disable.
     pub address: Option<Spanned<String>>,
+    /// Bearer token for admin mutations. Required when `address` is not loopback.
+    pub token: Option<Spanned<String>>,
+    /// File holding the token (for Kubernetes secrets); re-read on reload.
+    pub token_file: Option<Spanned<String>>,
+    /// Environment variable holding the token.
+    pub token_env: Option<Spanned<String>>,
+    /// Where runtime changes made through the admin API are kept; default `<config>.state.json`.
+    pub state_file: Option<Spanned<String>>,
 }
 
 /// `[limits]`. Defaults follow nginx and hyper where they set a convention.
@@ -89,6 +97,9 @@ pub struct RawLimits {
     pub max_connections: Option<Spanned<u32>>,
     /// Grace period for in-flight requests on SIGTERM; default 30s.
     pub drain_timeout: Option<Spanned<HumanDuration>>,
+    /// After SIGTERM, keep accepting this long with `/readyz` false so load balancers notice
+    /// first (what a Kubernetes `preStop: sleep` does); default 0.
+    pub drain_delay: Option<Spanned<HumanDuration>>,
     /// HTTP/2 streams per client connection; default 100.
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
 }

@@ -194,6 +194,10 @@ impl<'de> Deserialize<'de> for Share {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 Ok(Share(parse_percent(&v.to_string())))
             }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                // JSON (the admin API) gives unsigned integers.
+                Ok(Share(parse_percent(&v.to_string())))
+            }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 // Shortest round-trip formatting gives back what was written (12.5 -> "12.5").
                 Ok(Share(parse_percent(&v.to_string())))

@@ -17,7 +17,7 @@ mod tests;
 mod tls;
 
 pub use names::*;
-pub use request::{InFlightGuard, Reason, RequestMetrics, UpstreamErrorKind};
+pub use request::{InFlightGuard, Reason, RequestMetrics, StorefrontTotals, UpstreamErrorKind};
 pub use tls::TlsMetrics;
 
 use std::collections::BTreeSet;

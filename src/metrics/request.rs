@@ -140,6 +140,37 @@ impl RequestMetrics {
         }
     }
 
+    /// Totals for storefront `sf` since the process started (counters outlive reloads), for
+    /// `/admin/status`. Sums a few hundred atomics: fine for a status page, never per request.
+    pub fn storefront_totals(&self, sf: usize) -> StorefrontTotals {
+        let h = &*self.inner;
+        let mut t = StorefrontTotals::default();
+        if sf >= h.storefronts.len() {
+            return t;
+        }
+        let per_sf = h.routes.len() * STATUS_CLASSES.len() * Reason::ALL.len();
+        for (i, c) in h.requests[sf * per_sf..(sf + 1) * per_sf]
+            .iter()
+            .enumerate()
+        {
+            let class = (i / Reason::ALL.len()) % STATUS_CLASSES.len();
+            t.responses += c.get();
+            if class == 4 {
+                t.responses_5xx += c.get();
+            }
+        }
+        let k = UpstreamErrorKind::ALL.len();
+        for (i, c) in h.upstream_errors[sf * k..(sf + 1) * k].iter().enumerate() {
+            t.upstream_errors += c.get();
+            if c.get() > 0 {
+                t.upstream_errors_by_kind
+                    .push((UpstreamErrorKind::ALL[i].as_str(), c.get()));
+            }
+        }
+        t.in_flight = h.in_flight.get(sf).map_or(0, |g| g.get());
+        t
+    }
+
     /// Counts one failed exchange with storefront `sf`.
     pub fn upstream_error(&self, sf: usize, kind: UpstreamErrorKind) {
         let idx = sf * UpstreamErrorKind::ALL.len() + kind as usize;
@@ -167,6 +198,21 @@ impl RequestMetrics {
     pub fn redirect_missed(&self) {
         self.inner.redirect_misses.inc();
     }
+}
+
+/// Per-storefront totals read from the counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorefrontTotals {
+    /// Responses answered for this storefront (any status, including local errors).
+    pub responses: u64,
+    /// Of which 5xx.
+    pub responses_5xx: u64,
+    /// Failed exchanges with the storefront.
+    pub upstream_errors: u64,
+    /// Non-zero failure counts by kind.
+    pub upstream_errors_by_kind: Vec<(&'static str, u64)>,
+    /// Requests in flight now.
+    pub in_flight: i64,
 }
 
 /// Keeps a request counted in `cutover_requests_in_flight` until dropped.

@@ -1,0 +1,301 @@
+//! The admin API: status, and the changes an operator makes during a cutover.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/admin/status` | generation and source, split, pins, storefront health, redirect tables, last reload, overrides, uptime |
+//! | GET | `/admin/history` | the last 256 reload attempts (generation, trigger, share, error) |
+//! | PUT | `/admin/split` | `{"new_share": 12.5}` or `{"new_share": "12.5%"}` |
+//! | POST | `/admin/evacuate/{storefront}` | release pins to it issued until now |
+//! | POST | `/admin/reload` | reload the config file now (like SIGHUP) |
+//! | POST | `/admin/upgrade` | start a successor process with our sockets, then drain |
+//!
+//! Reads are GET; mutations are PUT/POST only (a GET on them is 405), need the bearer token
+//! (401) or, without one configured, a loopback peer (403), take JSON bodies of at most 64 KiB
+//! (413) that must parse (400). Changes go through [`Reloader::change`]: the same compile as a
+//! file change, then one snapshot swap; the data plane only ever loads snapshots, so nothing
+//! here can block it. Compiles run on blocking threads, one at a time.
+
+pub mod request;
+pub mod status;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+
+use crate::admin::{AdminResponse, Router};
+use crate::config::values::Share;
+use crate::handover::{Handover, UpgradeError};
+use crate::reload::{Change, ChangeError, Reloader};
+use request::{authorize, error, expect_empty, json, parse, read_body};
+
+/// What the admin handlers act on.
+pub struct Control {
+    /// Reloads and changes.
+    pub reloader: Arc<Reloader>,
+    /// `/readyz`.
+    pub ready: Arc<AtomicBool>,
+    /// Set when draining starts.
+    pub draining: Arc<AtomicBool>,
+    /// Process start.
+    pub started: SystemTime,
+    /// Upgrades.
+    pub handover: Arc<Handover>,
+}
+
+/// `PUT /admin/split` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitBody {
+    new_share: Share,
+}
+
+/// Answer to a change.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeAnswer {
+    /// Generation now in force.
+    pub generation: u64,
+    /// Share on the split's `to` side now, percent.
+    pub new_share: f64,
+    /// Share before, percent.
+    pub previous_share: f64,
+    /// Evacuated storefront, for evacuations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storefront: Option<String>,
+    /// Evacuation time, for evacuations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evacuated_at: Option<u64>,
+    /// Whether the change was saved in the state file (survives a restart).
+    pub persisted: bool,
+    /// Anything the operator should know.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Answer to `POST /admin/reload`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReloadAnswer {
+    /// Generation now in force.
+    pub generation: u64,
+    /// Whether the file went live.
+    pub applied: bool,
+    /// Share now, percent.
+    pub new_share: f64,
+    /// Whether admin overrides are still in force.
+    pub overrides: bool,
+}
+
+/// Answer to `POST /admin/upgrade`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UpgradeAnswer {
+    /// This (draining) process.
+    pub old_pid: u32,
+    /// The successor now serving.
+    pub new_pid: u32,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Control {
+    fn token(&self) -> Option<String> {
+        self.reloader.state().load().admin_token.clone()
+    }
+
+    async fn status(&self) -> AdminResponse {
+        let snap = self.reloader.state().load_full();
+        let ctx = status::Context {
+            started: self.started,
+            ready: self.ready.load(Ordering::Acquire),
+            draining: self.draining.load(Ordering::Acquire) || self.handover.handed_over(),
+            last_reload: self.reloader.last(),
+            state_file_error: self.reloader.state_error(),
+            file_share_bp: self.reloader.file_share_bp(),
+        };
+        json(StatusCode::OK, &status::build(&snap, ctx))
+    }
+
+    async fn mutate(&self, req: Request<Incoming>) -> AdminResponse {
+        if let Err(r) = authorize(&req, self.token().as_deref()) {
+            return r;
+        }
+        let path = req.uri().path().to_string();
+        let body = match read_body(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        match path.as_str() {
+            "/admin/split" => self.split(&body).await,
+            "/admin/reload" => self.reload(&body).await,
+            "/admin/upgrade" => self.upgrade(&body).await,
+            p => match p.strip_prefix("/admin/evacuate/") {
+                Some(name) => self.evacuate(name, &body).await,
+                None => error(StatusCode::NOT_FOUND, "not found"),
+            },
+        }
+    }
+
+    async fn split(&self, body: &[u8]) -> AdminResponse {
+        let b: SplitBody = match parse(body, r#"{"new_share": 12.5} or {"new_share": "12.5%"}"#) {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let bp = match b.new_share.0 {
+            Ok(bp) => bp,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("new_share: {e}")),
+        };
+        self.change(Change::Share(bp), None).await
+    }
+
+    async fn evacuate(&self, name: &str, body: &[u8]) -> AdminResponse {
+        if let Err(r) = expect_empty(body) {
+            return r;
+        }
+        self.change(Change::Evacuate(name.to_string(), unix_now()), Some(name))
+            .await
+    }
+
+    async fn change(&self, change: Change, storefront: Option<&str>) -> AdminResponse {
+        let before = self.reloader.state().load().split.share_bp;
+        match self.reloader.change(change).await {
+            Ok(applied) => {
+                let snap = self.reloader.state().load_full();
+                let mut notes = Vec::new();
+                if let Some(e) = &applied.persist_error {
+                    notes.push(format!(
+                        "applied, but NOT saved ({e}): it will be lost on restart"
+                    ));
+                }
+                let sf = storefront.and_then(|n| snap.storefront_id(n));
+                if let Some(id) = sf {
+                    if id == snap.split.to && snap.split.share_bp > 0 {
+                        notes.push(format!(
+                            "{} still gets {:.2}% of shoppers through the split; `cutover shift 0` moves them",
+                            snap.storefronts[id].name,
+                            status::percent(snap.split.share_bp)
+                        ));
+                    }
+                    if id == snap.split.from && snap.split.share_bp < 10_000 {
+                        notes.push(format!(
+                            "{} still gets {:.2}% of shoppers through the split; `cutover shift 100` moves them",
+                            snap.storefronts[id].name,
+                            100.0 - status::percent(snap.split.share_bp)
+                        ));
+                    }
+                    if !snap.cohort.pinning {
+                        notes.push(
+                            "split pinning is off: only staff override pins were held".into(),
+                        );
+                    }
+                }
+                json(
+                    StatusCode::OK,
+                    &ChangeAnswer {
+                        generation: applied.generation,
+                        new_share: status::percent(snap.split.share_bp),
+                        previous_share: status::percent(before),
+                        storefront: sf.map(|id| snap.storefronts[id].name.clone()),
+                        evacuated_at: sf.and_then(|id| snap.storefronts[id].evacuated_at),
+                        persisted: applied.persist_error.is_none(),
+                        notes,
+                    },
+                )
+            }
+            Err(ChangeError::UnknownStorefront(name)) => {
+                let snap = self.reloader.state().load();
+                let known: Vec<&str> = snap.storefronts.iter().map(|s| s.name.as_str()).collect();
+                error(
+                    StatusCode::NOT_FOUND,
+                    format!("no storefront named `{name}` (known: {})", known.join(", ")),
+                )
+            }
+            Err(ChangeError::Invalid(e)) => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the change does not validate; nothing changed:\n{e}"),
+            ),
+        }
+    }
+
+    async fn reload(&self, body: &[u8]) -> AdminResponse {
+        if let Err(r) = expect_empty(body) {
+            return r;
+        }
+        match self.reloader.reload("admin").await {
+            Ok(generation) => {
+                let snap = self.reloader.state().load();
+                json(
+                    StatusCode::OK,
+                    &ReloadAnswer {
+                        generation,
+                        applied: true,
+                        new_share: status::percent(snap.split.share_bp),
+                        overrides: snap.runtime.is_some(),
+                    },
+                )
+            }
+            Err(e) => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "configuration rejected; still serving generation {}:\n{e}",
+                    self.reloader.state().load().generation
+                ),
+            ),
+        }
+    }
+
+    async fn upgrade(&self, body: &[u8]) -> AdminResponse {
+        if let Err(r) = expect_empty(body) {
+            return r;
+        }
+        if self.draining.load(Ordering::Acquire) {
+            return error(StatusCode::CONFLICT, "this process is already draining");
+        }
+        match self.handover.upgrade().await {
+            Ok(s) => json(
+                StatusCode::OK,
+                &UpgradeAnswer {
+                    old_pid: std::process::id(),
+                    new_pid: s.pid,
+                },
+            ),
+            Err(e @ (UpgradeError::Unavailable | UpgradeError::Busy)) => {
+                error(StatusCode::CONFLICT, e.to_string())
+            }
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+/// The admin API's routes.
+pub fn routes(control: Arc<Control>) -> Router {
+    let mut router = Router::new();
+    let c = Arc::clone(&control);
+    router = router.get("/admin/status", move |_| {
+        let c = Arc::clone(&c);
+        async move { c.status().await }
+    });
+    let c = Arc::clone(&control);
+    router = router.get("/admin/history", move |_| {
+        let history = c.reloader.history();
+        async move { json(StatusCode::OK, &history) }
+    });
+    for (method, path) in [
+        (Method::PUT, "/admin/split"),
+        (Method::POST, "/admin/evacuate/{storefront}"),
+        (Method::POST, "/admin/reload"),
+        (Method::POST, "/admin/upgrade"),
+    ] {
+        let c = Arc::clone(&control);
+        router = router.route(method, path, move |req| {
+            let c = Arc::clone(&c);
+            async move { c.mutate(req).await }
+        });
+    }
+    router
+}

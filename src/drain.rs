@@ -1,0 +1,213 @@
+//! Per-connection graceful drain that does not race keep-alive clients.
+//!
+//! hyper's `graceful_shutdown` closes an idle HTTP/1 connection at once. A keep-alive client may
+//! have sent its next request at that very moment; it then sees the connection close without an
+//! answer, a failed request that a load test (and a shopper's non-retrying client) notices. So a
+//! draining HTTP/1 connection instead finishes at a request boundary the client knows about:
+//! - every response that leaves after the drain began carries `Connection: close`, and hyper
+//!   closes the connection after it;
+//! - a connection with no request in flight is closed only once it has been quiet for
+//!   [`LINGER`] (a busy client sends its next request sooner and gets the `close` answer; an
+//!   idle one will not be sending at the moment it closes, as far as anything can know);
+//! - HTTP/2 connections get `GOAWAY` at once: that protocol tells the client which requests
+//!   were processed, so nothing races.
+//!
+//! A request is in flight from its head until its response body is finished (the body is
+//! wrapped), so a long download is never cut by the linger, only by the grace period.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use http::header::CONNECTION;
+use http::{HeaderValue, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+
+/// How long a draining connection with nothing in flight waits for a last request.
+pub const LINGER: Duration = Duration::from_millis(500);
+
+/// What a connection is doing, shared by its service and its drain.
+#[derive(Debug)]
+pub struct Activity {
+    born: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `born` of the last request start or end, or of the drain start.
+    last_ms: AtomicU64,
+    h2: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Activity {
+    /// A fresh connection.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            born: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            h2: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    fn touch(&self) {
+        self.last_ms.fetch_max(self.now_ms(), Ordering::AcqRel);
+    }
+
+    /// From now on responses close the connection.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.touch();
+    }
+
+    /// Resolves when the connection may be shut down without racing its client: at once for
+    /// HTTP/2, else when nothing is in flight and nothing happened for [`LINGER`].
+    pub async fn quiet(&self) {
+        loop {
+            if self.h2.load(Ordering::Acquire) {
+                return;
+            }
+            let wait = if self.in_flight.load(Ordering::Acquire) == 0 {
+                let idle =
+                    Duration::from_millis(self.now_ms() - self.last_ms.load(Ordering::Acquire));
+                if idle >= LINGER {
+                    return;
+                }
+                LINGER - idle
+            } else {
+                Duration::from_millis(50)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Wraps one request's handling: counts it in flight until its response body ends, and
+    /// adds `Connection: close` to HTTP/1 responses produced while draining.
+    pub fn track<F, B>(
+        self: &Arc<Self>,
+        version: Version,
+        handling: F,
+    ) -> impl Future<Output = Result<Response<Tracked<B>>, Infallible>> + Send + 'static
+    where
+        F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+        B: Send + 'static,
+    {
+        if version == Version::HTTP_2 {
+            self.h2.store(true, Ordering::Release);
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        let guard = InFlight(Arc::clone(self));
+        let me = Arc::clone(self);
+        async move {
+            let Ok(mut resp) = handling.await;
+            if me.draining.load(Ordering::Acquire)
+                && version < Version::HTTP_2
+                && resp.status() != StatusCode::SWITCHING_PROTOCOLS
+            {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(resp.map(|inner| Tracked {
+                inner,
+                _guard: guard,
+            }))
+        }
+    }
+}
+
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted in flight until it is dropped.
+    pub struct Tracked<B> {
+        #[pin]
+        inner: B,
+        _guard: InFlight,
+    }
+}
+
+impl<B: Body> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_waits_for_the_linger_and_for_bodies() {
+        let a = Activity::new();
+        let resp = a
+            .track(Version::HTTP_11, async { Ok(Response::new(())) })
+            .await
+            .unwrap();
+        a.start_draining();
+        let quiet = tokio::spawn({
+            let a = Arc::clone(&a);
+            async move { a.quiet().await }
+        });
+        tokio::time::sleep(LINGER * 3).await;
+        assert!(
+            !quiet.is_finished(),
+            "a body in flight holds the connection"
+        );
+        drop(resp);
+        tokio::time::sleep(LINGER + Duration::from_millis(100)).await;
+        assert!(quiet.is_finished());
+    }
+
+    #[tokio::test]
+    async fn draining_http1_responses_close_the_connection() {
+        let a = Activity::new();
+        let r = a
+            .track(Version::HTTP_11, async { Ok(Response::new(())) })
+            .await
+            .unwrap();
+        assert!(r.headers().get(CONNECTION).is_none());
+        a.start_draining();
+        let r = a
+            .track(Version::HTTP_11, async { Ok(Response::new(())) })
+            .await
+            .unwrap();
+        assert_eq!(r.headers()[CONNECTION], "close");
+        let r = a
+            .track(Version::HTTP_2, async { Ok(Response::new(())) })
+            .await
+            .unwrap();
+        assert!(r.headers().get(CONNECTION).is_none());
+        a.quiet().await; // h2: at once
+    }
+}
