@@ -57,6 +57,10 @@ enum Command {
         /// Configuration file (TOML). See config/cutover.example.toml for every option.
         #[arg(short, long, env = "CUTOVER_CONFIG")]
         config: PathBuf,
+        /// Worker threads of the async runtime (default: one per CPU core). `--workers 1` runs
+        /// everything on one thread, like nginx's `worker_processes 1` (see BENCHMARKS.md).
+        #[arg(long, env = "CUTOVER_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
     },
     /// Validate a configuration and print what it will do, like `nginx -t`.
     ///
@@ -329,10 +333,22 @@ fn main() -> ExitCode {
     if let Command::Check { config } = &cli.command {
         return check(config);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One worker: a single-threaded runtime, every task on this thread (what nginx's
+    // `worker_processes 1` is); no work stealing and no cross-thread wake-ups to pay for.
+    let mut builder = match &cli.command {
+        Command::Serve {
+            workers: Some(1), ..
+        } => tokio::runtime::Builder::new_current_thread(),
+        Command::Serve {
+            workers: Some(n), ..
+        } => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(usize::from(*n));
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -341,7 +357,7 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<bool> = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => {
+            Command::Serve { config, .. } => {
                 let app = cutover::app::start(&config).await?;
                 Ok(app.run_until_signal().await)
             }
