@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    CONNECTION, COOKIE, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never the message. Parsed once, not per request.
@@ -242,6 +244,24 @@ pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trust: bool) {
     );
 }
 
+/// Joins several `Cookie` fields into one, separated by "; ". Browsers send each cookie as its
+/// own field over HTTP/2 (RFC 9113 section 8.2.3), and that section requires joining them before
+/// the request goes on as HTTP/1.1: storefronts commonly read only the first `Cookie` header.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, v);
+    }
+}
+
 /// Appends `Via: 1.1 cutover`.
 pub fn add_via(headers: &mut HeaderMap, version: http::Version) {
     let v: &[u8] = if version == http::Version::HTTP_2 {
@@ -395,5 +415,22 @@ mod tests {
         };
         add_forwarded(&mut h, hop, false);
         assert_eq!(h["forwarded"], "for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn h2_cookie_fields_are_joined() {
+        let mut h = HeaderMap::new();
+        join_cookies(&mut h);
+        assert!(h.get(COOKIE).is_none());
+        h.append(COOKIE, HeaderValue::from_static("a=1"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["a=1"]);
+        h.append(COOKIE, HeaderValue::from_static("b=2"));
+        h.append(COOKIE, HeaderValue::from_static("c=3; d=4"));
+        join_cookies(&mut h);
+        assert_eq!(
+            h.get_all(COOKIE).iter().collect::<Vec<_>>(),
+            ["a=1; b=2; c=3; d=4"]
+        );
     }
 }

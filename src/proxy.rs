@@ -355,6 +355,9 @@ impl Proxy {
 
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
+        if client_version == Version::HTTP_2 {
+            headers::join_cookies(h);
+        }
         h.remove(&snap.overrides.header);
         h.remove(&force::TOKEN_HEADER_NAME);
         let host_str = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -473,6 +473,18 @@ impl Reloader {
             }
             Err(e) => {
                 self.reject(trigger, &e);
+                // Certificate problems fail the config load (so the whole reload is refused and
+                // reload_tls never runs): count them as rejected certificate reloads here, or
+                // cutover_tls_reloads_total{result="rejected"} would never move for a bad pair.
+                let tls_problem = e
+                    .problems()
+                    .iter()
+                    .any(|p| p.field.starts_with("listener[") && p.field.ends_with(".tls"));
+                if tls_problem {
+                    if let Some(m) = self.tls.lock().ok().and_then(|t| t.1.clone()) {
+                        m.reloaded(false);
+                    }
+                }
                 Err(e)
             }
         }

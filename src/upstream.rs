@@ -165,14 +165,12 @@ fn chain<'a>(
     std::iter::successors(Some(err), |e: &&'a (dyn StdError + 'static)| (*e).source())
 }
 
-/// Whether a TLS failure is anywhere in the error's cause chain.
+/// Whether a TLS failure is anywhere in the error's cause chain. hyper-rustls wraps
+/// tokio-rustls' `io::Error` (which holds the `rustls::Error`) in another `io::Error`, and
+/// `io::Error::source()` skips the error it wraps, so the walk must look inside nested
+/// `io::Error`s: `crate::tls::is_tls_error` does.
 pub fn is_tls_error(err: &(dyn StdError + 'static)) -> bool {
-    chain(err).any(|e| {
-        e.is::<rustls::Error>()
-            || e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-    })
+    crate::tls::is_tls_error(err)
 }
 
 /// Sorts a client error into a kind.
@@ -209,5 +207,24 @@ pub fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamErrorKind {
         ) => UpstreamErrorKind::Reset,
         Some(std::io::ErrorKind::TimedOut) => UpstreamErrorKind::Timeout,
         _ => UpstreamErrorKind::Protocol,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_errors_are_found_inside_nested_io_errors() {
+        // What hyper-rustls hands the client when the origin's certificate does not verify.
+        let rustls_err = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls_err,
+        ));
+        assert!(is_tls_error(&nested));
+        assert!(!is_tls_error(&std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        )));
     }
 }

@@ -167,5 +167,24 @@ pub fn warnings(s: &Snapshot) -> Vec<String> {
     if s.overrides.enabled && s.overrides.token.is_none() {
         w.push("override has no token: anyone can pick a storefront with ?cutover=<name>".into());
     }
+    // Certificate warnings (expiring within 14 days, misordered chain): errors already failed the
+    // load, but these would only reach the log, which `cutover check` users do not read.
+    let base = s
+        .source
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    for (i, l) in s.listeners.iter().enumerate() {
+        let Some(tls) = &l.tls else { continue };
+        for p in crate::tls::check(tls, base) {
+            if !p.is_error() {
+                w.push(format!(
+                    "listener[{i}].tls: {}: {}",
+                    p.file.display(),
+                    p.message
+                ));
+            }
+        }
+    }
     w
 }
