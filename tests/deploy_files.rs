@@ -81,7 +81,7 @@ fn configmap_snapshot(docs: &[(PathBuf, Value)]) -> cutover::state::Snapshot {
         .iter()
         .any(|m| m["mountPath"] == secrets.trim_end_matches('/'));
     assert!(mounted, "the Deployment mounts the secrets at {secrets}");
-    for name in ["cohort-key", "override-token"] {
+    for name in ["cohort-key", "override-token", "admin-token"] {
         std::fs::write(dir.path().join(name), "a-test-secret-of-some-length").unwrap();
     }
     let local = format!("{}/", dir.path().display());
