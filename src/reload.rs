@@ -17,6 +17,9 @@ use crate::config::{load_file, ConfigError};
 use crate::metrics::Metrics;
 use crate::state::{SharedSnapshot, Snapshot};
 
+/// Quiet time after the last change of a watched file before reloading.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
 /// The result of the most recent reload attempt, for status pages and logs.
 #[derive(Debug, Clone)]
 pub struct ReloadOutcome {
@@ -187,10 +190,16 @@ impl Reloader {
             if !relevant(&first, &files) {
                 continue;
             }
-            // Debounce: editors write in several steps; wait for a quiet moment.
+            // Debounce: editors write in several steps; wait until our files are quiet. Only
+            // their events restart the wait: an access log beside the config is appended to
+            // all the time and would otherwise postpone the reload forever.
+            let mut quiet_at = tokio::time::Instant::now() + DEBOUNCE;
             loop {
-                match tokio::time::timeout(Duration::from_millis(250), rx.recv()).await {
-                    Ok(Some(_)) => continue,
+                match tokio::time::timeout_at(quiet_at, rx.recv()).await {
+                    Ok(Some(ev)) if relevant(&ev, &files) => {
+                        quiet_at = tokio::time::Instant::now() + DEBOUNCE;
+                    }
+                    Ok(Some(_)) => {}
                     Ok(None) => return,
                     Err(_) => break,
                 }
