@@ -212,7 +212,8 @@ impl Proxy {
             return None;
         }
         let on_new = decision.storefront == snap.split.to;
-        let host = strip_port(request_host(req));
+        // `shop.example.` is `shop.example`, as the table keys it.
+        let host = strip_port(request_host(req)).trim_end_matches('.');
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             std::borrow::Cow::Owned(host.to_ascii_lowercase())
         } else {
@@ -502,7 +503,7 @@ impl Proxy {
                 .as_ref()
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("");
-            let host = strip_port(host).to_ascii_lowercase();
+            let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
             self.missed.record(&host, miss_pq.as_str());
             snap.metrics.redirect_missed();
         }
