@@ -303,7 +303,13 @@ async fn matching_options_and_query_modes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_host_entries() {
     let f = Fixture::start(100.0).await;
-    for host in ["shop-a.example", "SHOP-A.Example", "shop-a.example:8080"] {
+    for host in [
+        "shop-a.example",
+        "SHOP-A.Example",
+        "shop-a.example:8080",
+        "shop-a.example.",
+        "shop-a.example.:8080",
+    ] {
         f.redirects("/about", &[NEW, ("host", host)], 301, "/pages/about-a")
             .await;
     }
