@@ -235,13 +235,30 @@ impl Proxy {
             return None;
         }
         let on_new = decision.storefront == snap.split.to;
-        let host = strip_port(request_host(req));
+        // `shop.example.` is `shop.example`, as the table keys it.
+        let host = strip_port(request_host(req)).trim_end_matches('.');
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             std::borrow::Cow::Owned(host.to_ascii_lowercase())
         } else {
             std::borrow::Cow::Borrowed(host)
         };
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        // The override parameters are cutover's own, as on the way to a storefront: left in,
+        // `?cutover=new` would change a query key (no match) or ride along into the Location.
+        let stripped = req
+            .uri()
+            .query()
+            .and_then(|q| force::strip_query(q, &snap.overrides))
+            .map(|q| {
+                if q.is_empty() {
+                    req.uri().path().to_string()
+                } else {
+                    format!("{}?{q}", req.uri().path())
+                }
+            });
+        let pq = match &stripped {
+            Some(pq) => pq.as_str(),
+            None => req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        };
         let hit = snap
             .redirects
             .iter()
@@ -309,7 +326,6 @@ impl Proxy {
             host: req.headers().get(HOST).cloned(),
             client_ip: conn.peer.ip(),
         });
-        let miss_pq = req.uri().path_and_query().cloned();
         let (mut parts, body) = req.into_parts();
         let client_version = parts.version;
         let upgrade = client_version == Version::HTTP_11
@@ -347,6 +363,8 @@ impl Proxy {
                 PathAndQuery::try_from(joined).unwrap_or(pq)
             }
         };
+        // Recorded without the override parameters: the staff token must not reach the list.
+        let miss_pq = pq.clone();
         let mut uri_parts = http::uri::Parts::default();
         uri_parts.scheme = Some(up.settings.scheme.clone());
         uri_parts.authority = Some(up.settings.authority.clone());
@@ -537,9 +555,8 @@ impl Proxy {
                 .as_ref()
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("");
-            let host = strip_port(host).to_ascii_lowercase();
-            self.missed
-                .record(&host, miss_pq.as_ref().map_or("/", |p| p.as_str()));
+            let host = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
+            self.missed.record(&host, miss_pq.as_str());
             snap.metrics.redirect_missed();
         }
         let mut resp = Response::from_parts(

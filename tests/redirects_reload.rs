@@ -1,0 +1,223 @@
+//! Hot reload of a redirect table in the `cutover` binary: by atomic rename, by in-place
+//! rewrite and by SIGHUP; a broken table is rejected and the previous one keeps serving until a
+//! fixed one is applied.
+
+mod redirects_support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use redirects_support::{admin_metric, config, serve, upstream, wait_for, Client, Dir, Process};
+
+const REJECTED: &str = "cutover_config_reloads_total{result=\"rejected\"}";
+const GENERATION: &str = "cutover_config_generation";
+const LIMIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Version `v` of the plan: every target names it.
+fn plan(v: u32) -> String {
+    format!(
+        "old_url,new_url,status\n/page,/v{v}/page,301\n/product.php?id=1,/v{v}/product,301\n\
+         /blog/*,/v{v}/news/*,301\n"
+    )
+}
+
+/// A plan that fails validation (line 3: bad status, line 4: self-redirect).
+const BROKEN: &str =
+    "old_url,new_url,status\n/page,/broken/page,301\n/x,/y,999\n/a,/a,301\n/blog/*,/news/*,301\n";
+
+const TABLE: &str = r#"
+[[redirects]]
+name = "plan"
+file = "plan.csv"
+"#;
+
+struct Running {
+    proxy: Process,
+    client: Client,
+}
+
+impl Running {
+    async fn start(dir: &Dir) -> Running {
+        let old = upstream("old", &[]).await;
+        let new = upstream("new", &[]).await;
+        let cfg = dir.write("cutover.toml", &config(old.addr, new.addr, 100.0, TABLE));
+        let proxy = serve(&cfg, dir.path("cutover.log"), LIMIT).await;
+        Running {
+            proxy,
+            client: Client::new(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.proxy.addr
+    }
+
+    async fn location(&self, pq: &str) -> Option<String> {
+        let r = self.client.get(self.addr(), pq, &[]).await;
+        r.location().map(str::to_string)
+    }
+
+    /// Waits until every URL of the table answers from version `v`.
+    async fn serves(&self, v: u32) {
+        let want = [
+            ("/page", format!("/v{v}/page")),
+            (
+                "/product.php?id=1&utm_source=x",
+                format!("/v{v}/product?utm_source=x"),
+            ),
+            ("/blog/a/b", format!("/v{v}/news/a/b")),
+        ];
+        wait_for(&format!("version {v} to serve"), LIMIT, POLL, || {
+            let want = &want;
+            async move {
+                for (pq, loc) in want {
+                    if self.location(pq).await.as_deref() != Some(loc.as_str()) {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        })
+        .await;
+    }
+
+    async fn metric(&self, series: &str) -> f64 {
+        admin_metric(&self.client, self.proxy.admin, series)
+            .await
+            .unwrap_or(0.0)
+    }
+
+    /// Waits for the rejected-reload counter to reach `n`, then checks that version `v` still
+    /// answers every URL.
+    async fn rejected(&self, n: f64, v: u32) {
+        wait_for(&format!("{n} rejected reloads"), LIMIT, POLL, || async {
+            (self.metric(REJECTED).await >= n).then_some(())
+        })
+        .await;
+        self.serves(v).await;
+        assert_eq!(
+            self.location("/x").await,
+            None,
+            "nothing of the broken file"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_by_atomic_rename_and_in_place_rewrite() {
+    let dir = Dir::new();
+    dir.write("plan.csv", &plan(1));
+    let p = Running::start(&dir).await;
+    p.serves(1).await;
+
+    dir.write_atomic("plan.csv", &plan(2));
+    p.serves(2).await;
+
+    // Same size as version 2, same inode: only the content and mtime change.
+    dir.write("plan.csv", &plan(3));
+    p.serves(3).await;
+
+    // Broken, in place: rejected, version 3 keeps serving.
+    dir.write("plan.csv", BROKEN);
+    p.rejected(1.0, 3).await;
+    let log = p.proxy.log_text();
+    assert!(
+        log.contains("plan.csv:3") && log.contains("plan.csv:4"),
+        "the rejection is logged with lines:\n{log}"
+    );
+
+    // Fixed by rename: applied.
+    dir.write_atomic("plan.csv", &plan(4));
+    p.serves(4).await;
+
+    // Broken by rename: rejected, version 4 keeps serving; fixed in place: applied.
+    dir.write_atomic("plan.csv", BROKEN);
+    p.rejected(2.0, 4).await;
+    dir.write("plan.csv", &plan(5));
+    p.serves(5).await;
+
+    // The table file removed: rejected too, the loaded table keeps serving.
+    std::fs::remove_file(dir.path("plan.csv")).unwrap();
+    p.rejected(3.0, 5).await;
+    dir.write("plan.csv", &plan(6));
+    p.serves(6).await;
+    p.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_by_sighup() {
+    // The config names a symlink into another directory: the watcher (on the config's
+    // directory) does not see the target change, so only SIGHUP applies it, as on file systems
+    // without change notification.
+    let dir = Dir::new();
+    let elsewhere = Dir::new();
+    let real = elsewhere.write("plan.csv", &plan(1));
+    std::os::unix::fs::symlink(&real, dir.path("plan.csv")).unwrap();
+    let p = Running::start(&dir).await;
+    p.serves(1).await;
+    let generation = p.metric(GENERATION).await;
+
+    elsewhere.write("plan.csv", &plan(2));
+    // Longer than the watcher's debounce: nothing happens without the signal.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(p.metric(GENERATION).await, generation);
+    assert_eq!(p.location("/page").await.as_deref(), Some("/v1/page"));
+    p.proxy.signal("HUP");
+    p.serves(2).await;
+    assert!(p.metric(GENERATION).await > generation);
+
+    // Broken: SIGHUP rejects it and version 2 keeps serving.
+    elsewhere.write("plan.csv", BROKEN);
+    p.proxy.signal("HUP");
+    p.rejected(1.0, 2).await;
+    // A second SIGHUP with the file still broken: still rejected, still version 2.
+    p.proxy.signal("HUP");
+    p.rejected(2.0, 2).await;
+
+    // Fixed: applied on the next SIGHUP.
+    elsewhere.write_atomic("plan.csv", &plan(3));
+    p.proxy.signal("HUP");
+    p.serves(3).await;
+    p.proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_while_another_file_in_the_directory_keeps_changing() {
+    // The access log sits beside the config and the plan, and steady traffic appends to it
+    // more often than the watcher's quiet period: a change of the plan must still be applied.
+    let dir = Dir::new();
+    dir.write("plan.csv", &plan(1));
+    let old = upstream("old", &[]).await;
+    let new = upstream("new", &[]).await;
+    let log = dir.path("access.log");
+    let extra = format!("{TABLE}\n[access_log]\nenabled = true\npath = {:?}\n", log);
+    let cfg = dir.write("cutover.toml", &config(old.addr, new.addr, 100.0, &extra));
+    let p = Running {
+        proxy: serve(&cfg, dir.path("cutover.log"), LIMIT).await,
+        client: Client::new(),
+    };
+    p.serves(1).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, addr, client) = (stop.clone(), p.addr(), p.client.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.try_get(addr, "/not-redirected", &[]).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    wait_for("the access log to grow", LIMIT, POLL, || async {
+        (std::fs::metadata(&log).map_or(0, |m| m.len()) > 0).then_some(())
+    })
+    .await;
+    dir.write_atomic("plan.csv", &plan(2));
+    p.serves(2).await;
+    dir.write("plan.csv", &plan(3));
+    p.serves(3).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.await.unwrap();
+    p.proxy.stop().await;
+}
