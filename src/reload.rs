@@ -227,14 +227,19 @@ fn relevant(ev: &notify::Event, files: &BTreeSet<PathBuf>) -> bool {
     })
 }
 
-/// Exports what a newly applied snapshot says: generation, share, split sides; forgets label
-/// values a reload removed.
+/// Exports what a newly applied snapshot says: generation, share, split sides, redirect tables;
+/// forgets label values a reload removed.
 pub fn publish(metrics: &Metrics, snap: &Snapshot) {
     metrics.reload(true, snap.generation);
     metrics.set_share_bp(snap.split.share_bp);
     metrics.set_split_sides(
         &snap.storefronts[snap.split.from].name,
         &snap.storefronts[snap.split.to].name,
+    );
+    metrics.set_redirect_tables(
+        snap.redirects
+            .iter()
+            .map(|r| (r.config.name.as_str(), r.table.len(), r.generation)),
     );
     metrics.retain(&snap.metrics);
 }
