@@ -95,8 +95,10 @@ impl Reloader {
                     share_bp = snap.split.share_bp,
                     "configuration applied"
                 );
+                let snap = Arc::new(snap);
+                let old = self.state.swap(Arc::clone(&snap));
                 publish(&self.metrics, &snap);
-                let old = self.state.swap(Arc::new(snap));
+                drop(snap);
                 drop(previous);
                 retire(old);
                 Ok(generation)
@@ -229,8 +231,10 @@ fn relevant(ev: &notify::Event, files: &BTreeSet<PathBuf>) -> bool {
 
 /// Exports what a newly applied snapshot says: generation, share, split sides, redirect tables;
 /// forgets label values a reload removed.
+///
+/// Call it once the snapshot is live (labels of the retired one are dropped here). The reload is
+/// counted last, so whoever sees the new generation also sees everything else it published.
 pub fn publish(metrics: &Metrics, snap: &Snapshot) {
-    metrics.reload(true, snap.generation);
     metrics.set_share_bp(snap.split.share_bp);
     metrics.set_split_sides(
         &snap.storefronts[snap.split.from].name,
@@ -242,6 +246,7 @@ pub fn publish(metrics: &Metrics, snap: &Snapshot) {
             .map(|r| (r.config.name.as_str(), r.table.len(), r.generation)),
     );
     metrics.retain(&snap.metrics);
+    metrics.reload(true, snap.generation);
 }
 
 /// Frees a retired snapshot on a blocking thread once no request holds it any more.
