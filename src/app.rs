@@ -163,7 +163,11 @@ impl App {
     /// Stops accepting and drains; `/readyz` turns false first so load balancers stop sending.
     pub async fn drain(self) -> bool {
         self.ready.store(false, Ordering::Release);
-        self.server.drain().await
+        let clean = self.server.drain().await;
+        // The last requests' access log lines may still wait for the writer's next batch.
+        let log = self.proxy.state().load().access_log.clone();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), log.flush()).await;
+        clean
     }
 
     /// Serves until SIGTERM/SIGINT, then drains.

@@ -461,3 +461,81 @@ async fn access_log_line_matches_the_response() {
         "held request logged at its end: {times:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_keeps_the_last_line_when_the_binary_is_stopped() {
+    let old = Upstream::start("old").await;
+    let new = Upstream::start("new").await;
+    let cfg = temp_config(
+        &old,
+        &new,
+        50.0,
+        "[access_log]\nenabled = true\npath = \"access.log\"\n",
+    );
+    let (mut proc, proxy, admin) = serve(&cfg.path);
+    let c = Client::default();
+    for i in 0..3 {
+        let a = c
+            .get(
+                proxy,
+                &format!("/p/{i}"),
+                &[("x-request-id", &format!("early-{i}"))],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    // A request still at the storefront when SIGTERM arrives: the drain waits for it, and its
+    // line is written in the last moments before the process exits.
+    let hits = old.hits.load(Ordering::Relaxed) + new.hits.load(Ordering::Relaxed);
+    let held = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.get(proxy, "/hold/last", &[("x-request-id", "last")])
+                .await
+        }
+    });
+    poll_until("held request reaches a storefront", || {
+        (old.hits.load(Ordering::Relaxed) + new.hits.load(Ordering::Relaxed) > hits).then_some(())
+    })
+    .await;
+    signal(proc.0.id(), "-TERM");
+    scrape_until_status(&c, admin, "/readyz", StatusCode::SERVICE_UNAVAILABLE).await;
+    old.release.add_permits(1);
+    new.release.add_permits(1);
+    let a = bounded("held request", held).await.expect("held task");
+    assert_eq!(a.status, StatusCode::OK);
+    drop(c); // hang up, so the drain ends right after the held request
+    let status = bounded("exit after SIGTERM", async {
+        loop {
+            if let Some(st) = proc.0.try_wait().expect("wait") {
+                break st;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(status.success(), "exit status {status}");
+    let ids: Vec<String> = read_lines(&cfg.file("access.log"))
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            v["request_id"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    assert_eq!(ids, ["early-0", "early-1", "early-2", "last"]);
+}
+
+/// Polls an admin path until it answers `want` (bounded).
+async fn scrape_until_status(
+    c: &Client,
+    admin: std::net::SocketAddr,
+    path: &str,
+    want: StatusCode,
+) {
+    bounded(&format!("{path} -> {want}"), async {
+        while c.get(admin, path, &[]).await.status != want {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}

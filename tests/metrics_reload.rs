@@ -3,10 +3,7 @@
 
 mod metrics_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 
 use http::StatusCode;
 use metrics_support::*;
@@ -143,76 +140,12 @@ async fn reload_metrics_move_when_the_config_file_changes() {
     assert_eq!(s.value("cutover_split_new_share_ratio", &[]), 0.75);
 }
 
-/// The real binary, killed when the test ends however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill")
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
-/// Starts `cutover serve`, returns it and its admin address (read from its JSON startup log, so
-/// port 0 works and nothing is guessed).
-fn serve(config: &std::path::Path) -> (Proc, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("CUTOVER_LOG_FORMAT", "json")
-        .env("CUTOVER_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cutover");
-    let stderr = child.stderr.take().expect("stderr");
-    let proc = Proc(child);
-    let (tx, rx) = mpsc::channel();
-    // Keeps draining stderr for the process's whole life so it never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("cutover did not log its start in time");
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["message"] != "cutover started" {
-            continue;
-        }
-        // `admin` is logged with Debug formatting: "Some(127.0.0.1:PORT)".
-        let admin = v["admin"].as_str().expect("admin field");
-        let addr = admin
-            .trim_start_matches("Some(")
-            .trim_end_matches(')')
-            .parse()
-            .unwrap_or_else(|_| panic!("admin address in {line}"));
-        return (proc, addr);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_binary_and_the_metrics_say_so() {
     let old = Upstream::start("old").await;
     let new = Upstream::start("new").await;
     let cfg = temp_config(&old, &new, 50.0, "");
-    let (proc, admin) = serve(&cfg.path);
+    let (proc, _, admin) = serve(&cfg.path);
     let pid = proc.0.id();
     let c = Client::default();
 

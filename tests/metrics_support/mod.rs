@@ -9,9 +9,12 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -492,4 +495,76 @@ pub fn read_lines(path: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// The real binary, killed when the test ends however it ends.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Starts `cutover serve` (the binary under test); returns it with its first data-plane address
+/// and its admin address, read from its JSON startup log so port 0 works and nothing is guessed.
+pub fn serve(config: &std::path::Path) -> (Proc, SocketAddr, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("CUTOVER_LOG_FORMAT", "json")
+        .env("CUTOVER_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cutover");
+    let stderr = child.stderr.take().expect("stderr");
+    let proc = Proc(child);
+    let (tx, rx) = mpsc::channel();
+    // Keeps draining stderr for the process's whole life so it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("cutover did not log its start in time");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["message"] != "cutover started" {
+            continue;
+        }
+        // Both fields use Debug formatting: "[127.0.0.1:PORT]" and "Some(127.0.0.1:PORT)".
+        let addr = |field: &str, open: &str, close: char| -> SocketAddr {
+            let text = v[field].as_str().expect("address field");
+            text.trim_start_matches(open)
+                .trim_end_matches(close)
+                .split(',')
+                .next()
+                .unwrap_or("")
+                .parse()
+                .unwrap_or_else(|_| panic!("{field} address in {line}"))
+        };
+        return (
+            proc,
+            addr("listeners", "[", ']'),
+            addr("admin", "Some(", ')'),
+        );
+    }
 }
