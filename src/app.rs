@@ -373,7 +373,11 @@ impl App {
         }
         // Our duplicates would keep the listening sockets open (a successor has its own).
         self.handover.release();
-        self.server.drain().await
+        let clean = self.server.drain().await;
+        // The last requests' access log lines may still wait for the writer's next batch.
+        let log = self.proxy.state().load().access_log.clone();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), log.flush()).await;
+        clean
     }
 
     /// Serves until SIGTERM/SIGINT (or until a successor took over after `POST /admin/upgrade`

@@ -359,7 +359,6 @@ impl Reloader {
             overrides = snap.runtime.is_some(),
             "configuration applied"
         );
-        publish(&self.metrics, &snap);
         let outcome = ReloadOutcome {
             at: unix_now_f64(),
             trigger: trigger.into(),
@@ -372,6 +371,8 @@ impl Reloader {
         };
         let snap = Arc::new(snap);
         let old = self.state.swap(Arc::clone(&snap));
+        // After the swap: a scrape that sees the new generation sees it serving.
+        publish(&self.metrics, &snap);
         self.spawn_tls_reload(Arc::clone(&previous), snap);
         drop(previous);
         retire(old);
@@ -726,16 +727,24 @@ fn relevant(ev: &notify::Event, files: &BTreeSet<PathBuf>) -> bool {
     })
 }
 
-/// Exports what a newly applied snapshot says: generation, share, split sides; forgets label
-/// values a reload removed.
+/// Exports what a newly applied snapshot says: generation, share, split sides, redirect tables;
+/// forgets label values a reload removed.
+///
+/// Call it once the snapshot is live (labels of the retired one are dropped here). The reload is
+/// counted last, so whoever sees the new generation also sees everything else it published.
 pub fn publish(metrics: &Metrics, snap: &Snapshot) {
-    metrics.reload(true, snap.generation);
     metrics.set_share_bp(snap.split.share_bp);
     metrics.set_split_sides(
         &snap.storefronts[snap.split.from].name,
         &snap.storefronts[snap.split.to].name,
     );
+    metrics.set_redirect_tables(
+        snap.redirects
+            .iter()
+            .map(|r| (r.config.name.as_str(), r.table.len(), r.generation)),
+    );
     metrics.retain(&snap.metrics);
+    metrics.reload(true, snap.generation);
 }
 
 fn refresh_expiry(listeners: &[(usize, Arc<TlsListener>)], metrics: &TlsMetrics) {

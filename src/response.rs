@@ -73,8 +73,10 @@ impl Drop for Finish {
             total,
         );
         if let Some(a) = self.access.take() {
+            let now = SystemTime::now();
             self.snap.access_log.log(AccessEntry {
-                time: SystemTime::now(),
+                // The entry's time is when the request arrived, as documented, not when it ended.
+                time: now.checked_sub(total).unwrap_or(now),
                 request_id: Some(self.request_id.clone()),
                 method: self.method.clone(),
                 host: a.host,

@@ -87,6 +87,29 @@ async fn lines_are_json_with_every_field() {
 }
 
 #[tokio::test]
+async fn flush_writes_what_is_queued_without_closing_the_log() {
+    let metrics = Metrics::new();
+    let (writer, mut reader) = tokio::io::duplex(1 << 20);
+    let (log, task) = AccessLog::with_writer(writer, 16, &metrics);
+    log.log(entry(1));
+    log.log(entry(2));
+    tokio::time::timeout(Duration::from_secs(5), log.flush())
+        .await
+        .expect("flush answers");
+    let mut got = vec![0u8; 1 << 16];
+    let n = reader.read(&mut got).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&got[..n]).lines().count(), 2);
+    // Still logging after a flush.
+    log.log(entry(3));
+    drop(log);
+    task.await.unwrap();
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(rest.lines().count(), 1);
+    AccessLog::disabled().flush().await;
+}
+
+#[tokio::test]
 async fn full_buffer_drops_and_counts_without_blocking() {
     let metrics = Metrics::new();
     let (log, task) = AccessLog::with_writer(Stalled, 4, &metrics);

@@ -827,7 +827,15 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         raw.redirect_misses.per_host.unwrap_or(false),
     );
 
-    let access_log_config = raw.access_log.clone();
+    let mut access_log_config = raw.access_log.clone();
+    // Like every other file the config names, a relative log path is relative to the config file.
+    let resolved = access_log_config
+        .file()
+        .filter(|p| p.is_relative())
+        .map(|p| c.src.base_dir().join(p));
+    if resolved.is_some() {
+        access_log_config.path = resolved;
+    }
     let mut access_log = AccessLog::disabled();
     if let Err(e) = access_log_config.validate() {
         c.file("access_log", e.to_string());

@@ -88,6 +88,7 @@ struct Known {
     pairs: BTreeSet<(String, String)>,
     split: Option<(String, String)>,
     build_version: Option<String>,
+    tables: BTreeSet<String>,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(
@@ -499,12 +500,33 @@ impl Metrics {
         self.redirect_generation
             .with_label_values(&[table])
             .set(saturating_i64(generation));
+        self.known().tables.insert(table.to_string());
     }
 
     /// Stops exporting a redirect table that was removed from the config.
     pub fn remove_redirect_table(&self, table: &str) {
         let _ = self.redirect_entries.remove_label_values(&[table]);
         let _ = self.redirect_generation.remove_label_values(&[table]);
+        self.known().tables.remove(table);
+    }
+
+    /// Exports exactly `tables` (name, entries, generation): the redirect tables of the snapshot
+    /// that just went live. Tables a reload removed stop being exported.
+    pub fn set_redirect_tables<'a>(&self, tables: impl IntoIterator<Item = (&'a str, usize, u64)>) {
+        let tables: Vec<_> = tables.into_iter().collect();
+        let gone: Vec<String> = self
+            .known()
+            .tables
+            .iter()
+            .filter(|t| !tables.iter().any(|(name, _, _)| name == t))
+            .cloned()
+            .collect();
+        for t in &gone {
+            self.remove_redirect_table(t);
+        }
+        for (name, entries, generation) in tables {
+            self.set_redirect_table(name, entries, generation);
+        }
     }
 
     /// Counter the access log bumps when its buffer is full.

@@ -302,6 +302,26 @@ fn reload_share_sides_and_build_info() {
 }
 
 #[test]
+fn redirect_tables_follow_the_live_set() {
+    let m = Metrics::new();
+    m.set_redirect_tables([("seo", 1200, 4), ("blog", 30, 4)]);
+    m.set_redirect_tables([("seo", 1300, 5)]);
+    let t = m.encode();
+    assert_eq!(
+        sample(&t, REDIRECT_TABLE_ENTRIES, r#"table="seo""#),
+        Some(1300.0)
+    );
+    assert_eq!(
+        sample(&t, REDIRECT_TABLE_GENERATION, r#"table="seo""#),
+        Some(5.0)
+    );
+    assert_eq!(series_count(&t, REDIRECT_TABLE_ENTRIES), 1);
+    assert_eq!(series_count(&t, REDIRECT_TABLE_GENERATION), 1);
+    m.set_redirect_tables([]);
+    assert_eq!(series_count(&m.encode(), REDIRECT_TABLE_ENTRIES), 0);
+}
+
+#[test]
 fn connections() {
     let m = Metrics::new();
     let g = m.client_connection();

@@ -3,7 +3,8 @@
 Prometheus and fails if any is invalid or returns no series.
 
 A panel that shows nothing on cutover night is a defect, so "valid" is not enough: each expression
-must return at least one series from a proxy that has served traffic. Alert rules and dashboard
+must return at least one series from a proxy that has served traffic, and at least one of them must
+have a number (Grafana draws NaN, e.g. a quantile or ratio over no traffic, as nothing). Alert rules and dashboard
 annotations are conditions, empty while all is well by design; for those the check also evaluates
 the expression with every comparison turned into a `bool` comparison, which must return series
 (proving the metrics under the condition exist), and the rule must report health "ok".
@@ -11,10 +12,14 @@ the expression with every comparison turned into a `bool` comparison, which must
 Standard library only (PyYAML may be missing): the rules come from Prometheus' /api/v1/rules, i.e.
 exactly what Prometheus loaded.
 
-usage: promql_check.py DASHBOARD_JSON PROMETHEUS_URL EXPECTED_RULE_COUNT
+usage: promql_check.py DASHBOARD_JSON PROMETHEUS_URL EXPECTED_RULE_COUNT [EVAL_TIME]
+
+EVAL_TIME (unix seconds) evaluates every expression at that instant instead of "now", so rate
+windows cannot slide past a short load while the check runs.
 """
 
 import json
+import math
 import re
 import sys
 import urllib.error
@@ -34,15 +39,24 @@ def get(url, timeout=10):
         return json.load(e)
 
 
+EVAL_TIME = None
+
+
 def query(base, expr):
-    """Returns (error or None, number of series)."""
-    body = get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    """Returns (error or None, number of series, number of series with a finite value)."""
+    params = {"query": expr}
+    if EVAL_TIME:
+        params["time"] = EVAL_TIME
+    body = get(f"{base}/api/v1/query?" + urllib.parse.urlencode(params))
     if body.get("status") != "success":
-        return f"{body.get('errorType')}: {body.get('error')}", 0
+        return f"{body.get('errorType')}: {body.get('error')}", 0, 0
     data = body["data"]
-    if data["resultType"] in ("scalar", "string"):
-        return None, 1
-    return None, len(data["result"])
+    if data["resultType"] == "string":
+        return None, 1, 1
+    if data["resultType"] == "scalar":
+        return None, 1, int(math.isfinite(float(data["result"][1])))
+    finite = sum(1 for r in data["result"] if math.isfinite(float(r["value"][1])))
+    return None, len(data["result"]), finite
 
 
 def dashboard_variables(dash):
@@ -129,7 +143,9 @@ def dashboard_exprs(dash):
 
 
 def main():
+    global EVAL_TIME
     dash_path, base, expected_rules = sys.argv[1], sys.argv[2].rstrip("/"), int(sys.argv[3])
+    EVAL_TIME = sys.argv[4] if len(sys.argv) > 4 else None
     with open(dash_path) as f:
         dash = json.load(f)
     values = dashboard_variables(dash)
@@ -138,18 +154,21 @@ def main():
     def check(where, expr, condition):
         nonlocal checked
         checked += 1
-        err, n = query(base, expr)
+        err, n, finite = query(base, expr)
         if err:
             failures.append(f"INVALID {where}: {err}\n    {expr}")
             return
         if condition:
             bexpr = with_bool(expr)
-            err, n = query(base, bexpr)
+            err, n, finite = query(base, bexpr)
             if err:
                 failures.append(f"INVALID (bool form) {where}: {err}\n    {bexpr}")
                 return
         if n == 0:
             failures.append(f"EMPTY {where}: returns no series\n    {expr}")
+            return
+        if finite == 0:
+            failures.append(f"NAN {where}: every series is NaN (drawn as nothing)\n    {expr}")
             return
         print(f"ok  {n:4d} series  {where}")
 
