@@ -255,17 +255,21 @@ fn demo_tls_config(path: &Path) -> anyhow::Result<PathBuf> {
     }
     let cert =
         cutover::tls::generate_self_signed(&dir).context("generating the demo certificate")?;
+    // The shipped demo gets the well-known 8443; a config on other ports (the metrics gate, a
+    // second demo) gets a free one, printed when it starts.
+    let default_ports = raw
+        .listeners
+        .first()
+        .is_some_and(|l| l.get_ref().address.get_ref() == "127.0.0.1:8080");
+    let https = if default_ports {
+        "127.0.0.1:8443"
+    } else {
+        "127.0.0.1:0"
+    };
     let text = format!(
-        "{}
-[[listener]]
-name = \"https\"
-address = \"127.0.0.1:8443\"
-[listener.tls]
-hsts = {{ max_age = 300 }}
-         [[listener.tls.certificates]]
-cert = {:?}
-key = {:?}
-",
+        "{}\n[[listener]]\nname = \"https\"\naddress = \"{https}\"\n\
+         [listener.tls]\nhsts = {{ max_age = 300 }}\n\
+         [[listener.tls.certificates]]\ncert = {:?}\nkey = {:?}\n",
         source.text,
         cert.cert.display().to_string(),
         cert.key.display().to_string()

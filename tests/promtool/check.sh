@@ -189,7 +189,7 @@ if [ "$MODE" = demo ]; then
     grep -qF "$a\"" "$TMP/demo.toml" || die "config/demo.toml changed shape: could not move it to $a"
   done
   log "starting $BIN demo (proxy $PROXY, admin $ADMIN, stores $OLD $NEW)"
-  NO_COLOR=1 setsid "$BIN" demo --config "$TMP/demo.toml" >"$TMP/demo.log" 2>&1 &
+  NO_COLOR=1 setsid "$BIN" demo --tls --config "$TMP/demo.toml" >"$TMP/demo.log" 2>&1 &
   DEMO_PID=$!
   wait_for 30 curl -fsS --max-time 2 "http://$ADMIN/readyz" || die "demo not ready on $ADMIN within 30 s"
   kill -0 "$DEMO_PID" 2>/dev/null || die "cutover demo exited early"
