@@ -1,5 +1,7 @@
 //! Issue 4, "Tests": the metrics, through the real proxy (`cutover::app::start`) with real upstream
 //! servers, scraped from the real admin listener and compared exactly.
+// The `no-metrics` benchmark baseline records nothing per request.
+#![cfg(not(feature = "no-metrics"))]
 
 mod metrics_support;
 
