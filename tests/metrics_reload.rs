@@ -1,5 +1,7 @@
 //! Issue 4, "Tests": reload metrics move on applied and rejected reloads, through a config file
 //! rewritten under a running proxy (in process) and through SIGHUP to the real binary.
+// The `no-metrics` benchmark baseline records nothing per request.
+#![cfg(not(feature = "no-metrics"))]
 
 mod metrics_support;
 

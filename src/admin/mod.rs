@@ -7,7 +7,8 @@
 
 pub mod client;
 mod router;
-#[cfg(test)]
+// They count requests, which the `no-metrics` benchmark baseline does not.
+#[cfg(all(test, not(feature = "no-metrics")))]
 mod tests;
 
 pub use router::{body_with_type, text, AdminResponse, HandlerFuture, Router};

@@ -43,6 +43,10 @@ pub(crate) fn redirect_status_index(status: StatusCode) -> usize {
     }
 }
 
+/// True in the `no-metrics` benchmark baseline: every request-path recording below returns at once.
+/// A constant, so the default build compiles exactly the code it would without the feature.
+const OFF: bool = cfg!(feature = "no-metrics");
+
 /// Pre-resolved handles for one config snapshot. Cheap to clone (one `Arc`); the core keeps one in
 /// each snapshot so a request always records under the labels of the config that routed it.
 #[derive(Clone)]
@@ -104,6 +108,9 @@ impl RequestMetrics {
     /// Marks a request to `sf` as in flight until the guard drops. Take it before forwarding and keep
     /// it in the response body so streaming responses count until their last byte.
     pub fn start(&self, sf: usize) -> InFlightGuard {
+        if OFF {
+            return InFlightGuard { gauge: None };
+        }
         let gauge = self.inner.in_flight.get(sf).cloned();
         debug_assert!(gauge.is_some(), "storefront id {sf} out of range");
         if let Some(g) = &gauge {
@@ -123,6 +130,9 @@ impl RequestMetrics {
         upstream_ttfb: Option<Duration>,
         total: Duration,
     ) {
+        if OFF {
+            return;
+        }
         let h = &*self.inner;
         let routes = h.routes.len();
         if sf >= h.storefronts.len() || route >= routes {
@@ -173,6 +183,9 @@ impl RequestMetrics {
 
     /// Counts one failed exchange with storefront `sf`.
     pub fn upstream_error(&self, sf: usize, kind: UpstreamErrorKind) {
+        if OFF {
+            return;
+        }
         let idx = sf * UpstreamErrorKind::ALL.len() + kind as usize;
         match self.inner.upstream_errors.get(idx) {
             Some(c) => c.inc(),
@@ -182,6 +195,9 @@ impl RequestMetrics {
 
     /// Counts a shopper newly assigned to storefront `sf`.
     pub fn assigned(&self, sf: usize) {
+        if OFF {
+            return;
+        }
         match self.inner.assigned.get(sf) {
             Some(c) => c.inc(),
             None => debug_assert!(false, "storefront id {sf} out of range"),
@@ -190,12 +206,18 @@ impl RequestMetrics {
 
     /// Counts a redirect answered from the table with `status`.
     pub fn redirect_served(&self, status: StatusCode) {
+        if OFF {
+            return;
+        }
         self.inner.redirects[redirect_status_index(status)].inc();
     }
 
     /// Counts a request that had no redirect entry and that the new storefront answered with 404:
     /// an old URL the redirect table should probably cover.
     pub fn redirect_missed(&self) {
+        if OFF {
+            return;
+        }
         self.inner.redirect_misses.inc();
     }
 }
