@@ -9,13 +9,13 @@
 //! Admin API changes ([`Reloader::change`]) are runtime overrides laid over the config text in
 //! force and compiled by the same path; see [`crate::config::runtime`] for when the file wins.
 
-use std::collections::{BTreeSet, VecDeque};
+mod tls;
+mod watch;
+
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::runtime::{read_state, remove_state, write_state};
 use crate::config::{
@@ -380,43 +380,6 @@ impl Reloader {
         generation
     }
 
-    /// Hands over the HTTPS listeners so certificate changes apply with every reload.
-    pub fn set_tls(
-        self: &Arc<Self>,
-        listeners: Vec<(usize, Arc<TlsListener>)>,
-        metrics: TlsMetrics,
-    ) {
-        if listeners.is_empty() {
-            return;
-        }
-        if let Ok(mut t) = self.tls.lock() {
-            *t = (listeners, Some(metrics.clone()));
-        }
-        // Expiry is a countdown: refresh the gauge even when nothing is reloaded.
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                let Some(me) = me.upgrade() else { return };
-                let state = me.tls.lock().map(|t| t.clone()).ok();
-                if let Some((listeners, Some(m))) = state {
-                    refresh_expiry(&listeners, &m);
-                }
-            }
-        });
-    }
-
-    /// Swaps certificates after a config was applied: a changed `tls` section is rebuilt, an
-    /// unchanged one re-reads its files (a renewed certificate). New handshakes use the new
-    /// certificate; open connections keep theirs. Runs off the reload path.
-    fn spawn_tls_reload(&self, previous: Arc<Snapshot>, current: Arc<Snapshot>) {
-        let Ok((listeners, Some(metrics))) = self.tls.lock().map(|t| t.clone()) else {
-            return;
-        };
-        tokio::spawn(reload_tls(listeners, metrics, previous, current));
-    }
-
     fn failed_task(&self, join: tokio::task::JoinError) -> ConfigError {
         ConfigError::Invalid(vec![Problem {
             file: self.path.clone(),
@@ -564,167 +527,6 @@ impl Reloader {
             persist_error,
         })
     }
-
-    /// Reloads on SIGHUP and whenever the config file or a file it names changes, until the
-    /// process ends. Editors' atomic renames and Kubernetes ConfigMap symlink swaps are seen
-    /// because the parent directories are watched, not the files.
-    ///
-    /// The SIGHUP handler and the directory watches are in place when this returns (so a change
-    /// made right after startup is not missed), and a change made between the startup load and
-    /// the watches is caught by comparing the file with the text in force.
-    pub fn spawn_watchers(self: &Arc<Self>) {
-        #[cfg(unix)]
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(mut hup) => {
-                let me = Arc::clone(self);
-                tokio::spawn(async move {
-                    while hup.recv().await.is_some() {
-                        let _ = me.reload("signal").await;
-                    }
-                });
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
-        }
-        let (tx, rx) = mpsc::unbounded_channel::<notify::Event>();
-        let watcher =
-            match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                if let Ok(ev) = res {
-                    let _ = tx.send(ev);
-                }
-            }) {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!(error = %e, "file watching unavailable; reload with SIGHUP");
-                    return;
-                }
-            };
-        let mut watch = Watch {
-            watcher,
-            files: BTreeSet::new(),
-            dirs: BTreeSet::new(),
-        };
-        watch.update(self.watched());
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            me.catch_up().await;
-            me.watch_files(watch, rx).await
-        });
-    }
-
-    /// Reloads when the file on disk is not the text in force (changed before the watch began).
-    async fn catch_up(&self) {
-        let applied = {
-            let ctl = self.serial.lock().await;
-            ctl.applied.as_ref().map(|s| content_hash(&s.text))
-        };
-        let path = self.path.clone();
-        let now = tokio::task::spawn_blocking(move || {
-            std::fs::read_to_string(&path)
-                .ok()
-                .map(|t| content_hash(&t))
-        })
-        .await
-        .ok()
-        .flatten();
-        if applied.is_some() && now.is_some() && applied != now {
-            let _ = self.reload("file").await;
-        }
-    }
-
-    fn watched(&self) -> BTreeSet<PathBuf> {
-        let snap = self.state.load();
-        std::iter::once(self.path.clone())
-            .chain(snap_files(&snap))
-            .map(|p| absolute(&p))
-            .collect()
-    }
-
-    async fn watch_files(
-        self: Arc<Self>,
-        mut watch: Watch,
-        mut rx: mpsc::UnboundedReceiver<notify::Event>,
-    ) {
-        loop {
-            watch.update(self.watched());
-            let Some(first) = rx.recv().await else { return };
-            if !relevant(&first, &watch.files) {
-                continue;
-            }
-            // Debounce: editors write in several steps; wait for a quiet moment. Only relevant
-            // events extend the wait (an access log in the same directory must not postpone a
-            // reload forever), and a file that never settles is reloaded after DEBOUNCE_MAX.
-            let started = Instant::now();
-            let mut deadline = started + DEBOUNCE;
-            loop {
-                match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-                    Ok(Some(ev)) => {
-                        if relevant(&ev, &watch.files) {
-                            deadline = (Instant::now() + DEBOUNCE).min(started + DEBOUNCE_MAX);
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-            }
-            let _ = self.reload("file").await;
-        }
-    }
-}
-
-/// The directory watches for the config and the files it names.
-struct Watch {
-    watcher: notify::RecommendedWatcher,
-    files: BTreeSet<PathBuf>,
-    dirs: BTreeSet<PathBuf>,
-}
-
-impl Watch {
-    fn update(&mut self, now_files: BTreeSet<PathBuf>) {
-        if now_files == self.files {
-            return;
-        }
-        let now_dirs: BTreeSet<PathBuf> = now_files
-            .iter()
-            .filter_map(|f| f.parent().map(Path::to_path_buf))
-            .collect();
-        for d in self.dirs.difference(&now_dirs) {
-            let _ = self.watcher.unwatch(d);
-        }
-        for d in now_dirs.difference(&self.dirs) {
-            if let Err(e) = self.watcher.watch(d, RecursiveMode::NonRecursive) {
-                tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory");
-            }
-        }
-        self.files = now_files;
-        self.dirs = now_dirs;
-    }
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    }
-}
-
-/// Files a snapshot was built from besides the config itself.
-fn snap_files(snap: &Snapshot) -> Vec<PathBuf> {
-    snap.files.clone()
-}
-
-fn relevant(ev: &notify::Event, files: &BTreeSet<PathBuf>) -> bool {
-    if matches!(ev.kind, notify::EventKind::Access(_)) {
-        return false;
-    }
-    ev.paths.iter().any(|p| {
-        files.contains(p)
-            // Kubernetes ConfigMaps swap a `..data` symlink in the same directory.
-            || p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".."))
-                && files.iter().any(|f| f.parent() == p.parent())
-    })
 }
 
 /// Exports what a newly applied snapshot says: generation, share, split sides, redirect tables;
@@ -745,53 +547,6 @@ pub fn publish(metrics: &Metrics, snap: &Snapshot) {
     );
     metrics.retain(&snap.metrics);
     metrics.reload(true, snap.generation);
-}
-
-fn refresh_expiry(listeners: &[(usize, Arc<TlsListener>)], metrics: &TlsMetrics) {
-    let all: Vec<_> = listeners.iter().flat_map(|(_, l)| l.expiries()).collect();
-    metrics.set_expiries(&all);
-}
-
-async fn reload_tls(
-    listeners: Vec<(usize, Arc<TlsListener>)>,
-    metrics: TlsMetrics,
-    previous: Arc<Snapshot>,
-    current: Arc<Snapshot>,
-) {
-    let base = current
-        .source
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    for (index, listener) in &listeners {
-        let (Some(old), Some(new)) = (
-            previous.listeners.get(*index).and_then(|l| l.tls.clone()),
-            current.listeners.get(*index).and_then(|l| l.tls.clone()),
-        ) else {
-            continue;
-        };
-        let base = base.clone();
-        let l = Arc::clone(listener);
-        let result = tokio::task::spawn_blocking(move || {
-            if old == new {
-                l.reload()
-            } else {
-                l.reconfigure(&new, &base)
-            }
-        })
-        .await;
-        match result {
-            Ok(Ok(_)) => metrics.reloaded(true),
-            Ok(Err(e)) => {
-                metrics.reloaded(false);
-                tracing::error!(listener = index, error = %e, "certificates rejected; the previous ones keep serving");
-            }
-            Err(e) => {
-                tracing::error!(listener = index, error = %e, "certificate reload task failed")
-            }
-        }
-    }
-    refresh_expiry(&listeners, &metrics);
 }
 
 /// Frees a retired snapshot on a blocking thread once no request holds it any more.

@@ -6,10 +6,13 @@
 //! [`Snapshot`]: crate::state::Snapshot
 
 pub mod admin;
+mod check;
 mod compile;
 pub mod raw;
+mod routes;
 pub mod runtime;
 mod summary;
+mod tables;
 pub mod values;
 
 use std::fmt;

@@ -1,0 +1,106 @@
+//! Answers from the redirect tables, after routing and before any storefront is asked.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION};
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+
+use super::{request_host, strip_port, ConnInfo, Proxy};
+use crate::force;
+use crate::redirects::{ApplyTo, GONE_BODY};
+use crate::response::{self, AccessFields, Finish, ProxyBody};
+use crate::routing::{Decision, Reason};
+use crate::state::Snapshot;
+
+impl Proxy {
+    /// Answers from the redirect tables when one has an entry. Tables that apply to the new
+    /// storefront only are skipped for shoppers still on the old one, which serves its own URLs.
+    pub(super) fn redirect(
+        &self,
+        snap: &Arc<Snapshot>,
+        req: &Request<Incoming>,
+        decision: &Decision,
+        conn: ConnInfo,
+        request_id: &HeaderValue,
+        started: Instant,
+    ) -> Option<Response<ProxyBody>> {
+        if snap.redirects.is_empty() {
+            return None;
+        }
+        let on_new = decision.storefront == snap.split.to;
+        // `shop.example.` is `shop.example`, as the table keys it.
+        let host = strip_port(request_host(req)).trim_end_matches('.');
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(host)
+        };
+        // The override parameters are cutover's own, as on the way to a storefront: left in,
+        // `?cutover=new` would change a query key (no match) or ride along into the Location.
+        let stripped = req
+            .uri()
+            .query()
+            .and_then(|q| force::strip_query(q, &snap.overrides))
+            .map(|q| {
+                if q.is_empty() {
+                    req.uri().path().to_string()
+                } else {
+                    format!("{}?{q}", req.uri().path())
+                }
+            });
+        let pq = match &stripped {
+            Some(pq) => pq.as_str(),
+            None => req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        };
+        let hit = snap
+            .redirects
+            .iter()
+            .filter(|r| on_new || r.table.applies_to() == ApplyTo::All)
+            .find_map(|r| r.table.lookup(&host, pq))?;
+        let status = hit.status(snap.split.share_bp == 10_000);
+        snap.metrics.redirect_served(status);
+        let mut resp = match &hit.location {
+            Some(location) => {
+                let mut r = Response::new(ProxyBody::empty(None));
+                if let Ok(v) = HeaderValue::from_str(location) {
+                    r.headers_mut().insert(LOCATION, v);
+                }
+                r.headers_mut()
+                    .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+                r
+            }
+            None => {
+                let mut r = Response::new(ProxyBody::full(GONE_BODY, None));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                r
+            }
+        };
+        *resp.status_mut() = status;
+        self.decorate(snap, &mut resp, decision, conn);
+        let finish = Finish {
+            started,
+            snap: Arc::clone(snap),
+            storefront: decision.storefront,
+            route: decision.route,
+            reason: Reason::Redirect,
+            status,
+            upstream_ttfb: None,
+            request_id: request_id.clone(),
+            method: req.method().clone(),
+            bytes: 0,
+            complete: false,
+            in_flight: None,
+            access: snap.access_log.is_enabled().then(|| AccessFields {
+                uri: req.uri().clone(),
+                host: req.headers().get(HOST).cloned(),
+                client_ip: conn.peer.ip(),
+            }),
+        };
+        Some(response::with_finish(resp, finish))
+    }
+}
