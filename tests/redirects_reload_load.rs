@@ -3,7 +3,9 @@
 //! clients send requests; zero failed requests, and every answer matches either version.
 //!
 //! `CUTOVER_RELOAD_TEST_ROWS` and `CUTOVER_RELOAD_TEST_RELOADS` lower the defaults (200,000 and
-//! 20, what the issue asks for) for a quick local run.
+//! 20, what the issue asks for) for a quick local run. Measured in a debug build on 2 shared
+//! vCPUs: ~100 s with the defaults (the proxy spends ~75 s of CPU, ~2.5 s per 200,000-row
+//! load, and loads run one after another), ~15 s with `CUTOVER_RELOAD_TEST_ROWS=20000`.
 
 mod redirects_support;
 

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# p99 latency under a steady (paced) load while a 1M-row table is reloaded every 2 s, vs the
+# same load without reloads. Reloads swap two versions of the plan that differ in every target
+# (hard link + rename over the plan: no copy, the file watcher sees an atomic replace). Runs are
+# interleaved (quiet, reloading, quiet, ...); median p99 of RUNS each and the ratio.
+#
+#   cargo build --release && benches/redirects/reload_p99.sh
+#   env: ROWS (1000000) RUNS (3) DURATION s (20) CONNS (8) DELAY_MS per request and connection (1)
+#        CPU_CUTOVER (0) CPU_WRK (1): taskset CPU lists
+source "$(dirname "$0")/lib.sh"
+need wrk; need curl; need taskset
+ROWS=${ROWS:-1000000}; RUNS=${RUNS:-3}; DURATION=${DURATION:-20}; CONNS=${CONNS:-8}
+DELAY_MS=${DELAY_MS:-1}; CPU_CUTOVER=${CPU_CUTOVER:-0}; CPU_WRK=${CPU_WRK:-1}
+CPORT=18281; APORT=18291
+quiet_machine
+
+gen_plan "$ROWS" a >"$WORK/version-a.csv"
+gen_plan "$ROWS" b >"$WORK/version-b.csv"
+ln "$WORK/version-a.csv" "$WORK/plan.csv"
+gen_urls "$WORK/plan.csv" 20000 >"$WORK/urls.txt"
+wrk_script "$WORK/urls.txt" "$DELAY_MS" >"$WORK/urls.lua"
+cutover_config "$WORK/plan.csv" "$CPORT" "$APORT" >"$WORK/cutover.toml"
+start_cutover "$WORK/cutover.toml" "$CPU_CUTOVER"
+wait_http "http://127.0.0.1:$CPORT/" 120
+probe=$(head -1 "$WORK/urls.txt")
+cookie=$(curl -si "http://127.0.0.1:$CPORT$probe" | awk -F'[:;] *' 'tolower($1) == "set-cookie" { print $2 }')
+
+applied() {
+  curl -s "http://127.0.0.1:$APORT/metrics" |
+    awk '$1 == "cutover_config_reloads_total{result=\"applied\"}" { print $2 }'
+}
+# Swaps the plan every 2 s until the deadline (bounded by DURATION).
+reloader() {
+  local v=a end=$((SECONDS + DURATION))
+  while [ $SECONDS -lt "$end" ]; do
+    sleep 2
+    if [ $v = a ]; then v=b; else v=a; fi
+    ln -f "$WORK/version-$v.csv" "$WORK/plan.tmp"
+    mv -f "$WORK/plan.tmp" "$WORK/plan.csv"
+  done
+}
+run() {
+  timeout $((DURATION + 60)) taskset -c "$CPU_WRK" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
+    -s "$WORK/urls.lua" -H "Cookie: $cookie" "http://127.0.0.1:$CPORT/"
+}
+: >"$WORK/quiet"; : >"$WORK/reload"
+for r in $(seq "$RUNS"); do
+  out=$(run); grep -q "Non-2xx or 3xx" <<<"$out" && { echo "$out" >&2; exit 1; }
+  echo "run $r without reloads: p99 $(p99 "$out" | tee -a "$WORK/quiet") us, $(rps "$out") req/s"
+  before=$(applied)
+  taskset -c "$CPU_WRK" bash -c "$(declare -f reloader); WORK=$WORK DURATION=$DURATION reloader" &
+  RPID=$!; PIDS+=("$RPID")
+  out=$(run); grep -q "Non-2xx or 3xx" <<<"$out" && { echo "$out" >&2; exit 1; }
+  timeout 30 tail --pid="$RPID" -f /dev/null || true
+  sleep 3 # let the last reload finish before counting
+  echo "run $r with reloads:    p99 $(p99 "$out" | tee -a "$WORK/reload") us, $(rps "$out") req/s, $(( $(applied) - before )) reloads applied"
+done
+q=$(median <"$WORK/quiet"); l=$(median <"$WORK/reload")
+echo "median p99: without reloads $q us, with reloads every 2 s $l us, ratio $(awk -v a="$l" -v b="$q" 'BEGIN { printf "%.2f", a / b }')"
