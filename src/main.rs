@@ -390,7 +390,26 @@ async fn redirects(cmd: RedirectsCommand) -> anyhow::Result<bool> {
     }
 }
 
+/// `cutover status | head` closes our stdout early; like other CLI tools, stop quietly instead
+/// of printing a panic about the broken pipe.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli.log, cli.log_format) {
         eprintln!("error: {e:#}");
