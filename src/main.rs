@@ -327,6 +327,7 @@ async fn run_demo(config: Option<PathBuf>, tls: bool) -> anyhow::Result<bool> {
         "\nTry:\n  curl -si http://{proxy}/ | grep -i -e x-cutover -e set-cookie      # which store, and your cohort cookie\n  \
 curl -si 'http://{proxy}/?cutover=new' | grep -i x-cutover        # staff override: pin yourself to new\n  \
 curl -si http://{proxy}/help/shipping | grep -i x-cutover        # a rule keeps /help on old\n  \
+cutover shift 25 && cutover status                          # 25% of shoppers on new, live\n  \
 edit {} (split.new_share) and watch the share change live\nCtrl-C to stop.",
         path.display()
     );
