@@ -165,18 +165,12 @@ fn chain<'a>(
     std::iter::successors(Some(err), |e: &&'a (dyn StdError + 'static)| (*e).source())
 }
 
-/// Whether a TLS failure is anywhere in the error's cause chain. hyper-rustls wraps
-/// tokio-rustls' `io::Error` (which holds the `rustls::Error`) in another `io::Error`, and
-/// `io::Error::source()` skips the error it wraps, so the walk must look inside nested
-/// `io::Error`s: `crate::tls::is_tls_error` does.
-pub fn is_tls_error(err: &(dyn StdError + 'static)) -> bool {
-    crate::tls::is_tls_error(err)
-}
-
 /// Sorts a client error into a kind.
 pub fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamErrorKind {
     let dyn_err: &(dyn StdError + 'static) = err;
-    if is_tls_error(dyn_err) {
+    // hyper-rustls nests the rustls error inside io::Errors whose source() skips it; the TLS
+    // module's walk looks inside them.
+    if crate::tls::is_tls_error(dyn_err) {
         return UpstreamErrorKind::Tls;
     }
     let io_kind =
@@ -207,24 +201,5 @@ pub fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamErrorKind {
         ) => UpstreamErrorKind::Reset,
         Some(std::io::ErrorKind::TimedOut) => UpstreamErrorKind::Timeout,
         _ => UpstreamErrorKind::Protocol,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tls_errors_are_found_inside_nested_io_errors() {
-        // What hyper-rustls hands the client when the origin's certificate does not verify.
-        let rustls_err = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let nested = std::io::Error::other(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls_err,
-        ));
-        assert!(is_tls_error(&nested));
-        assert!(!is_tls_error(&std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused
-        )));
     }
 }
