@@ -125,6 +125,22 @@ pub fn strip_query(query: &str, policy: &OverridePolicy) -> Option<String> {
     Some(kept.join("&"))
 }
 
+/// `path?query` without the override and token parameters, for the redirect lookup and the
+/// storefront alike (one definition, so the two can never disagree). `None` when the query has
+/// none of them.
+pub fn strip_path_and_query(
+    path: &str,
+    query: Option<&str>,
+    policy: &OverridePolicy,
+) -> Option<String> {
+    let q = strip_query(query?, policy)?;
+    Some(if q.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{q}")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +241,15 @@ mod tests {
             Some("")
         );
         assert_eq!(strip_query("cutoverx=1", &p), None);
+        assert_eq!(
+            strip_path_and_query("/a", Some("x=1&cutover=new"), &p).as_deref(),
+            Some("/a?x=1")
+        );
+        assert_eq!(
+            strip_path_and_query("/a", Some("cutover=new"), &p).as_deref(),
+            Some("/a")
+        );
+        assert_eq!(strip_path_and_query("/a", Some("x=1"), &p), None);
+        assert_eq!(strip_path_and_query("/a", None, &p), None);
     }
 }

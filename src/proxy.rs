@@ -262,19 +262,9 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let pq = match pq
-            .query()
-            .and_then(|q| force::strip_query(q, &snap.overrides))
-        {
+        let pq = match force::strip_path_and_query(pq.path(), pq.query(), &snap.overrides) {
             None => pq,
-            Some(q) => {
-                let joined = if q.is_empty() {
-                    pq.path().to_string()
-                } else {
-                    format!("{}?{q}", pq.path())
-                };
-                PathAndQuery::try_from(joined).unwrap_or(pq)
-            }
+            Some(stripped) => PathAndQuery::try_from(stripped).unwrap_or(pq),
         };
         // Recorded without the override parameters: the staff token must not reach the list.
         let miss_pq = pq.clone();

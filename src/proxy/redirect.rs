@@ -39,17 +39,8 @@ impl Proxy {
         };
         // The override parameters are cutover's own, as on the way to a storefront: left in,
         // `?cutover=new` would change a query key (no match) or ride along into the Location.
-        let stripped = req
-            .uri()
-            .query()
-            .and_then(|q| force::strip_query(q, &snap.overrides))
-            .map(|q| {
-                if q.is_empty() {
-                    req.uri().path().to_string()
-                } else {
-                    format!("{}?{q}", req.uri().path())
-                }
-            });
+        let stripped =
+            force::strip_path_and_query(req.uri().path(), req.uri().query(), &snap.overrides);
         let pq = match &stripped {
             Some(pq) => pq.as_str(),
             None => req.uri().path_and_query().map_or("/", |p| p.as_str()),
