@@ -288,27 +288,37 @@ async fn run_demo(config: Option<PathBuf>, tls: bool) -> anyhow::Result<bool> {
     if tls {
         path = demo_tls_config(&path)?;
     }
-    let (_, snap) = config::load_file(&path, 1, None, &cutover::metrics::Metrics::new())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Only the storefront addresses are needed here; `app::start` below validates and compiles
+    // the whole file (and its redirect table) once.
+    let source = config::Source::read(&path)?;
+    let raw = source.parse()?;
+    let to = raw
+        .split
+        .as_ref()
+        .and_then(|s| s.get_ref().to.as_ref().map(|t| t.get_ref().clone()))
+        .unwrap_or_else(|| "new".to_string());
     let mut stores = Vec::new();
-    for (id, sf) in snap.storefronts.iter().enumerate() {
-        let auth = &sf.upstream.settings.authority;
-        let addr: std::net::SocketAddr = match auth.as_str().parse() {
-            Ok(a) if auth.host() == "127.0.0.1" => a,
+    for (name, sf) in &raw.storefronts {
+        let name = name.get_ref();
+        let Ok(uri) = sf.get_ref().upstream.get_ref().parse::<http::Uri>() else {
+            continue;
+        };
+        let addr: std::net::SocketAddr = match uri.authority().map(|a| (a.host(), a.as_str())) {
+            Some(("127.0.0.1", text)) => match text.parse() {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
             _ => continue,
         };
-        let flavor = if id == snap.split.to {
+        let flavor = if *name == to {
             Flavor::New
         } else {
             Flavor::Old
         };
-        demo::start(addr, &sf.name, flavor).await.with_context(|| {
-            format!(
-                "starting the demo store `{}` on {addr} (is the port in use?)",
-                sf.name
-            )
+        demo::start(addr, name, flavor).await.with_context(|| {
+            format!("starting the demo store `{name}` on {addr} (is the port in use?)")
         })?;
-        stores.push((sf.name.clone(), addr));
+        stores.push((name.clone(), addr));
     }
     let app = cutover::app::start(&path).await?;
     let proxy = app.addresses[0];
@@ -320,7 +330,7 @@ async fn run_demo(config: Option<PathBuf>, tls: bool) -> anyhow::Result<bool> {
     for (name, addr) in &stores {
         println!("  {name:<6} store directly:     http://{addr}/");
     }
-    if let Some(admin) = snap.admin {
+    if let Some(admin) = app.admin_address {
         println!("  admin (metrics, health):    http://{admin}/");
     }
     println!(
