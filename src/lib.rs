@@ -21,6 +21,7 @@
 //! - [`server`]: listeners, connection cap, protocol limits, graceful drain; [`drain`]: closing
 //!   connections at request boundaries.
 //! - [`reload`]: file watch, SIGHUP and admin changes -> compile -> swap; history.
+//!   [`background`]: the low-priority thread reloads compile on.
 //! - [`control`]: the admin API (status, split, evacuate, reload, upgrade); [`health`]: last
 //!   success/error per storefront.
 //! - [`handover`]: passing the listening sockets to a successor process (upgrade, systemd).
@@ -35,6 +36,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod background;
 pub mod body;
 pub mod cohort;
 pub mod config;

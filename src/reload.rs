@@ -380,7 +380,7 @@ impl Reloader {
         generation
     }
 
-    fn failed_task(&self, join: tokio::task::JoinError) -> ConfigError {
+    fn failed_task(&self, join: impl std::fmt::Display) -> ConfigError {
         ConfigError::Invalid(vec![Problem {
             file: self.path.clone(),
             line: 0,
@@ -401,7 +401,7 @@ impl Reloader {
         let overrides = ctl.overrides.clone();
         let metrics = Arc::clone(&self.metrics);
         let prev = Arc::clone(&previous);
-        let compiled = tokio::task::spawn_blocking(move || {
+        let compiled = crate::background::run("reload", move || {
             let source = Source::read(&path)?;
             let hash = content_hash(&source.text);
             let (apply, cleared) = match overrides {
@@ -499,7 +499,7 @@ impl Reloader {
         let prev = Arc::clone(&previous);
         let st = state.clone();
         let src = source.clone();
-        let compiled = tokio::task::spawn_blocking(move || {
+        let compiled = crate::background::run("reload", move || {
             let snap = compile_text(&src, Some(&st), generation, Some(&prev), &metrics)?;
             let persisted = write_state(&snap.state_file, &st);
             Ok::<_, ConfigError>((snap, persisted))
@@ -549,12 +549,14 @@ pub fn publish(metrics: &Metrics, snap: &Snapshot) {
     metrics.reload(true, snap.generation);
 }
 
-/// Frees a retired snapshot on a blocking thread once no request holds it any more.
+/// Frees a retired snapshot on a low-priority thread once no request holds it any more.
 fn retire(old: Arc<Snapshot>) {
     tokio::spawn(async move {
         while Arc::strong_count(&old) > 1 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+        if let Err(e) = crate::background::run("retire", move || drop(old)).await {
+            tracing::warn!(error = %e, "freeing a retired configuration failed");
+        }
     });
 }

@@ -221,3 +221,68 @@ async fn reload_while_another_file_in_the_directory_keeps_changing() {
     traffic.await.unwrap();
     p.proxy.stop().await;
 }
+
+/// Thread id, name and nice value of every thread of `pid` (from /proc/PID/task/*/stat).
+fn threads(pid: u32) -> Vec<(u32, String, i64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let (tid, name) = head.split_once(" (")?;
+            // Fields after the name start at field 3 (state); nice is field 19.
+            let nice = rest.split(' ').nth(16)?.parse().ok()?;
+            Some((tid.parse().ok()?, name.to_string(), nice))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_table_is_compiled_on_a_low_priority_thread() {
+    // A 200,000-row plan takes a second or more to load in a debug build: long enough to see
+    // the loader thread in /proc while it works, and to check that it runs at nice 19 while the
+    // rest of the process keeps the default priority.
+    let dir = Dir::new();
+    dir.write("plan.csv", &plan(1));
+    let p = Running::start(&dir).await;
+    p.serves(1).await;
+    let mut big = plan(2);
+    for i in 0..200_000 {
+        big.push_str(&format!("/old/item-{i},/new/item-{i},301\n"));
+    }
+    let generation = p.metric(GENERATION).await;
+    dir.write_atomic("plan.csv", &big);
+    let pid = p.proxy.pid();
+    let mut loader = None;
+    let mut main = None;
+    let deadline = std::time::Instant::now() + LIMIT;
+    while p.metric(GENERATION).await <= generation {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the big plan was never applied"
+        );
+        for (tid, name, nice) in threads(pid) {
+            if name == "cutover-reload" {
+                loader = Some(nice);
+            } else if tid == pid {
+                main = Some(nice);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    p.serves(2).await;
+    assert_eq!(
+        p.location("/old/item-199999").await.as_deref(),
+        Some("/new/item-199999")
+    );
+    assert_eq!(
+        loader,
+        Some(19),
+        "the reload ran on a nice-19 thread named cutover-reload"
+    );
+    assert_eq!(main, Some(0), "the main thread keeps the default priority");
+    p.proxy.stop().await;
+}

@@ -7,8 +7,8 @@
 //! and, for misses the new storefront answers with 404, [`MissedRedirects::record`].
 //! `check` is the `cutover redirects check` command.
 //!
-//! Loading allocates and takes ~1 s for 10^6 rows: call it off the request path (e.g. in
-//! `spawn_blocking`), and drop replaced tables off the request path too.
+//! Loading allocates and takes ~1 s for 10^6 rows: call it off the request path (reloads use
+//! a low-priority thread, see [`crate::background`]), and drop replaced tables off the request path too.
 
 mod chains;
 pub mod check;
