@@ -92,39 +92,62 @@ impl Activity {
 
     /// Wraps one request's handling: counts it in flight until its response body ends, and
     /// adds `Connection: close` to HTTP/1 responses produced while draining.
-    pub fn track<F, B>(
-        self: &Arc<Self>,
-        version: Version,
-        handling: F,
-    ) -> impl Future<Output = Result<Response<Tracked<B>>, Infallible>> + Send + 'static
+    pub fn track<F, B>(self: &Arc<Self>, version: Version, handling: F) -> Track<F>
     where
-        F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-        B: Send + 'static,
+        F: Future<Output = Result<Response<B>, Infallible>>,
     {
         if version == Version::HTTP_2 {
             self.h2.store(true, Ordering::Release);
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.touch();
-        let guard = InFlight(Arc::clone(self));
-        let me = Arc::clone(self);
-        async move {
-            let Ok(mut resp) = handling.await;
-            if me.draining.load(Ordering::Acquire)
-                && version < Version::HTTP_2
-                && resp.status() != StatusCode::SWITCHING_PROTOCOLS
-            {
-                resp.headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            Ok(resp.map(|inner| Tracked {
-                inner,
-                _guard: guard,
-            }))
+        Track {
+            handling,
+            guard: Some(InFlight(Arc::clone(self))),
+            version,
         }
     }
 }
 
+pin_project_lite::pin_project! {
+    /// The future [`Activity::track`] returns.
+    ///
+    /// Written out rather than an `async` block: hyper moves each request's future by value, and
+    /// an `async` block would hold the wrapped future twice over (captured, then awaited),
+    /// doubling the bytes every request copies.
+    pub struct Track<F> {
+        #[pin]
+        handling: F,
+        guard: Option<InFlight>,
+        version: Version,
+    }
+}
+
+impl<F, B> Future for Track<F>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+{
+    type Output = Result<Response<Tracked<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let me = self.project();
+        let Ok(mut resp) = std::task::ready!(me.handling.poll(cx));
+        let guard = me.guard.take().expect("Track polled after completion");
+        if guard.0.draining.load(Ordering::Acquire)
+            && *me.version < Version::HTTP_2
+            && resp.status() != StatusCode::SWITCHING_PROTOCOLS
+        {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(resp.map(|inner| Tracked {
+            inner,
+            _guard: guard,
+        })))
+    }
+}
+
+/// Counts one request in flight while it lives.
 struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {

@@ -216,9 +216,10 @@ impl Proxy {
         if let Some(resp) = self.redirect(&snap, &req, &decision, conn, &request_id, started) {
             return Ok(resp);
         }
-        let resp = self
-            .forward(&snap, conn, req, &decision, &request_id, started)
-            .await;
+        // Boxed: forwarding holds a few KB of state across awaits. Inline, it would make every
+        // request's future that big, and hyper and the drain tracker move the future by value,
+        // so each request (redirects and local answers included) would copy kilobytes.
+        let resp = Box::pin(self.forward(&snap, conn, req, &decision, &request_id, started)).await;
         Ok(resp)
     }
 
