@@ -99,7 +99,7 @@ wait_http() {
 
 # start_cutover CONFIG CPU: one runtime worker thread, pinned to CPU; records the PID.
 start_cutover() {
-  TOKIO_WORKER_THREADS=1 taskset -c "$2" "$CUTOVER" --log warn serve --config "$1" \
+  taskset -c "$2" "$CUTOVER" --log warn serve --workers 1 --config "$1" \
     >"$WORK/cutover.out" 2>&1 &
   CUTOVER_PID=$!
   PIDS+=("$CUTOVER_PID")

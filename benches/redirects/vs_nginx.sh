@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Redirect answers per second: cutover vs nginx serving the same table as a `map` on
 # $request_uri with `return 301`. One worker each (nginx worker_processes 1, cutover
-# TOKIO_WORKER_THREADS=1), both pinned to CPU 0, wrk pinned to CPU 1; runs interleaved
+# serve --workers 1, a single-threaded runtime), both pinned to CPU 0, wrk pinned to CPU 1; runs interleaved
 # (cutover, nginx, cutover, nginx, ...), median of RUNS and the ratio. Besides req/s (which other
 # work on a shared machine skews), requests per CPU-second of the server process: the cost of an
 # answer, whatever else runs.
