@@ -66,7 +66,7 @@ async fn main() {
     let concurrency: usize = args.next().map_or(16, |s| s.parse().expect("concurrency"));
     let sni = args.next().unwrap_or_else(|| "localhost".to_string());
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(cutover::tls::provider());
     let schemes = provider
         .signature_verification_algorithms
         .supported_schemes();

@@ -106,7 +106,7 @@ type ProbeClient = Client<
 >;
 
 fn client() -> Result<ProbeClient, CheckError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::tls::provider());
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

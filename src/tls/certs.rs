@@ -435,10 +435,6 @@ mod tests {
     use super::*;
     use crate::tls::testutil::*;
 
-    fn provider() -> CryptoProvider {
-        rustls::crypto::ring::default_provider()
-    }
-
     #[test]
     fn wildcard_coverage_is_one_label() {
         let sans = vec!["*.shop.example".to_string(), "shop.example".to_string()];
@@ -465,7 +461,8 @@ mod tests {
         for (name, kind) in cases {
             let leaf = ca.leaf_with(&["a.example"], kind, Validity::Normal);
             let (cert, key) = leaf.write(dir.path(), name);
-            let (pair, problems) = load_pair(&cert, &key, &provider(), SystemTime::now());
+            let (pair, problems) =
+                load_pair(&cert, &key, &crate::tls::provider(), SystemTime::now());
             assert!(problems.is_empty(), "{name}: {problems:?}");
             let pair = pair.unwrap_or_else(|| panic!("{name} did not load"));
             // full chain: leaf + CA
@@ -483,7 +480,7 @@ mod tests {
         let now = SystemTime::now();
 
         let missing = dir.path().join("nope.pem");
-        let (pair, problems) = load_pair(&missing, &key, &provider(), now);
+        let (pair, problems) = load_pair(&missing, &key, &crate::tls::provider(), now);
         assert!(pair.is_none());
         assert_eq!(problems[0].kind, ProblemKind::MissingFile);
         assert!(
@@ -494,13 +491,13 @@ mod tests {
 
         let garbage = dir.path().join("garbage.pem");
         std::fs::write(&garbage, b"this is not PEM").unwrap();
-        let (_, problems) = load_pair(&garbage, &key, &provider(), now);
+        let (_, problems) = load_pair(&garbage, &key, &crate::tls::provider(), now);
         assert_eq!(problems[0].kind, ProblemKind::NoCertificate);
-        let (_, problems) = load_pair(&cert, &garbage, &provider(), now);
+        let (_, problems) = load_pair(&cert, &garbage, &crate::tls::provider(), now);
         assert_eq!(problems[0].kind, ProblemKind::NoKey);
         assert!(problems[0].to_string().contains("garbage.pem"));
 
-        let (pair, problems) = load_pair(&cert, &other_key, &provider(), now);
+        let (pair, problems) = load_pair(&cert, &other_key, &crate::tls::provider(), now);
         assert!(pair.is_none());
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].kind, ProblemKind::KeyMismatch);
@@ -531,7 +528,7 @@ mod tests {
             let (cert, key) = ca
                 .leaf_with(&["a.example"], KeyKind::P256, validity)
                 .write(dir.path(), name);
-            let (pair, problems) = load_pair(&cert, &key, &provider(), now);
+            let (pair, problems) = load_pair(&cert, &key, &crate::tls::provider(), now);
             assert_eq!(pair.is_some(), loads, "{name}: {problems:?}");
             assert_eq!(problems.len(), 1, "{name}: {problems:?}");
             assert_eq!(problems[0].kind, kind);
@@ -540,7 +537,7 @@ mod tests {
         let (cert, key) = ca
             .leaf_with(&["a.example"], KeyKind::P256, Validity::ExpiresInDays(5))
             .write(dir.path(), "metric");
-        let (pair, _) = load_pair(&cert, &key, &provider(), now);
+        let (pair, _) = load_pair(&cert, &key, &crate::tls::provider(), now);
         let left = pair.unwrap().info.not_after.duration_since(now).unwrap();
         assert!(left > Duration::from_secs(4 * 86_400) && left < Duration::from_secs(6 * 86_400));
     }

@@ -199,11 +199,7 @@ impl TlsListener {
 /// missing or unreadable files, no cert or key, key mismatch, bad chain,
 /// expired / not yet valid, expiring within 14 days, names not covered.
 pub fn check(cfg: &ListenerTlsConfig, base_dir: &Path) -> Vec<CertProblem> {
-    compile(cfg, base_dir, &provider(), SystemTime::now()).1
-}
-
-fn provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
+    compile(cfg, base_dir, &super::provider(), SystemTime::now()).1
 }
 
 fn server_config(resolver: Arc<SniResolver>, min: MinVersion) -> Result<ServerConfig, TlsError> {
@@ -211,7 +207,7 @@ fn server_config(resolver: Arc<SniResolver>, min: MinVersion) -> Result<ServerCo
         let context = context.to_string();
         move |source| TlsError::Rustls { context, source }
     };
-    let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider()))
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(super::provider()))
         .with_protocol_versions(min.versions())
         .map_err(rustls_err("listener protocol versions"))?
         .with_no_client_auth()
@@ -220,12 +216,13 @@ fn server_config(resolver: Arc<SniResolver>, min: MinVersion) -> Result<ServerCo
     // Stateless resumption: returning shoppers (and h2 reconnects on mobile)
     // skip the full handshake. No 0-RTT: replayable checkout POSTs are not
     // worth a round trip.
-    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(rustls_err("session tickets"))?;
+    cfg.ticketer =
+        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(rustls_err("session tickets"))?;
     Ok(cfg)
 }
 
 fn compile_or_err(cfg: &ListenerTlsConfig, base_dir: &Path) -> Result<Compiled, TlsError> {
-    match compile(cfg, base_dir, &provider(), SystemTime::now()) {
+    match compile(cfg, base_dir, &super::provider(), SystemTime::now()) {
         (Some(compiled), _) => Ok(compiled),
         (None, problems) => Err(TlsError::Certificates(
             problems.into_iter().filter(CertProblem::is_error).collect(),

@@ -16,7 +16,7 @@ use super::*;
 /// A client that trusts anything, to observe which certificate the server
 /// picks even when it does not match the name asked for.
 fn observing_client(alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    let provider = rustls::crypto::ring::default_provider();
+    let provider = crate::tls::provider();
     let verifier = Arc::new(AcceptAnyServerCert::new(&provider));
     let mut cfg = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
@@ -264,12 +264,11 @@ async fn min_version_13_refuses_tls12_clients() {
     cfg.min_version = MinVersion::Tls13;
     let listener = Arc::new(TlsListener::load(&cfg, dir.path()).unwrap());
     let addr = serve(&listener).await;
-    let tls12_only =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(r.ca.roots())
-            .with_no_client_auth();
+    let tls12_only = ClientConfig::builder_with_provider(Arc::new(crate::tls::provider()))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(r.ca.roots())
+        .with_no_client_auth();
     assert!(handshake(addr, "www.shop.example", Arc::new(tls12_only))
         .await
         .is_err());
@@ -279,12 +278,11 @@ async fn min_version_13_refuses_tls12_clients() {
     // Dropping back to 1.2 through reconfigure takes effect for new acceptors.
     cfg.min_version = MinVersion::Tls12;
     listener.reconfigure(&cfg, dir.path()).unwrap();
-    let tls12_only =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(r.ca.roots())
-            .with_no_client_auth();
+    let tls12_only = ClientConfig::builder_with_provider(Arc::new(crate::tls::provider()))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(r.ca.roots())
+        .with_no_client_auth();
     assert!(handshake(addr, "www.shop.example", Arc::new(tls12_only))
         .await
         .is_ok());

@@ -1,7 +1,10 @@
 //! TLS for shoppers (HTTPS listeners) and for storefronts (upstream HTTPS).
 //!
-//! Always the ring provider, passed explicitly: a process-wide default
-//! provider would make behaviour depend on which crate installed one first.
+//! Always the aws-lc-rs provider ([`provider`]), passed explicitly: a process-wide default
+//! provider would make behaviour depend on which crate installed one first. aws-lc-rs rather
+//! than ring because a full handshake is dominated by the certificate's signature, and
+//! aws-lc's RSA and ECDSA signing is the assembly-optimised code OpenSSL-class servers use:
+//! with ring, a new shopper's handshake cost ~20% more CPU than nginx's (BENCHMARKS.md, TLS).
 //!
 //! # How the core wires this in
 //! - **Listener**: `let tls = Arc::new(TlsListener::load(&cfg.tls, base_dir)?)`.
@@ -52,6 +55,12 @@ pub use listener::{check, CertSummary, ReloadReport, TlsListener};
 pub use selfsigned::{generate_self_signed, SelfSigned};
 pub use sni::SniResolver;
 pub use upstream::{upstream_client_config, upstream_connector};
+
+/// The crypto provider of every TLS config cutover builds (listeners, storefronts, the probe of
+/// `redirects check`): aws-lc-rs, with its default cipher suites and key exchange groups.
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
 
 /// Errors of this module. Each one names the file or setting concerned.
 #[derive(Debug, thiserror::Error)]

@@ -113,7 +113,7 @@ mod tests {
 
     /// A stand-in key: lookup never signs, so only identity matters.
     fn key(tag: u8) -> Arc<CertifiedKey> {
-        let provider = rustls::crypto::ring::default_provider();
+        let provider = crate::tls::provider();
         let signing = rcgen::KeyPair::generate().unwrap();
         let der = rustls::pki_types::PrivateKeyDer::try_from(signing.serialize_der()).unwrap();
         let sk = provider.key_provider.load_private_key(der).unwrap();

@@ -178,12 +178,11 @@ impl TestLeaf {
 }
 
 pub(crate) fn client_config(roots: RootCertStore, alpn: &[&[u8]]) -> ClientConfig {
-    let mut cfg =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut cfg = ClientConfig::builder_with_provider(Arc::new(crate::tls::provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     // Resumed sessions report the certificate of the original handshake;
     // the tests want to see what a full handshake presents.

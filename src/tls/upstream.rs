@@ -33,7 +33,7 @@ pub fn upstream_client_config(
     opts: &UpstreamTlsOptions,
     base_dir: &Path,
 ) -> Result<ClientConfig, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::tls::provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|source| TlsError::Rustls {

@@ -26,7 +26,7 @@ fn certificates(dir: &Path) -> (PathBuf, rustls::ServerConfig) {
         .expect("leaf cert");
     let ca_path = dir.join("ca.pem");
     std::fs::write(&ca_path, ca.pem()).expect("writing CA");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(cutover::tls::provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")

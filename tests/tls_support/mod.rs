@@ -244,7 +244,7 @@ impl ServerCertVerifier for AnyCert {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(cutover::tls::provider())
 }
 
 fn finish(mut cfg: ClientConfig, alpn: &[&[u8]]) -> Arc<ClientConfig> {
