@@ -236,7 +236,7 @@ mn_rps=$(m "${n_rps[@]}"); mc_rps=$(m "${c_rps[@]}"); mn_cpu=$(m "${n_cpu[@]}");
 
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 echo
-echo "cutover $("$CUTOVER" --version | awk '{print $2}') (rustls, ring) vs $("$NGINX" -v 2>&1 | sed 's|.*/||') ($(openssl version | awk '{print $1, $2}')); certificate $KEY;" \
+echo "cutover $("$CUTOVER" --version | awk '{print $2}') (rustls, aws-lc-rs) vs $("$NGINX" -v 2>&1 | sed 's|.*/||') ($(openssl version | awk '{print $1, $2}')); certificate $KEY;" \
     "handshakes: $HS_CONCURRENCY parallel, ${DURATION}s; h2: h2load -t1 -c$H2_CLIENTS -m$H2_STREAMS -D$DURATION;" \
     "$ncpu CPUs ($cpu_model); server on CPU $PROXY_CPU, backend + clients on CPU $LOAD_CPU"
 echo
