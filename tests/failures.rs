@@ -11,7 +11,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use support::client::{request, send_new_conn};
-use support::{raw, tls, Backend, Client, ConfigSpec, InProc, ProcProxy, Resp};
+use support::{raw, tls, Backend, Client, ConfigSpec, InProc, ProxyProcess, Resp};
 use tokio::io::AsyncWriteExt;
 
 /// The local error page names the storefront and carries the request id of the response header.
@@ -232,7 +232,7 @@ async fn the_error_request_id_is_on_the_log_line() {
     let old = Backend::echo("old").await;
     let dead = Backend::refused().await;
     let spec = ConfigSpec::new(&old.url(), &format!("http://{dead}"), 100.0);
-    let mut proxy = ProcProxy::start(&spec).await;
+    let mut proxy = ProxyProcess::start_spec(&spec);
     let r = Client::new(proxy.addr).get("/cart").await;
     assert_error_page(&r, StatusCode::BAD_GATEWAY, "new");
     let id = r.header("x-request-id").unwrap();

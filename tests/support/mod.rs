@@ -2,22 +2,24 @@
 //! binary), real upstream servers on `127.0.0.1:0`, and small HTTP clients (hyper and raw TCP).
 //!
 //! Every wait is bounded so a broken proxy fails a test instead of hanging the suite.
+// Every test binary compiles this module and uses a different part of it (items, re-exports).
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod dir;
+pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod tls;
 pub mod upstream;
+pub mod wait;
 
-use std::time::Duration;
-
-pub use client::{get_new_conn, Client, Jar, Resp};
-pub use proxy::{ConfigSpec, InProc, ProcProxy};
+pub use client::{get_new_conn, Client, HttpClient, Jar, Page, Resp};
+pub use dir::{Dir, TempConfig};
+pub use process::ProxyProcess;
+pub use proxy::{ConfigSpec, InProc};
 pub use upstream::Backend;
-
-/// The bound on any single wait in the suite (a request, a log line, a connection close).
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use wait::{bounded, wait_for, SLOW_WAIT, WAIT};
 
 /// The cohort key every test config uses unless it sets its own.
 pub const KEY: &str = "e2e-test-key";

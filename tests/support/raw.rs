@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::WAIT;
+use super::wait::WAIT;
 
 /// One response parsed from raw bytes.
 #[derive(Debug, Clone)]

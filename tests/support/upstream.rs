@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::WAIT;
+use super::wait::WAIT;
 
 /// One request head as a backend received it.
 #[derive(Clone, Debug)]
