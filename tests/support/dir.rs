@@ -44,17 +44,17 @@ impl Dir {
     /// Atomic replace: write a sibling temp file, then rename it over `name`.
     pub fn write_atomic(&self, name: &str, content: &str) -> PathBuf {
         let p = self.path(name);
-        replace_atomically(&p, content.as_bytes());
+        replace_atomically(&p, content);
         p
     }
 }
 
 /// Replaces `path` atomically (write a sibling, then rename), the way editors, ConfigMaps and
 /// certbot do, so a watcher never reads half a file.
-pub fn replace_atomically(path: &Path, contents: &[u8]) {
+pub fn replace_atomically(path: &Path, contents: &(impl AsRef<[u8]> + ?Sized)) {
     let name = path.file_name().expect("file name").to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, contents).expect("write temp file");
+    std::fs::write(&tmp, contents.as_ref()).expect("write temp file");
     std::fs::rename(&tmp, path).expect("rename over file");
 }
 
@@ -108,6 +108,6 @@ impl TempConfig {
 
     /// Replaces the config atomically, as a deploy would.
     pub fn rewrite(&self, text: &str) {
-        replace_atomically(&self.path, text.as_bytes());
+        replace_atomically(&self.path, text);
     }
 }

@@ -5,11 +5,14 @@
 // Every test binary compiles this module and uses a different part of it (items, re-exports).
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod client;
+pub mod control;
 pub mod dir;
 pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod stores;
 pub mod tls;
 pub mod upstream;
 pub mod wait;
@@ -23,6 +26,17 @@ pub use wait::{bounded, wait_for, SLOW_WAIT, WAIT};
 
 /// The cohort key every test config uses unless it sets its own.
 pub const KEY: &str = "e2e-test-key";
+
+/// A `Cookie` header value that places a shopper in `bucket` (0..9999) with no pin, so a test
+/// picks the side of the split instead of depending on a random assignment.
+pub fn cohort_cookie(bucket: u16) -> String {
+    let value = cutover::cohort::encode(
+        &cutover::cohort::CohortCookie { bucket, pin: None },
+        &cutover::cohort::CohortKeys::derive(KEY),
+        |_| unreachable!("no pin"),
+    );
+    format!("cutover_cohort={value}")
+}
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {

@@ -1,0 +1,123 @@
+//! Storefront stand-ins that differ from the generic [`super::upstream::Backend`] in what they
+//! answer, each shaped by what its suite asserts: echoing cutover's routing headers, answering
+//! chosen statuses, holding requests until released, recording protocol versions.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// An echo storefront: answers 200 with its name, and echoes the routing headers cutover sent.
+/// `/slow?ms=N` answers after N ms (and wakes `slow_started` when it begins).
+pub struct EchoStore {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Requests received.
+    pub requests: Arc<AtomicU64>,
+    /// Notified when a `/slow` request arrives.
+    pub slow_started: Arc<Notify>,
+    /// Count of `/slow` requests that arrived.
+    pub slow_count: Arc<AtomicUsize>,
+}
+
+async fn store_handle(
+    name: &'static str,
+    req: Request<Incoming>,
+    requests: Arc<AtomicU64>,
+    slow_started: Arc<Notify>,
+    slow_count: Arc<AtomicUsize>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    requests.fetch_add(1, Ordering::Relaxed);
+    let generation = req
+        .headers()
+        .get("x-cutover-generation")
+        .cloned()
+        .unwrap_or(http::HeaderValue::from_static("-"));
+    let routed_to = req
+        .headers()
+        .get("x-cutover-storefront")
+        .cloned()
+        .unwrap_or(http::HeaderValue::from_static("-"));
+    let mut body = Bytes::from(name);
+    if req.uri().path() == "/slow" {
+        let ms: u64 = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        slow_count.fetch_add(1, Ordering::SeqCst);
+        slow_started.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        body = Bytes::from(vec![b's'; 64 * 1024]);
+    }
+    let resp = Response::builder()
+        .header("x-echo-storefront", name)
+        .header("x-echo-generation", generation)
+        .header("x-echo-routed-to", routed_to)
+        .body(Full::new(body))
+        .unwrap();
+    Ok(resp)
+}
+
+impl EchoStore {
+    /// Starts a store called `name` on a free port.
+    pub async fn start(name: &'static str) -> EchoStore {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicU64::new(0));
+        let slow_started = Arc::new(Notify::new());
+        let slow_count = Arc::new(AtomicUsize::new(0));
+        let (r, s, c) = (requests.clone(), slow_started.clone(), slow_count.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (r, s, c) = (r.clone(), s.clone(), c.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        store_handle(name, req, r.clone(), s.clone(), c.clone())
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        EchoStore {
+            addr,
+            requests,
+            slow_started,
+            slow_count,
+        }
+    }
+}
+
+/// The two storefronts of every test.
+pub struct Stores {
+    /// `old`.
+    pub old: EchoStore,
+    /// `new`.
+    pub new: EchoStore,
+}
+
+impl Stores {
+    /// Starts both.
+    pub async fn start() -> Stores {
+        Stores {
+            old: EchoStore::start("old").await,
+            new: EchoStore::start("new").await,
+        }
+    }
+}
