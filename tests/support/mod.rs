@@ -9,6 +9,7 @@ pub mod admin;
 pub mod client;
 pub mod control;
 pub mod dir;
+pub mod metrics;
 pub mod process;
 pub mod proxy;
 pub mod raw;

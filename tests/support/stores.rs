@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 /// An echo storefront: answers 200 with its name, and echoes the routing headers cutover sent.
 /// `/slow?ms=N` answers after N ms (and wakes `slow_started` when it begins).
@@ -120,4 +120,91 @@ impl Stores {
             new: EchoStore::start("new").await,
         }
     }
+}
+
+/// A tiny storefront. Answers every path with `NAME PATH` and 200, except `/status/NNN` (that
+/// status, `/status/NNN/anything` too); `/hold/...` answers only once the test adds a permit to
+/// [`StatusStore::release`]. Echoes what cutover told it in `x-seen-request-id` and `x-seen-reason`.
+pub struct StatusStore {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Requests it received (counted on arrival, before any hold).
+    pub hits: Arc<AtomicUsize>,
+    /// One permit lets one held request answer.
+    pub release: Arc<Semaphore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StatusStore {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl StatusStore {
+    /// Starts one on 127.0.0.1:0.
+    pub async fn start(name: &'static str) -> StatusStore {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream address");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Semaphore::new(0));
+        let (counter, gate) = (Arc::clone(&hits), Arc::clone(&release));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (counter, gate) = (Arc::clone(&counter), Arc::clone(&gate));
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        let gate = Arc::clone(&gate);
+                        async move {
+                            if req.uri().path().starts_with("/hold/") {
+                                gate.acquire().await.expect("never closed").forget();
+                            }
+                            Ok::<_, Infallible>(answer(name, &req))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        StatusStore {
+            addr,
+            hits,
+            release,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn answer(name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let status = path
+        .strip_prefix("/status/")
+        .and_then(|s| s.split('/').next())
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut b = Response::builder().status(status);
+    for (from, to) in [
+        ("x-request-id", "x-seen-request-id"),
+        ("x-cutover-reason", "x-seen-reason"),
+    ] {
+        if let Some(v) = req.headers().get(from) {
+            b = b.header(to, v.clone());
+        }
+    }
+    b.body(Full::new(Bytes::from(format!("{name} {path}\n"))))
+        .expect("valid response")
 }

@@ -87,6 +87,15 @@ impl Drop for Backend {
     }
 }
 
+/// An address where nothing listens: bound, then closed, so connects are refused (a dead
+/// storefront without guessing at free ports).
+pub fn refused_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+    let addr = l.local_addr().expect("address");
+    drop(l);
+    addr
+}
+
 async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")
         .await
@@ -335,14 +344,6 @@ impl Backend {
                 echo_handler(n.clone(), record, Arc::clone(&log), req)
             })
         })
-    }
-
-    /// An address where nothing listens: bound, then closed, so connects are refused.
-    pub async fn refused() -> SocketAddr {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
-        let addr = l.local_addr().expect("address");
-        drop(l);
-        addr
     }
 
     /// Accepts and reads, never answers.
