@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod redirects;
 pub mod stores;
 pub mod tls;
 pub mod upstream;

@@ -208,3 +208,59 @@ fn answer(name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     b.body(Full::new(Bytes::from(format!("{name} {path}\n"))))
         .expect("valid response")
 }
+
+/// A storefront stand-in: answers `200 <name> <path?query>` with `x-upstream: <name>`, or 404
+/// for the configured paths.
+pub struct PathStore {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Requests received.
+    pub hits: Arc<AtomicU64>,
+}
+
+/// Starts a [`PathStore`] called `name` that answers 404 for the paths in `not_found`.
+pub async fn path_store(name: &'static str, not_found: &[&str]) -> PathStore {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    let hits = Arc::new(AtomicU64::new(0));
+    let not_found: Arc<Vec<String>> = Arc::new(not_found.iter().map(|s| s.to_string()).collect());
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let not_found = Arc::clone(&not_found);
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    let pq = req
+                        .uri()
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_string();
+                    let status = if not_found.iter().any(|p| p == req.uri().path()) {
+                        StatusCode::NOT_FOUND
+                    } else {
+                        StatusCode::OK
+                    };
+                    async move {
+                        let mut resp =
+                            Response::new(Full::new(Bytes::from(format!("{name} {pq}"))));
+                        *resp.status_mut() = status;
+                        resp.headers_mut()
+                            .insert("x-upstream", http::HeaderValue::from_static(name));
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    PathStore { addr, hits }
+}
