@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod conn;
 pub mod control;
 pub mod dir;
 pub mod metrics;

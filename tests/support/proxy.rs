@@ -3,7 +3,11 @@
 
 use std::net::SocketAddr;
 
+use std::path::Path;
+
 use super::dir::TempConfig;
+use super::stores::RecordingStore;
+use super::wait::bounded;
 use super::{KEY, WAIT};
 
 /// A config to render: storefronts plus extra lines for each section.
@@ -154,5 +158,46 @@ impl InProc {
             .await
             .expect("reload timed out")
             .unwrap_or_else(|e| panic!("reload rejected: {e}"));
+    }
+}
+
+/// `[storefront.old]` and `[storefront.new]` pointing at two plain backends.
+pub fn storefronts(old: &RecordingStore, new: &RecordingStore) -> String {
+    format!(
+        "[storefront.old]\nupstream = \"http://{}\"\n\n[storefront.new]\nupstream = \"http://{}\"\n",
+        old.addr, new.addr
+    )
+}
+
+/// A `[[listener]]` on 127.0.0.1:0 with TLS, one `[[listener.tls.certificates]]` per
+/// `(label, file stem, names)`; `extra` goes into `[listener.tls]` (e.g. `default = "x"`).
+pub fn tls_listener(certs: &[(&str, &str, Option<&[&str]>)], extra: &str) -> String {
+    let mut s = format!("[[listener]]\naddress = \"127.0.0.1:0\"\n[listener.tls]\n{extra}\n");
+    for (label, stem, names) in certs {
+        s.push_str(&format!(
+            "[[listener.tls.certificates]]\nlabel = \"{label}\"\ncert = \"{stem}.crt\"\nkey = \"{stem}.key\"\n"
+        ));
+        if let Some(names) = names {
+            let list: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+            s.push_str(&format!("names = [{}]\n", list.join(", ")));
+        }
+    }
+    s
+}
+
+/// Starts the proxy in-process from `dir/cutover.toml`, next to the certificates the config
+/// names by relative path.
+pub async fn start_in(dir: &Path, text: &str) -> cutover::app::App {
+    // Without an [admin] section the admin listener takes its default port; tests run in parallel.
+    let text = if text.contains("[admin]") {
+        text.to_string()
+    } else {
+        format!("{text}\n[admin]\naddress = \"127.0.0.1:0\"\n")
+    };
+    let text = text.as_str();
+    let path = super::dir::write_config(dir, text);
+    match bounded("proxy start", cutover::app::start(&path)).await {
+        Ok(app) => app,
+        Err(e) => panic!("proxy did not start: {e}\nconfig:\n{text}"),
     }
 }

@@ -3,19 +3,22 @@
 //! chosen statuses, holding requests until released, recording protocol versions.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
+
+use super::wait::SLOW_WAIT;
 
 /// An echo storefront: answers 200 with its name, and echoes the routing headers cutover sent.
 /// `/slow?ms=N` answers after N ms (and wakes `slow_started` when it begins).
@@ -263,4 +266,121 @@ pub async fn path_store(name: &'static str, not_found: &[&str]) -> PathStore {
         }
     });
     PathStore { addr, hits }
+}
+
+/// One request as a storefront saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path_and_query: String,
+    /// The protocol the proxy spoke to the storefront.
+    pub version: Version,
+    /// Headers.
+    pub headers: HeaderMap,
+}
+
+/// A storefront's answer, boxed so the service has a nameable type.
+type Reply =
+    std::pin::Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+/// A recording storefront. `GET /hold...` waits until [`RecordingStore::release`] (bounded);
+/// `GET /slow...` takes 100 ms; everything else answers at once with `200 <name>`.
+#[derive(Clone)]
+pub struct RecordingStore {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its name, answered as the body and `x-backend`.
+    pub name: String,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+    gate: Arc<watch::Sender<bool>>,
+}
+
+impl RecordingStore {
+    /// Requests seen so far.
+    pub fn seen(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The most requests this storefront had in progress at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Requests in progress now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Lets held requests finish (and every later one pass straight through).
+    pub fn release(&self) {
+        let _ = self.gate.send(true);
+    }
+
+    pub(super) fn service(&self) -> impl Fn(Request<Incoming>) -> Reply + Clone {
+        let me = self.clone();
+        move |req: Request<Incoming>| {
+            let me = me.clone();
+            Box::pin(async move {
+                me.seen.lock().unwrap().push(Recorded {
+                    method: req.method().to_string(),
+                    path_and_query: req
+                        .uri()
+                        .path_and_query()
+                        .map_or("/".into(), |p| p.to_string()),
+                    version: req.version(),
+                    headers: req.headers().clone(),
+                });
+                let path = req.uri().path().to_string();
+                let now = me.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                me.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                if path.starts_with("/hold") {
+                    let mut rx = me.gate.subscribe();
+                    let _ = tokio::time::timeout(SLOW_WAIT, rx.wait_for(|open| *open)).await;
+                } else if path.starts_with("/slow") {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                me.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let resp = Response::builder()
+                    .header("x-backend", me.name.as_str())
+                    .header("content-type", "text/plain")
+                    .body(Full::new(Bytes::from(me.name.clone())))
+                    .unwrap();
+                Ok(resp)
+            })
+        }
+    }
+
+    pub(super) fn new(addr: SocketAddr, name: &str) -> RecordingStore {
+        let (gate, _) = watch::channel(false);
+        RecordingStore {
+            addr,
+            name: name.to_string(),
+            seen: Arc::default(),
+            in_flight: Arc::default(),
+            max_in_flight: Arc::default(),
+            gate: Arc::new(gate),
+        }
+    }
+}
+
+/// A plain-HTTP storefront (HTTP/1.1 and h2c) on 127.0.0.1.
+pub async fn recording_store(name: &str) -> RecordingStore {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = RecordingStore::new(listener.local_addr().unwrap(), name);
+    let svc = b.service();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service_fn(svc))
+                    .await;
+            });
+        }
+    });
+    b
 }
