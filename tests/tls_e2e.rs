@@ -15,6 +15,7 @@ use support::stores::{recording_store, RecordingStore};
 use support::tls::*;
 use support::upstream::free_port;
 use support::wait::{bounded, wait_for, SLOW_WAIT};
+use support::Page;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const H2: &[u8] = b"h2";
@@ -138,7 +139,7 @@ async fn alpn_h2_and_http11_are_both_served() {
 }
 
 /// The bucket in a response's cohort cookie (`v1.<bucket>.<pin>.<mac>`).
-fn bucket(got: &Got) -> Option<String> {
+fn bucket(got: &Page) -> Option<String> {
     let c = got.cookie("cutover_cohort")?;
     Some(c.split('.').nth(1)?.to_string())
 }

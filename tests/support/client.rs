@@ -291,11 +291,14 @@ where
         .expect("streaming request timed out")
 }
 
-/// A response read whole, body as text, from [`HttpClient`].
+/// A response read whole, body as text: what [`HttpClient`] and the h1/h2 connections of
+/// `conn.rs` return.
 #[derive(Debug)]
 pub struct Page {
     /// Status.
     pub status: StatusCode,
+    /// The protocol it came over.
+    pub version: http::Version,
     /// Headers.
     pub headers: HeaderMap,
     /// The whole body, as text.
@@ -326,6 +329,17 @@ impl Page {
     /// Which storefront answered (the upstream's own header, so redirects have none).
     pub fn upstream(&self) -> Option<&str> {
         self.headers.get("x-upstream").and_then(|v| v.to_str().ok())
+    }
+
+    /// `name=value` of the first `Set-Cookie` for `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|kv| kv.starts_with(&format!("{name}=")))
+            .map(str::to_string)
     }
 }
 
@@ -373,6 +387,7 @@ impl HttpClient {
             let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
             Ok(Page {
                 status: parts.status,
+                version: parts.version,
                 headers: parts.headers,
                 body: String::from_utf8_lossy(&body).into_owned(),
             })

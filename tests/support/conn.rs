@@ -4,45 +4,16 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, Version};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::client::Page;
 use super::tls::alpn;
 use super::wait::bounded;
-
-/// A response read whole.
-#[derive(Debug)]
-pub struct Got {
-    pub status: StatusCode,
-    pub version: Version,
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-impl Got {
-    /// A header as text ("" when absent).
-    pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    /// `name=value` of the first `Set-Cookie` for `name`.
-    pub fn cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all(http::header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.split(';').next())
-            .find(|kv| kv.starts_with(&format!("{name}=")))
-            .map(str::to_string)
-    }
-}
 
 /// An HTTP/1.1 or HTTP/2 client connection.
 pub enum Conn {
@@ -104,13 +75,13 @@ impl Conn {
     }
 
     /// Sends `GET path` for `host` with extra headers and reads the whole response.
-    pub async fn get(&mut self, host: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+    pub async fn get(&mut self, host: &str, path: &str, headers: &[(&str, &str)]) -> Page {
         let req = protocol_request(self.is_h2(), "GET", host, path, headers);
         self.send(req).await
     }
 
     /// Sends a request and reads the whole response.
-    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Got {
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Page {
         let resp = match self {
             Conn::H1(s) => {
                 bounded("h1 ready", s.ready()).await.expect("h1 ready");
@@ -148,13 +119,13 @@ pub fn protocol_request(
 }
 
 /// Reads a response whole.
-pub async fn read(resp: Response<Incoming>) -> Got {
+pub async fn read(resp: Response<Incoming>) -> Page {
     let (parts, body) = resp.into_parts();
     let body = bounded("response body", body.collect())
         .await
         .expect("response body")
         .to_bytes();
-    Got {
+    Page {
         status: parts.status,
         version: parts.version,
         headers: parts.headers,
@@ -163,7 +134,7 @@ pub async fn read(resp: Response<Incoming>) -> Got {
 }
 
 /// Plain-HTTP `GET` on a fresh connection.
-pub async fn plain_get(addr: SocketAddr, path: &str) -> Got {
+pub async fn plain_get(addr: SocketAddr, path: &str) -> Page {
     let tcp = bounded("connect", TcpStream::connect(addr))
         .await
         .expect("connect");

@@ -13,11 +13,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 
+use super::upstream::{bind_local, serve_auto, serve_h1, spawn_accept};
 use super::wait::SLOW_WAIT;
 
 /// An echo storefront: answers 200 with its name, and echoes the routing headers cutover sent.
@@ -76,27 +74,16 @@ async fn store_handle(
 impl EchoStore {
     /// Starts a store called `name` on a free port.
     pub async fn start(name: &'static str) -> EchoStore {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = bind_local().await;
         let requests = Arc::new(AtomicU64::new(0));
         let slow_started = Arc::new(Notify::new());
         let slow_count = Arc::new(AtomicUsize::new(0));
         let (r, s, c) = (requests.clone(), slow_started.clone(), slow_count.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (r, s, c) = (r.clone(), s.clone(), c.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        store_handle(name, req, r.clone(), s.clone(), c.clone())
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        spawn_accept(listener, move |stream| {
+            let (r, s, c) = (r.clone(), s.clone(), c.clone());
+            serve_auto(stream, move |req| {
+                store_handle(name, req, r.clone(), s.clone(), c.clone())
+            })
         });
         EchoStore {
             addr,
@@ -147,35 +134,22 @@ impl Drop for StatusStore {
 impl StatusStore {
     /// Starts one on 127.0.0.1:0.
     pub async fn start(name: &'static str) -> StatusStore {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
-        let addr = listener.local_addr().expect("upstream address");
+        let (listener, addr) = bind_local().await;
         let hits = Arc::new(AtomicUsize::new(0));
         let release = Arc::new(Semaphore::new(0));
         let (counter, gate) = (Arc::clone(&hits), Arc::clone(&release));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (counter, gate) = (Arc::clone(&counter), Arc::clone(&gate));
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        let gate = Arc::clone(&gate);
-                        async move {
-                            if req.uri().path().starts_with("/hold/") {
-                                gate.acquire().await.expect("never closed").forget();
-                            }
-                            Ok::<_, Infallible>(answer(name, &req))
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        let task = spawn_accept(listener, move |stream| {
+            let (counter, gate) = (Arc::clone(&counter), Arc::clone(&gate));
+            serve_auto(stream, move |req: Request<Incoming>| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let gate = Arc::clone(&gate);
+                async move {
+                    if req.uri().path().starts_with("/hold/") {
+                        gate.acquire().await.expect("never closed").forget();
+                    }
+                    Ok::<_, Infallible>(answer(name, &req))
+                }
+            })
         });
         StatusStore {
             addr,
@@ -223,47 +197,33 @@ pub struct PathStore {
 
 /// Starts a [`PathStore`] called `name` that answers 404 for the paths in `not_found`.
 pub async fn path_store(name: &'static str, not_found: &[&str]) -> PathStore {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let addr = listener.local_addr().expect("upstream address");
+    let (listener, addr) = bind_local().await;
     let hits = Arc::new(AtomicU64::new(0));
     let not_found: Arc<Vec<String>> = Arc::new(not_found.iter().map(|s| s.to_string()).collect());
     let counter = Arc::clone(&hits);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
+    spawn_accept(listener, move |stream| {
+        let not_found = Arc::clone(&not_found);
+        let counter = Arc::clone(&counter);
+        serve_h1(stream, move |req: Request<Incoming>| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            let status = if not_found.iter().any(|p| p == req.uri().path()) {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
             };
-            let not_found = Arc::clone(&not_found);
-            let counter = Arc::clone(&counter);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    let pq = req
-                        .uri()
-                        .path_and_query()
-                        .map_or("/", |p| p.as_str())
-                        .to_string();
-                    let status = if not_found.iter().any(|p| p == req.uri().path()) {
-                        StatusCode::NOT_FOUND
-                    } else {
-                        StatusCode::OK
-                    };
-                    async move {
-                        let mut resp =
-                            Response::new(Full::new(Bytes::from(format!("{name} {pq}"))));
-                        *resp.status_mut() = status;
-                        resp.headers_mut()
-                            .insert("x-upstream", http::HeaderValue::from_static(name));
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
+            async move {
+                let mut resp = Response::new(Full::new(Bytes::from(format!("{name} {pq}"))));
+                *resp.status_mut() = status;
+                resp.headers_mut()
+                    .insert("x-upstream", http::HeaderValue::from_static(name));
+                resp
+            }
+        })
     });
     PathStore { addr, hits }
 }
@@ -369,18 +329,9 @@ impl RecordingStore {
 
 /// A plain-HTTP storefront (HTTP/1.1 and h2c) on 127.0.0.1.
 pub async fn recording_store(name: &str) -> RecordingStore {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let b = RecordingStore::new(listener.local_addr().unwrap(), name);
+    let (listener, addr) = bind_local().await;
+    let b = RecordingStore::new(addr, name);
     let svc = b.service();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), service_fn(svc))
-                    .await;
-            });
-        }
-    });
+    spawn_accept(listener, move |tcp| serve_auto(tcp, svc.clone()));
     b
 }

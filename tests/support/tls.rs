@@ -9,8 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -18,13 +16,13 @@ use rcgen::{
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::dir::replace_atomically;
 use super::stores::RecordingStore;
-use super::upstream::{serve_h1, Backend};
+use super::upstream::{bind_local, serve_auto, serve_h1, spawn_accept, Backend};
 use super::wait::SLOW_WAIT;
 
 /// How long a generated certificate is valid, relative to now.
@@ -274,22 +272,17 @@ pub fn alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
 pub async fn recording_tls_store(name: &str, leaf: &Leaf) -> RecordingStore {
     let cfg = server_config(leaf, &[b"h2", b"http/1.1"]);
     let acceptor = TlsAcceptor::from(Arc::new(cfg));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let b = RecordingStore::new(listener.local_addr().unwrap(), name);
+    let (listener, addr) = bind_local().await;
+    let b = RecordingStore::new(addr, name);
     let svc = b.service();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let svc = svc.clone();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(tls)) = tokio::time::timeout(SLOW_WAIT, acceptor.accept(tcp)).await
-                else {
-                    return;
-                };
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service_fn(svc))
-                    .await;
-            });
+    spawn_accept(listener, move |tcp| {
+        let svc = svc.clone();
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(Ok(tls)) = tokio::time::timeout(SLOW_WAIT, acceptor.accept(tcp)).await else {
+                return;
+            };
+            serve_auto(tls, svc).await;
         }
     });
     b
