@@ -1,5 +1,11 @@
-//! Shared helper for the end-to-end tests: temp configs, the proxy (in-process or as the built
-//! binary), real upstream servers on `127.0.0.1:0`, and small HTTP clients (hyper and raw TCP).
+//! The one helper every end-to-end test uses (`mod support;`), so each suite exercises the real
+//! proxy the same way: real sockets on 127.0.0.1, real upstream servers, the real binary.
+//!
+//! By concern: `dir` (temp configs), `proxy` (config builder, in-process proxy), `process` (the
+//! binary: start, signals, log), `upstream` and `stores` (storefront stand-ins), `client`,
+//! `conn` and `raw` (HTTP/1.1, HTTP/2 and raw-TCP clients), `admin` (admin API), `metrics`
+//! (scrapes), `tls` (rcgen certificates, TLS clients and servers), `wait` (bounded polling),
+//! and the configs of the `control` and `redirects` suites.
 //!
 //! Every wait is bounded so a broken proxy fails a test instead of hanging the suite.
 // Every test binary compiles this module and uses a different part of it (items, re-exports).
