@@ -3,7 +3,8 @@
 
 mod support;
 
-use support::proxy::{run_check, TempConfig};
+use support::process::check;
+use support::TempConfig;
 
 const HEAD: &str = r#"[[listener]]
 address = "127.0.0.1:0"
@@ -27,7 +28,8 @@ fn line_of(text: &str, marker: &str) -> usize {
 /// reported at the marker's line. Returns stderr.
 fn assert_reported(text: &str, expected: &[(&str, &str, &str)]) -> String {
     let cfg = TempConfig::new(text);
-    let (ok, stdout, stderr) = run_check(cfg.path());
+    let (code, stdout, stderr) = check(cfg.path());
+    let ok = code == 0;
     assert!(!ok, "check accepted a broken config:\n{text}\n{stdout}");
     let path = cfg.path().display().to_string();
     for (marker, field, words) in expected {
@@ -150,7 +152,8 @@ fn a_valid_config_exits_zero_with_a_summary() {
         "{HEAD}\n[split]\nnew_share = 12.5\n\n[cohort]\nkey = \"k\"\n\n[[route]]\nname = \"blog\"\npath_prefix = \"/blog\"\nto = \"old\"\n"
     );
     let cfg = TempConfig::new(&text);
-    let (ok, stdout, stderr) = run_check(cfg.path());
+    let (code, stdout, stderr) = check(cfg.path());
+    let ok = code == 0;
     assert!(ok, "valid config rejected: {stderr}");
     assert!(stdout.contains("configuration ok"), "{stdout}");
     assert!(stdout.contains("12.50%"), "{stdout}");
@@ -159,7 +162,8 @@ fn a_valid_config_exits_zero_with_a_summary() {
     for shipped in ["config/demo.toml", "config/cutover.example.toml"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(shipped);
         if path.exists() {
-            let (ok, _, stderr) = run_check(&path);
+            let (code, _, stderr) = check(&path);
+            let ok = code == 0;
             assert!(ok, "{shipped} does not pass check: {stderr}");
         }
     }

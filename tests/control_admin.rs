@@ -1,7 +1,7 @@
 //! Issue 5, "Admin security", plus the override lifecycle (runtime changes survive a restart
 //! until the file changes) and the CLI over the admin API.
 
-mod control_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,7 +11,12 @@ use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use control_support::*;
+use support::admin::*;
+use support::control::*;
+use support::dir::replace_atomically;
+use support::process::*;
+use support::stores::Stores;
+use support::wait::wait_for;
 
 const TOKEN: &str = "t0ken-for-tests-0123456789";
 
@@ -62,7 +67,7 @@ async fn admin_mutations_need_the_token_and_good_json_and_never_disturb_the_data
     assert!(b.contains("Bearer"), "{b}");
     let (s, _) = admin(a, Method::PUT, "/admin/split", Some("wrong"), split).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, h, _) = request(
+    let (s, h, _) = request_fresh(
         a,
         Method::POST,
         "/admin/reload",
@@ -85,7 +90,9 @@ async fn admin_mutations_need_the_token_and_good_json_and_never_disturb_the_data
         ("/admin/evacuate/new", "POST"),
         ("/admin/upgrade", "POST"),
     ] {
-        let (s, h, _) = request(a, Method::GET, path, &[], None).await.unwrap();
+        let (s, h, _) = request_fresh(a, Method::GET, path, &[], None)
+            .await
+            .unwrap();
         assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{path}");
         assert_eq!(h["allow"], allow);
     }
@@ -275,7 +282,7 @@ async fn overrides_survive_a_restart_until_the_file_changes() {
     assert!(st["storefronts"][0]["evacuated_at"].is_u64());
 
     // The file changes: it wins, the overrides and the state file go.
-    write_atomic(
+    replace_atomically(
         &config,
         &config_text(
             &stores,

@@ -2,14 +2,18 @@
 //! after SIGTERM is refused, `/readyz` turns false, and the process exits within grace + 1 s;
 //! with a 1 s grace a stuck request is cut and the process still exits within grace + 1 s.
 
-mod control_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use tokio::net::TcpStream;
 
-use control_support::*;
+use support::admin::*;
+use support::control::*;
+use support::process::*;
+use support::stores::Stores;
+use support::wait::wait_for;
 
 fn with_grace(stores: &Stores, grace: &str) -> String {
     config_text(
@@ -50,10 +54,14 @@ async fn sigterm_lets_a_slow_request_finish_refuses_new_connections_and_exits_in
     let addr = proxy.addr;
 
     // An idle keep-alive client must not hold the exit up.
-    let keep_alive = request(addr, Method::GET, "/", &[], None).await.unwrap();
+    let keep_alive = request_fresh(addr, Method::GET, "/", &[], None)
+        .await
+        .unwrap();
     assert_eq!(keep_alive.0, StatusCode::OK);
     let slow =
-        tokio::spawn(async move { request(addr, Method::GET, "/slow?ms=5000", &[], None).await });
+        tokio::spawn(
+            async move { request_fresh(addr, Method::GET, "/slow?ms=5000", &[], None).await },
+        );
     slow_arrived(&stores).await;
 
     let term = Instant::now();
@@ -63,7 +71,7 @@ async fn sigterm_lets_a_slow_request_finish_refuses_new_connections_and_exits_in
         "/readyz to turn false",
         Duration::from_secs(3),
         || async move {
-            let r = request(admin_addr, Method::GET, "/readyz", &[], None).await;
+            let r = request_fresh(admin_addr, Method::GET, "/readyz", &[], None).await;
             matches!(r, Ok((s, _, _)) if s == StatusCode::SERVICE_UNAVAILABLE)
         },
     )
@@ -104,8 +112,9 @@ async fn a_stuck_request_is_cut_when_the_grace_period_ends() {
     std::fs::write(&config, with_grace(&stores, "1s")).unwrap();
     let mut proxy = ProxyProcess::spawn(&config);
     let addr = proxy.addr;
-    let stuck =
-        tokio::spawn(async move { request(addr, Method::GET, "/slow?ms=120000", &[], None).await });
+    let stuck = tokio::spawn(async move {
+        request_fresh(addr, Method::GET, "/slow?ms=120000", &[], None).await
+    });
     slow_arrived(&stores).await;
 
     let term = Instant::now();
@@ -148,13 +157,15 @@ async fn drain_delay_keeps_accepting_while_readiness_is_off() {
         "/readyz to turn false",
         Duration::from_secs(3),
         || async move {
-            let r = request(admin_addr, Method::GET, "/readyz", &[], None).await;
+            let r = request_fresh(admin_addr, Method::GET, "/readyz", &[], None).await;
             matches!(r, Ok((s, _, _)) if s == StatusCode::SERVICE_UNAVAILABLE)
         },
     )
     .await;
     // Not ready, still serving: the load balancer has time to notice.
-    let (s, h, _) = request(addr, Method::GET, "/", &[], None).await.unwrap();
+    let (s, h, _) = request_fresh(addr, Method::GET, "/", &[], None)
+        .await
+        .unwrap();
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         h["connection"], "close",

@@ -3,13 +3,17 @@
 //! once through `POST /admin/upgrade` (what `cutover upgrade` sends), once with SIGUSR2 to the
 //! successor, and a request in flight on the first process during the handover completes.
 
-mod control_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
-use control_support::*;
+use support::admin::*;
+use support::control::*;
+use support::process::*;
+use support::stores::Stores;
+use support::wait::{wait_for, SLOW_WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_hand_the_sockets_over_without_failing_a_request() {
@@ -32,7 +36,9 @@ async fn upgrades_hand_the_sockets_over_without_failing_a_request() {
     .await;
     // A request in flight on the first process while it hands over.
     let slow =
-        tokio::spawn(async move { request(addr, Method::GET, "/slow?ms=1500", &[], None).await });
+        tokio::spawn(
+            async move { request_fresh(addr, Method::GET, "/slow?ms=1500", &[], None).await },
+        );
     wait_for(
         "the slow request to arrive",
         Duration::from_secs(10),
@@ -60,7 +66,7 @@ async fn upgrades_hand_the_sockets_over_without_failing_a_request() {
     assert_eq!(answer["old_pid"], first);
     let started = proxy.started(second, Duration::from_secs(10)).await;
     assert_eq!(started.listeners, vec![addr], "same socket, same port");
-    assert_eq!(started.admin, admin_addr);
+    assert_eq!(started.admin, Some(admin_addr));
     let exit = proxy
         .wait_exit(Duration::from_secs(15))
         .await
@@ -141,7 +147,7 @@ async fn a_successor_that_cannot_start_leaves_the_running_process_serving() {
     let (s, b) = admin(proxy.admin, Method::POST, "/admin/upgrade", None, None).await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{b}");
     assert!(b.contains("did not become ready"), "{b}");
-    let (s, _, _) = request(proxy.addr, Method::GET, "/", &[], None)
+    let (s, _, _) = request_fresh(proxy.addr, Method::GET, "/", &[], None)
         .await
         .unwrap();
     assert_eq!(s, StatusCode::OK);
@@ -169,11 +175,12 @@ async fn sockets_from_systemd_socket_activation_are_used() {
             ("LISTEN_FDS_FIRST_FD", &fd),
             ("LISTEN_FDNAMES", "web"),
         ],
+        SLOW_WAIT,
     );
     let _ = socket2::SockRef::from(&socket).set_cloexec(true);
     assert_eq!(proxy.addr.port(), port, "the passed socket, not a new one");
     drop(socket);
-    let (s, _, _) = request(proxy.addr, Method::GET, "/", &[], None)
+    let (s, _, _) = request_fresh(proxy.addr, Method::GET, "/", &[], None)
         .await
         .unwrap();
     assert_eq!(s, StatusCode::OK);

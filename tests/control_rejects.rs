@@ -3,13 +3,19 @@
 //! rejected whole (logged with file:line, counted, shown by `/admin/status`), the proxy keeps
 //! serving the last good generation, and the complete write then goes live.
 
-mod control_support;
+mod support;
 
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 
-use control_support::*;
+use support::admin::*;
+use support::cohort_cookie;
+use support::control::*;
+use support::dir::{replace_atomically, write_in_place};
+use support::process::*;
+use support::stores::Stores;
+use support::wait::wait_for;
 
 async fn rejections(admin_addr: std::net::SocketAddr) -> Vec<String> {
     let (s, b) = admin(admin_addr, Method::GET, "/admin/history", None, None).await;
@@ -40,7 +46,7 @@ async fn still_serving(proxy: &ProxyProcess, generation: u64) {
     assert_eq!(st["split"]["new_share"], 10.0);
     for (bucket, store) in [(500, "new"), (5000, "old")] {
         let cookie = cohort_cookie(bucket);
-        let (s, h, _) = request(proxy.addr, Method::GET, "/", &[("cookie", &cookie)], None)
+        let (s, h, _) = request_fresh(proxy.addr, Method::GET, "/", &[("cookie", &cookie)], None)
             .await
             .unwrap();
         assert_eq!(s, StatusCode::OK);
@@ -78,7 +84,7 @@ async fn bad_changes_are_rejected_whole_and_the_complete_write_applies() {
     // 1. Truncated file (a copy cut short mid-line).
     let mut seen = 0;
     let text = good("20");
-    write_atomic(&config, &text[..text.find("[split]").unwrap() + 9]);
+    replace_atomically(&config, &text[..text.find("[split]").unwrap() + 9]);
     let e = next_rejection(&proxy, seen).await;
     seen += 1;
     assert!(e.contains(&config_name), "{e}");
@@ -90,7 +96,7 @@ async fn bad_changes_are_rejected_whole_and_the_complete_write_applies() {
         .position(|l| l.starts_with("new_share"))
         .unwrap()
         + 1;
-    write_atomic(
+    replace_atomically(
         &config,
         &good("20").replace("new_share = 20", "new_share = = 20"),
     );
@@ -104,7 +110,7 @@ async fn bad_changes_are_rejected_whole_and_the_complete_write_applies() {
         "{}\n[[route]]\nname = \"x\"\npath_prefix = \"/x\"\nto = \"nope\"\n",
         good("20")
     );
-    write_atomic(&config, &unknown);
+    replace_atomically(&config, &unknown);
     let e = next_rejection(&proxy, seen).await;
     seen += 1;
     assert!(e.contains("unknown storefront `nope`"), "{e}");
@@ -113,7 +119,7 @@ async fn bad_changes_are_rejected_whole_and_the_complete_write_applies() {
 
     // 4. The config is fine again but the redirect table it names now has a loop: the table
     //    file is watched too, and the whole change is refused.
-    write_atomic(&config, &good("10"));
+    replace_atomically(&config, &good("10"));
     wait_for(
         "the good file to apply",
         Duration::from_secs(10),
@@ -121,13 +127,13 @@ async fn bad_changes_are_rejected_whole_and_the_complete_write_applies() {
     )
     .await;
     let g1 = g0 + 1;
-    write_atomic(&csv, "old_url,new_url\n/a,/b\n/b,/a\n");
+    replace_atomically(&csv, "old_url,new_url\n/a,/b\n/b,/a\n");
     let e = next_rejection(&proxy, seen).await;
     seen += 1;
     assert!(e.to_lowercase().contains("loop"), "{e}");
     assert!(e.contains("plan.csv:"), "{e}");
     still_serving(&proxy, g1).await;
-    write_atomic(&csv, "old_url,new_url\n/old-a,/new-a\n");
+    replace_atomically(&csv, "old_url,new_url\n/old-a,/new-a\n");
     wait_for(
         "the fixed table to apply",
         Duration::from_secs(10),

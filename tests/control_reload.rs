@@ -9,14 +9,20 @@
 //! consistent when the store that answered is `new` exactly when `bucket < share(generation)`.
 //! The history's shares must also be the applied values, in order, ending with the last one.
 
-mod control_support;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 
-use control_support::*;
+use support::admin::*;
+use support::cohort_cookie;
+use support::control::*;
+use support::dir::{replace_atomically, write_in_place};
+use support::process::*;
+use support::stores::Stores;
+use support::wait::wait_for;
 
 fn share_of(k: usize) -> u16 {
     ((k * 3_911 + 1_234) % 10_001) as u16
@@ -63,7 +69,7 @@ async fn reload_under_load_drops_nothing_and_routes_by_the_generation_in_force()
         let kind = KINDS[k % 4];
         let t0 = Instant::now();
         match kind {
-            Kind::Rename => write_atomic(&config, &config_text(&stores, &params(&text(bp)))),
+            Kind::Rename => replace_atomically(&config, &config_text(&stores, &params(&text(bp)))),
             Kind::InPlace => write_in_place(&config, &config_text(&stores, &params(&text(bp)))),
             Kind::Sighup => {
                 write_in_place(&config, &config_text(&stores, &params(&text(bp))));
@@ -202,7 +208,7 @@ async fn change_latency_is_measured() {
     for k in 1..=10u16 {
         let bp = 1000 + k * 100;
         let t0 = Instant::now();
-        write_atomic(&config, &config_text(&stores, &params(bp)));
+        replace_atomically(&config, &config_text(&stores, &params(bp)));
         let want = f64::from(bp) / 100.0;
         // A shopper's request, not only the status page, must see the change.
         let bucket = bp - 50;
@@ -214,7 +220,8 @@ async fn change_latency_is_measured() {
                 let cookie = cookie.clone();
                 let addr = proxy.addr;
                 async move {
-                    let r = request(addr, Method::GET, "/", &[("cookie", &cookie)], None).await;
+                    let r =
+                        request_fresh(addr, Method::GET, "/", &[("cookie", &cookie)], None).await;
                     matches!(r, Ok((_, h, _)) if h["x-echo-storefront"] == "new")
                 }
             },

@@ -11,7 +11,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use support::client::{request, send_new_conn};
-use support::{raw, tls, Backend, Client, ConfigSpec, InProc, ProcProxy, Resp};
+use support::{raw, tls, Backend, Client, ConfigSpec, InProc, ProxyProcess, Resp};
 use tokio::io::AsyncWriteExt;
 
 /// The local error page names the storefront and carries the request id of the response header.
@@ -34,7 +34,7 @@ fn assert_error_page(r: &Resp, status: StatusCode, storefront: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connection_is_502_naming_the_storefront_with_request_id() {
     let old = Backend::echo("old").await;
-    let dead = Backend::refused().await;
+    let dead = support::upstream::refused_addr();
     let spec = ConfigSpec::new(&old.url(), &format!("http://{dead}"), 100.0);
     let proxy = InProc::start(&spec).await;
     let client = Client::new(proxy.addr);
@@ -230,9 +230,9 @@ async fn post_to_a_storefront_that_resets_is_sent_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_error_request_id_is_on_the_log_line() {
     let old = Backend::echo("old").await;
-    let dead = Backend::refused().await;
+    let dead = support::upstream::refused_addr();
     let spec = ConfigSpec::new(&old.url(), &format!("http://{dead}"), 100.0);
-    let mut proxy = ProcProxy::start(&spec).await;
+    let mut proxy = ProxyProcess::start_spec(&spec);
     let r = Client::new(proxy.addr).get("/cart").await;
     assert_error_page(&r, StatusCode::BAD_GATEWAY, "new");
     let id = r.header("x-request-id").unwrap();

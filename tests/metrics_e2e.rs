@@ -3,13 +3,17 @@
 // The `no-metrics` benchmark baseline records nothing per request.
 #![cfg(not(feature = "no-metrics"))]
 
-mod metrics_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use http::StatusCode;
-use metrics_support::*;
+use support::metrics::*;
+use support::process::ProxyProcess;
+use support::stores::StatusStore;
+use support::wait::{bounded, wait_for, SLOW_WAIT};
+use support::{cohort_cookie, HttpClient};
 
 const REQUESTS: &str = "cutover_requests_total";
 
@@ -27,14 +31,14 @@ fn requests(rows: &[(&str, &str, &str, &str, f64)]) -> BTreeMap<String, f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_exactly_as_requests_are_served() {
-    let old = Upstream::start("old").await;
-    let new = Upstream::start("new").await;
+    let old = StatusStore::start("old").await;
+    let new = StatusStore::start("new").await;
     let cfg = temp_config(&old, &new, 50.0, "");
-    let app = cutover::app::start(&cfg.path).await.expect("proxy starts");
+    let app = cutover::app::start(cfg.path()).await.expect("proxy starts");
     let (proxy, admin) = (app.addresses[0], app.admin_address.expect("admin on"));
-    let c = Client::default();
-    let on_new = bucket_cookie(0);
-    let on_old = bucket_cookie(9999);
+    let c = HttpClient::new();
+    let on_new = cohort_cookie(0);
+    let on_old = cohort_cookie(9999);
 
     let before = Scrape::fetch(&c, admin).await;
     assert!(
@@ -83,7 +87,7 @@ async fn counters_move_exactly_as_requests_are_served() {
         (a.status, a.storefront()),
         (StatusCode::BAD_GATEWAY, "gone")
     );
-    // Upstream statuses are counted by class; a 404 on new is a redirect miss, on old it is not.
+    // StatusStore statuses are counted by class; a 404 on new is a redirect miss, on old it is not.
     let a = c.get(proxy, "/status/404", &[("cookie", &on_new)]).await;
     assert_eq!((a.status, a.storefront()), (StatusCode::NOT_FOUND, "new"));
     let a = c.get(proxy, "/status/404", &[("cookie", &on_old)]).await;
@@ -166,7 +170,7 @@ async fn counters_move_exactly_as_requests_are_served() {
         "one observation per request"
     );
 
-    // Upstream errors, redirects, misses, assignments, in flight.
+    // StatusStore errors, redirects, misses, assignments, in flight.
     assert_eq!(
         s.nonzero("cutover_upstream_errors_total"),
         BTreeMap::from([("kind=connect,storefront=gone".to_string(), 1.0)])
@@ -209,11 +213,11 @@ async fn counters_move_exactly_as_requests_are_served() {
     assert_eq!(old.hits.load(Ordering::Relaxed) as f64, old_expected);
     assert_eq!(new.hits.load(Ordering::Relaxed) as f64, new_expected);
 
-    // Client connections: the keep-alive client's connections count as open until it hangs up.
+    // HttpClient connections: the keep-alive client's connections count as open until it hangs up.
     assert!(s.value("cutover_client_connections_accepted_total", &[]) >= 1.0);
     assert!(s.value("cutover_client_connections_open", &[]) >= 1.0);
     drop(c);
-    let probe = Client::default();
+    let probe = HttpClient::new();
     scrape_until(&probe, admin, "client connections closed", |s| {
         // The probe's own admin connection is not a client connection.
         s.value("cutover_client_connections_open", &[]) == 0.0
@@ -223,20 +227,20 @@ async fn counters_move_exactly_as_requests_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_200_while_running_and_503_once_draining() {
-    let old = Upstream::start("old").await;
-    let new = Upstream::start("new").await;
+    let old = StatusStore::start("old").await;
+    let new = StatusStore::start("new").await;
     let cfg = temp_config(&old, &new, 10.0, "");
-    let app = cutover::app::start(&cfg.path).await.expect("proxy starts");
+    let app = cutover::app::start(cfg.path()).await.expect("proxy starts");
     let admin = app.admin_address.expect("admin on");
-    let c = Client::default();
+    let c = HttpClient::new();
     let a = c.get(admin, "/readyz", &[]).await;
-    assert_eq!((a.status, &a.body[..]), (StatusCode::OK, &b"ready\n"[..]));
+    assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "ready\n"));
     let a = c.get(admin, "/healthz", &[]).await;
     assert_eq!(a.status, StatusCode::OK);
     let a = c.get(admin, "/metrics", &[]).await;
     assert!(a.header("content-type").starts_with("text/plain"));
     assert_eq!(
-        Scrape::parse(std::str::from_utf8(&a.body).unwrap()).value(
+        Scrape::parse(&a.body).value(
             "cutover_build_info",
             &[("version", env!("CARGO_PKG_VERSION"))]
         ),
@@ -253,12 +257,12 @@ async fn readyz_is_200_while_running_and_503_once_draining() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_cardinality_stays_fixed_under_10000_distinct_paths() {
-    let old = Upstream::start("old").await;
-    let new = Upstream::start("new").await;
+    let old = StatusStore::start("old").await;
+    let new = StatusStore::start("new").await;
     let cfg = temp_config(&old, &new, 50.0, "");
-    let app = cutover::app::start(&cfg.path).await.expect("proxy starts");
+    let app = cutover::app::start(cfg.path()).await.expect("proxy starts");
     let (proxy, admin) = (app.addresses[0], app.admin_address.expect("admin on"));
-    let c = Client::default();
+    let c = HttpClient::new();
 
     let before = Scrape::fetch(&c, admin).await;
     const N: usize = 10_000;
@@ -267,7 +271,7 @@ async fn label_cardinality_stays_fixed_under_10000_distinct_paths() {
     for t in 0..TASKS {
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
-            let cookies = [bucket_cookie(0), bucket_cookie(9999)];
+            let cookies = [cohort_cookie(0), cohort_cookie(9999)];
             for i in (t..N).step_by(TASKS) {
                 // Distinct paths, queries, hosts, request ids and methods' worth of client input,
                 // across every reason and several statuses.
@@ -323,8 +327,8 @@ async fn label_cardinality_stays_fixed_under_10000_distinct_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_line_matches_the_response() {
-    let old = Upstream::start("old").await;
-    let new = Upstream::start("new").await;
+    let old = StatusStore::start("old").await;
+    let new = StatusStore::start("new").await;
     // A relative path: next to the config file, like every other file a config names.
     let cfg = temp_config(
         &old,
@@ -333,10 +337,10 @@ async fn access_log_line_matches_the_response() {
         "[access_log]\nenabled = true\npath = \"access.log\"\n",
     );
     let log = cfg.file("access.log");
-    let app = cutover::app::start(&cfg.path).await.expect("proxy starts");
+    let app = cutover::app::start(cfg.path()).await.expect("proxy starts");
     let proxy = app.addresses[0];
-    let c = Client::default();
-    let (on_new, on_old) = (bucket_cookie(0), bucket_cookie(9999));
+    let c = HttpClient::new();
+    let (on_new, on_old) = (cohort_cookie(0), cohort_cookie(9999));
 
     // (request id or None, path+query, cookie) -> the answer, kept for comparison.
     let mut answers = Vec::new();
@@ -423,8 +427,8 @@ async fn access_log_line_matches_the_response() {
             .await
         }
     });
-    poll_until("held request reaches the storefront", || {
-        (new.hits.load(Ordering::Relaxed) > seen).then_some(())
+    wait_for("held request reaches the storefront", SLOW_WAIT, || {
+        std::future::ready((new.hits.load(Ordering::Relaxed) > seen).then_some(()))
     })
     .await;
     let a = c
@@ -466,16 +470,17 @@ async fn access_log_line_matches_the_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_keeps_the_last_line_when_the_binary_is_stopped() {
-    let old = Upstream::start("old").await;
-    let new = Upstream::start("new").await;
+    let old = StatusStore::start("old").await;
+    let new = StatusStore::start("new").await;
     let cfg = temp_config(
         &old,
         &new,
         50.0,
         "[access_log]\nenabled = true\npath = \"access.log\"\n",
     );
-    let (mut proc, proxy, admin) = serve(&cfg.path);
-    let c = Client::default();
+    let mut proc = ProxyProcess::spawn(cfg.path());
+    let (proxy, admin) = (proc.addr, proc.admin);
+    let c = HttpClient::new();
     for i in 0..3 {
         let a = c
             .get(
@@ -496,11 +501,14 @@ async fn access_log_keeps_the_last_line_when_the_binary_is_stopped() {
                 .await
         }
     });
-    poll_until("held request reaches a storefront", || {
-        (old.hits.load(Ordering::Relaxed) + new.hits.load(Ordering::Relaxed) > hits).then_some(())
+    wait_for("held request reaches a storefront", SLOW_WAIT, || {
+        std::future::ready(
+            (old.hits.load(Ordering::Relaxed) + new.hits.load(Ordering::Relaxed) > hits)
+                .then_some(()),
+        )
     })
     .await;
-    signal(proc.0.id(), "-TERM");
+    proc.signal("TERM");
     scrape_until_status(&c, admin, "/readyz", StatusCode::SERVICE_UNAVAILABLE).await;
     old.release.add_permits(1);
     new.release.add_permits(1);
@@ -509,7 +517,7 @@ async fn access_log_keeps_the_last_line_when_the_binary_is_stopped() {
     drop(c); // hang up, so the drain ends right after the held request
     let status = bounded("exit after SIGTERM", async {
         loop {
-            if let Some(st) = proc.0.try_wait().expect("wait") {
+            if let Some(st) = proc.child.try_wait().expect("wait") {
                 break st;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -529,7 +537,7 @@ async fn access_log_keeps_the_last_line_when_the_binary_is_stopped() {
 
 /// Polls an admin path until it answers `want` (bounded).
 async fn scrape_until_status(
-    c: &Client,
+    c: &HttpClient,
     admin: std::net::SocketAddr,
     path: &str,
     want: StatusCode,

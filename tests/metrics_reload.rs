@@ -3,12 +3,16 @@
 // The `no-metrics` benchmark baseline records nothing per request.
 #![cfg(not(feature = "no-metrics"))]
 
-mod metrics_support;
+mod support;
 
 use std::net::SocketAddr;
 
 use http::StatusCode;
-use metrics_support::*;
+use support::metrics::*;
+use support::process::{signal, ProxyProcess};
+use support::stores::StatusStore;
+use support::wait::bounded;
+use support::HttpClient;
 
 const APPLIED: &[(&str, &str)] = &[("result", "applied")];
 const REJECTED: &[(&str, &str)] = &[("result", "rejected")];
@@ -32,7 +36,7 @@ fn reloads(s: &Scrape) -> (f64, f64, f64, f64) {
 /// whole tuple is waited for, never one field and then the rest. Panics with the last scrape.
 /// Returns a fresh scrape taken after that: `reload::publish` counts the reload last, so by then
 /// everything else the reload publishes (share, sides, tables, retired labels) is in place.
-async fn reached(c: &Client, admin: SocketAddr, want: (f64, f64, f64, f64)) -> Scrape {
+async fn reached(c: &HttpClient, admin: SocketAddr, want: (f64, f64, f64, f64)) -> Scrape {
     scrape_until(c, admin, &format!("reload metrics {want:?}"), |s| {
         reloads(s) == want
     })
@@ -44,12 +48,12 @@ async fn reached(c: &Client, admin: SocketAddr, want: (f64, f64, f64, f64)) -> S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_metrics_move_when_the_config_file_changes() {
-    let old = Upstream::start("old").await;
-    let new = Upstream::start("new").await;
+    let old = StatusStore::start("old").await;
+    let new = StatusStore::start("new").await;
     let cfg = temp_config(&old, &new, 50.0, "");
-    let app = cutover::app::start(&cfg.path).await.expect("proxy starts");
+    let app = cutover::app::start(cfg.path()).await.expect("proxy starts");
     let (proxy, admin) = (app.addresses[0], app.admin_address.expect("admin on"));
-    let c = Client::default();
+    let c = HttpClient::new();
 
     let s = Scrape::fetch(&c, admin).await;
     assert_eq!(
@@ -144,33 +148,34 @@ async fn reload_metrics_move_when_the_config_file_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_binary_and_the_metrics_say_so() {
-    let old = Upstream::start("old").await;
-    let new = Upstream::start("new").await;
+    let old = StatusStore::start("old").await;
+    let new = StatusStore::start("new").await;
     let cfg = temp_config(&old, &new, 50.0, "");
-    let (proc, _, admin) = serve(&cfg.path);
-    let pid = proc.0.id();
-    let c = Client::default();
+    let proc = ProxyProcess::spawn(cfg.path());
+    let admin = proc.admin;
+    let pid = proc.pid;
+    let c = HttpClient::new();
 
     reached(&c, admin, (1.0, 0.0, 1.0, 1.0)).await;
 
     // SIGHUP with the file unchanged: re-read and applied as a new generation.
-    signal(pid, "-HUP");
+    assert!(signal(pid, "HUP"), "kill -HUP {pid}");
     reached(&c, admin, (2.0, 0.0, 2.0, 1.0)).await;
 
     // A broken file is rejected by the file watcher; SIGHUP re-reads it and rejects it again.
     cfg.rewrite("this is = not [valid toml\n");
     reached(&c, admin, (2.0, 1.0, 2.0, 0.0)).await;
-    signal(pid, "-HUP");
+    assert!(signal(pid, "HUP"), "kill -HUP {pid}");
     reached(&c, admin, (2.0, 2.0, 2.0, 0.0)).await;
     let a = c.get(admin, "/readyz", &[]).await;
     assert_eq!(a.status, StatusCode::OK, "a rejected reload keeps serving");
 
     // SIGTERM drains and exits cleanly.
-    signal(pid, "-TERM");
+    assert!(signal(pid, "TERM"), "kill -TERM {pid}");
     let mut proc = proc;
     let status = bounded("exit after SIGTERM", async {
         loop {
-            if let Some(st) = proc.0.try_wait().expect("wait") {
+            if let Some(st) = proc.child.try_wait().expect("wait") {
                 break st;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -3,16 +3,19 @@
 //! 100%, 410, `apply_to`, open-redirect probes, missed redirects, and validation through the
 //! `cutover` binary.
 
-mod redirects_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::process::Command;
 
 use cutover::app::App;
 use http::StatusCode;
-use redirects_support::{
-    bin, config, parse_head, raw, upstream, wait_for, Client, Dir, Resp, Upstream,
-};
+use support::process::binary;
+use support::raw::{response_head, send_until_close};
+use support::redirects::config;
+use support::stores::{path_store, PathStore};
+use support::wait::wait_for_every;
+use support::{Dir, HttpClient, Page};
 
 const NEW: (&str, &str) = ("x-side", "new");
 const OLD: (&str, &str) = ("x-side", "old");
@@ -109,15 +112,15 @@ struct Fixture {
     dir: Dir,
     app: App,
     addr: SocketAddr,
-    client: Client,
-    old: Upstream,
-    new: Upstream,
+    client: HttpClient,
+    old: PathStore,
+    new: PathStore,
 }
 
 impl Fixture {
     async fn start(share: f64) -> Fixture {
-        let old = upstream("old", &["/missing-page"]).await;
-        let new = upstream("new", &["/missing-page", "/old-cms/page.html"]).await;
+        let old = path_store("old", &["/missing-page"]).await;
+        let new = path_store("new", &["/missing-page", "/old-cms/page.html"]).await;
         let dir = Dir::new();
         for (name, text) in [
             ("plan.csv", PLAN),
@@ -137,13 +140,13 @@ impl Fixture {
             dir,
             app,
             addr,
-            client: Client::new(),
+            client: HttpClient::new(),
             old,
             new,
         }
     }
 
-    async fn get(&self, pq: &str, headers: &[(&str, &str)]) -> Resp {
+    async fn get(&self, pq: &str, headers: &[(&str, &str)]) -> Page {
         self.client.get(self.addr, pq, headers).await
     }
 
@@ -290,12 +293,12 @@ async fn matching_options_and_query_modes() {
     f.redirects("/brand", n, 301, "https://new.shop.example/brands")
         .await;
     // Methods other than GET get the same answer.
-    let head = raw(
+    let head = send_until_close(
         f.addr,
         b"HEAD /SALE/ HTTP/1.1\r\nHost: x\r\nX-Side: new\r\nConnection: close\r\n\r\n",
     )
     .await;
-    let (status, headers) = parse_head(&head);
+    let (status, headers) = response_head(&head);
     assert_eq!(status, 302);
     assert!(headers.contains(&("location".into(), "/collections/sale".into())));
 }
@@ -365,7 +368,7 @@ async fn statuses_during_the_shift_and_at_full_share_and_410() {
         .await;
 }
 
-fn assert_gone(r: &Resp) {
+fn assert_gone(r: &Page) {
     assert_eq!(r.status, StatusCode::GONE, "{r:?}");
     assert_eq!(r.location(), None);
     assert_eq!(r.upstream(), None);
@@ -443,8 +446,8 @@ async fn staff_override_parameters_do_not_break_a_query_key_match() {
 /// header, whatever the Host and X-Forwarded-Host say.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_redirect_probes() {
-    let old = upstream("old", &[]).await;
-    let new = upstream("new", &[]).await;
+    let old = path_store("old", &[]).await;
+    let new = path_store("new", &[]).await;
     let dir = Dir::new();
     dir.write(
         "probe.csv",
@@ -503,8 +506,8 @@ apply_to = "all"
                 "GET {target} HTTP/1.1\r\nHost: evil.example\r\nX-Forwarded-Host: evil.example\r\n\
                  X-Side: {side}\r\nConnection: close\r\n\r\n"
             );
-            let resp = raw(addr, req.as_bytes()).await;
-            let (status, headers) = parse_head(&resp);
+            let resp = send_until_close(addr, req.as_bytes()).await;
+            let (status, headers) = response_head(&resp);
             assert!(status >= 200, "{target}: no status line in {resp:?}");
             for (name, value) in &headers {
                 assert_ne!(name, "x-injected", "{target}: header injected");
@@ -528,7 +531,7 @@ apply_to = "all"
     assert!(redirected >= 30, "the probes exercised the splat rules");
 
     // Specific answers: suffixes and queries are carried re-encoded, never as a host.
-    let client = Client::new();
+    let client = HttpClient::new();
     let h = &[
         ("host", "evil.example"),
         ("x-forwarded-host", "evil.example"),
@@ -550,12 +553,12 @@ apply_to = "all"
         let r = client.get(addr, pq, h).await;
         assert_eq!(r.location(), Some(want), "{pq}: {r:?}");
     }
-    let r = raw(
+    let r = send_until_close(
         addr,
         b"GET /old/\\evil.example/x HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
     )
     .await;
-    let (status, headers) = parse_head(&r);
+    let (status, headers) = response_head(&r);
     assert_eq!(status, 302, "hyper accepts a backslash in the target");
     let loc = headers.iter().find(|(n, _)| n == "location").unwrap();
     assert_eq!(
@@ -608,7 +611,7 @@ async fn missed_redirects_are_listed_after_404s_on_new() {
     f.proxied("/exists-on-new", &[NEW], "new").await;
     f.redirects("/sale", &[NEW], 302, "/collections/sale").await;
 
-    let json = wait_for(
+    let json = wait_for_every(
         "the missed list",
         std::time::Duration::from_secs(10),
         std::time::Duration::from_millis(50),
@@ -646,7 +649,7 @@ async fn missed_redirects_are_listed_after_404s_on_new() {
 
     // The CLI reads the same list from the admin listener.
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin())
+        Command::new(binary())
             .args(["redirects", "missed", "--csv", "--admin"])
             .arg(admin.to_string())
             .output()
@@ -698,7 +701,7 @@ file = "plan.csv"
 "#
     );
     let path = dir.write("cutover.toml", &cfg);
-    let out = Command::new(bin())
+    let out = Command::new(binary())
         .args(["check", "--config"])
         .arg(&path)
         .output()
@@ -742,7 +745,7 @@ file = "plan.csv"
             "file = \"plan.csv\"\nquery = \"ignore\"",
         ),
     );
-    let out = Command::new(bin())
+    let out = Command::new(binary())
         .args(["redirects", "check"])
         .arg(dir.path("plan.csv"))
         .arg("--config")
@@ -771,7 +774,7 @@ file = "plan.csv"
             "file = \"plan.csv\"\nallowed_hosts = [\"new.shop.example\"]",
         ),
     );
-    let out = Command::new(bin())
+    let out = Command::new(binary())
         .args(["redirects", "check"])
         .arg(dir.path("plan.csv"))
         .arg("--config")

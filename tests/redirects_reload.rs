@@ -2,12 +2,17 @@
 //! rewrite and by SIGHUP; a broken table is rejected and the previous one keeps serving until a
 //! fixed one is applied.
 
-mod redirects_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use redirects_support::{admin_metric, config, serve, upstream, wait_for, Client, Dir, Process};
+use support::metrics::admin_metric;
+use support::process::ProxyProcess;
+use support::redirects::config;
+use support::stores::path_store;
+use support::wait::wait_for_every;
+use support::{Dir, HttpClient};
 
 const REJECTED: &str = "cutover_config_reloads_total{result=\"rejected\"}";
 const GENERATION: &str = "cutover_config_generation";
@@ -33,19 +38,19 @@ file = "plan.csv"
 "#;
 
 struct Running {
-    proxy: Process,
-    client: Client,
+    proxy: ProxyProcess,
+    client: HttpClient,
 }
 
 impl Running {
     async fn start(dir: &Dir) -> Running {
-        let old = upstream("old", &[]).await;
-        let new = upstream("new", &[]).await;
+        let old = path_store("old", &[]).await;
+        let new = path_store("new", &[]).await;
         let cfg = dir.write("cutover.toml", &config(old.addr, new.addr, 100.0, TABLE));
-        let proxy = serve(&cfg, dir.path("cutover.log"), LIMIT).await;
+        let proxy = ProxyProcess::spawn_with(&cfg, &[], LIMIT);
         Running {
             proxy,
-            client: Client::new(),
+            client: HttpClient::new(),
         }
     }
 
@@ -68,7 +73,7 @@ impl Running {
             ),
             ("/blog/a/b", format!("/v{v}/news/a/b")),
         ];
-        wait_for(&format!("version {v} to serve"), LIMIT, POLL, || {
+        wait_for_every(&format!("version {v} to serve"), LIMIT, POLL, || {
             let want = &want;
             async move {
                 for (pq, loc) in want {
@@ -91,7 +96,7 @@ impl Running {
     /// Waits for the rejected-reload counter to reach `n`, then checks that version `v` still
     /// answers every URL.
     async fn rejected(&self, n: f64, v: u32) {
-        wait_for(&format!("{n} rejected reloads"), LIMIT, POLL, || async {
+        wait_for_every(&format!("{n} rejected reloads"), LIMIT, POLL, || async {
             (self.metric(REJECTED).await >= n).then_some(())
         })
         .await;
@@ -188,14 +193,14 @@ async fn reload_while_another_file_in_the_directory_keeps_changing() {
     // more often than the watcher's quiet period: a change of the plan must still be applied.
     let dir = Dir::new();
     dir.write("plan.csv", &plan(1));
-    let old = upstream("old", &[]).await;
-    let new = upstream("new", &[]).await;
+    let old = path_store("old", &[]).await;
+    let new = path_store("new", &[]).await;
     let log = dir.path("access.log");
     let extra = format!("{TABLE}\n[access_log]\nenabled = true\npath = {:?}\n", log);
     let cfg = dir.write("cutover.toml", &config(old.addr, new.addr, 100.0, &extra));
     let p = Running {
-        proxy: serve(&cfg, dir.path("cutover.log"), LIMIT).await,
-        client: Client::new(),
+        proxy: ProxyProcess::spawn_with(&cfg, &[], LIMIT),
+        client: HttpClient::new(),
     };
     p.serves(1).await;
 
@@ -209,7 +214,7 @@ async fn reload_while_another_file_in_the_directory_keeps_changing() {
             }
         })
     };
-    wait_for("the access log to grow", LIMIT, POLL, || async {
+    wait_for_every("the access log to grow", LIMIT, POLL, || async {
         (std::fs::metadata(&log).map_or(0, |m| m.len()) > 0).then_some(())
     })
     .await;
@@ -255,7 +260,7 @@ async fn a_big_table_is_compiled_on_a_low_priority_thread() {
     }
     let generation = p.metric(GENERATION).await;
     dir.write_atomic("plan.csv", &big);
-    let pid = p.proxy.pid();
+    let pid = p.proxy.pid;
     let mut loader = None;
     let mut main = None;
     let deadline = std::time::Instant::now() + LIMIT;

@@ -7,14 +7,19 @@
 //! vCPUs: ~100 s with the defaults (the proxy spends ~75 s of CPU, ~2.5 s per 200,000-row
 //! load, and loads run one after another), ~15 s with `CUTOVER_RELOAD_TEST_ROWS=20000`.
 
-mod redirects_support;
+mod support;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redirects_support::{admin_metric, config, serve, upstream, wait_for, Client, Dir};
+use support::metrics::admin_metric;
+use support::process::ProxyProcess;
+use support::redirects::config;
+use support::stores::path_store;
+use support::wait::wait_for_every;
+use support::{Dir, HttpClient};
 
 const CLIENTS: usize = 4;
 /// Each client sends at most one request per tick: a steady load that leaves the (debug-build)
@@ -109,11 +114,11 @@ async fn table_reloaded_20_times_under_load_fails_no_request() {
         p
     });
     std::fs::copy(&versions[0], dir.path("plan.csv")).unwrap();
-    let old = upstream("old", &[]).await;
-    let new = upstream("new", &[]).await;
+    let old = path_store("old", &[]).await;
+    let new = path_store("new", &[]).await;
     let table = "\n[[redirects]]\nname = \"plan\"\nfile = \"plan.csv\"\n";
     let cfg = dir.write("cutover.toml", &config(old.addr, new.addr, 100.0, table));
-    let proxy = serve(&cfg, dir.path("cutover.log"), LIMIT).await;
+    let proxy = ProxyProcess::spawn_with(&cfg, &[], LIMIT);
     let addr = proxy.addr;
     let started = began.elapsed();
 
@@ -124,7 +129,7 @@ async fn table_reloaded_20_times_under_load_fails_no_request() {
     for c in 0..CLIENTS {
         let (tally, reloading, stop) = (tally.clone(), reloading.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
-            let client = Client::new();
+            let client = HttpClient::new();
             let mut rng = fastrand::Rng::with_seed(c as u64);
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -164,7 +169,7 @@ async fn table_reloaded_20_times_under_load_fails_no_request() {
 
     // Reload `reloads` times, alternating b, a, b, ...; each time wait (bounded) until the new
     // version answers, probed on a row the clients do not pick specially.
-    let probe = Client::new();
+    let probe = HttpClient::new();
     let mut reload_times = Vec::new();
     for k in 1..=reloads {
         let v = ["a", "b"][k % 2];
@@ -176,7 +181,7 @@ async fn table_reloaded_20_times_under_load_fails_no_request() {
         let i = k * 7919 % rows;
         let (pq, carried) = request(i);
         let want = format!("{}{carried}", row(i, v).1);
-        wait_for(
+        wait_for_every(
             &format!("reload {k} (version {v})"),
             LIMIT,
             Duration::from_millis(100),

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{raw, run_concurrently, Backend, Client, ConfigSpec, InProc, Jar, ProcProxy};
+use support::{raw, run_concurrently, Backend, Client, ConfigSpec, InProc, Jar, ProxyProcess};
 
 const SHOPPERS: usize = 20_000;
 
@@ -80,7 +80,7 @@ async fn raising_the_share_never_moves_a_new_shopper_to_old() {
     let old = Backend::counting("old").await;
     let new = Backend::counting("new").await;
     let spec = ConfigSpec::new(&old.url(), &new.url(), 10.0);
-    let mut proxy = ProcProxy::start(&spec).await;
+    let mut proxy = ProxyProcess::start_spec(&spec);
     let client = Client::new(proxy.addr);
 
     let shoppers = 2_000;

@@ -4,7 +4,7 @@
 mod support;
 
 use cutover::cohort::CohortKeys;
-use support::{get_new_conn, Backend, Client, ConfigSpec, InProc, Jar, ProcProxy, KEY};
+use support::{get_new_conn, Backend, Client, ConfigSpec, InProc, Jar, ProxyProcess, KEY};
 
 const REQUESTS: usize = 1_000;
 
@@ -61,9 +61,9 @@ async fn session_cookie_maps_to_the_same_storefront_in_two_processes() {
     let new = Backend::fast("new").await;
     let spec =
         ConfigSpec::new(&old.url(), &new.url(), 50.0).cohort("session_cookie = \"PHPSESSID\"");
-    let a = ProcProxy::start(&spec).await;
-    let b = ProcProxy::start(&spec).await;
-    assert_ne!(a.pid(), b.pid());
+    let a = ProxyProcess::start_spec(&spec);
+    let b = ProxyProcess::start_spec(&spec);
+    assert_ne!(a.pid, b.pid);
     let (ca, cb) = (Client::new(a.addr), Client::new(b.addr));
     let keys = CohortKeys::derive(KEY);
 

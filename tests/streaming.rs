@@ -11,7 +11,7 @@ use http::Request;
 use support::client::{send_counting, send_new_conn_within};
 use support::raw;
 use support::upstream::RepeatBody;
-use support::{Backend, ConfigSpec, InProc, ProcProxy};
+use support::{Backend, ConfigSpec, InProc, ProxyProcess};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -22,7 +22,7 @@ const RSS_LIMIT_KIB: u64 = 64 * 1024;
 async fn upload_and_download_of_256_mib_keep_proxy_memory_flat() {
     let store = Backend::stream("store", BIG).await;
     let spec = ConfigSpec::new(&store.url(), &store.url(), 0.0);
-    let proxy = ProcProxy::start(&spec).await;
+    let proxy = ProxyProcess::start_spec(&spec);
     let (hwm_start, _) = proxy.memory_kib();
     let limit = Duration::from_secs(120);
 

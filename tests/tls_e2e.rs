@@ -2,13 +2,20 @@
 //! in-process. SNI selection, ALPN, the shopper-facing behaviour over h2, the HTTP -> HTTPS
 //! redirect, upstream TLS with a private CA, and the h2 stream limit.
 
-mod tls_support;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use http::{StatusCode, Version};
-use tls_support::*;
+use support::conn::*;
+use support::metrics::{metric_sum, scrape};
+use support::proxy::{start_in, storefronts, tls_listener};
+use support::stores::{recording_store, RecordingStore};
+use support::tls::*;
+use support::upstream::free_port;
+use support::wait::{bounded, wait_for, SLOW_WAIT};
+use support::Page;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const H2: &[u8] = b"h2";
@@ -26,7 +33,7 @@ async fn sni_selects_among_three_certificates_and_the_default_for_unknown_names(
     www.write(dir.path(), "www");
     fr.write(dir.path(), "fr");
     de.write(dir.path(), "de");
-    let (old, new) = (backend("old").await, backend("new").await);
+    let (old, new) = (recording_store("old").await, recording_store("new").await);
     let config = format!(
         "{}\n{}\n[split]\nnew_share = 0\n",
         tls_listener(
@@ -35,7 +42,7 @@ async fn sni_selects_among_three_certificates_and_the_default_for_unknown_names(
         ),
         storefronts(&old, &new),
     );
-    let app = start(dir.path(), &config).await;
+    let app = start_in(dir.path(), &config).await;
     let addr = app.addresses[0];
 
     // Names a certificate claims: verified against the CA, so the chain is complete and valid.
@@ -87,7 +94,7 @@ async fn alpn_h2_and_http11_are_both_served() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("alpn CA");
     ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (backend("old").await, backend("new").await);
+    let (old, new) = (recording_store("old").await, recording_store("new").await);
     let config = format!(
         "{}\n{}\n[split]\nnew_share = 0\n",
         tls_listener(
@@ -96,7 +103,7 @@ async fn alpn_h2_and_http11_are_both_served() {
         ),
         storefronts(&old, &new),
     );
-    let app = start(dir.path(), &config).await;
+    let app = start_in(dir.path(), &config).await;
     let addr = app.addresses[0];
     let host = "www.shop.example";
 
@@ -132,12 +139,12 @@ async fn alpn_h2_and_http11_are_both_served() {
 }
 
 /// The bucket in a response's cohort cookie (`v1.<bucket>.<pin>.<mac>`).
-fn bucket(got: &Got) -> Option<String> {
+fn bucket(got: &Page) -> Option<String> {
     let c = got.cookie("cutover_cohort")?;
     Some(c.split('.').nth(1)?.to_string())
 }
 
-fn split_config(dir: &std::path::Path, old: &Backend, new: &Backend) -> String {
+fn split_config(dir: &std::path::Path, old: &RecordingStore, new: &RecordingStore) -> String {
     std::fs::write(
         dir.join("plan.csv"),
         "old_url,new_url,status\n/old-page,/new-page,301\n/product.php?id=42,/products/42,301\n/gone,,410\n",
@@ -182,8 +189,8 @@ async fn split_stickiness_and_redirects_behave_identically_over_h2() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("h2 CA");
     ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (backend("old").await, backend("new").await);
-    let app = start(dir.path(), &split_config(dir.path(), &old, &new)).await;
+    let (old, new) = (recording_store("old").await, recording_store("new").await);
+    let app = start_in(dir.path(), &split_config(dir.path(), &old, &new)).await;
     let addr = app.addresses[0];
     let host = "www.shop.example";
     let open = |alpn: &'static [u8]| {
@@ -239,7 +246,7 @@ async fn split_stickiness_and_redirects_behave_identically_over_h2() {
     let mut parallel = Vec::new();
     for i in 0..16 {
         let mut s = sender.clone();
-        let req = request(
+        let req = protocol_request(
             true,
             "GET",
             host,
@@ -314,13 +321,13 @@ async fn h2_cookie_fields_reach_an_http1_storefront_as_one_header() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("cookie CA");
     ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (backend("old").await, backend("new").await);
+    let (old, new) = (recording_store("old").await, recording_store("new").await);
     let config = format!(
         "{}\n{}\n[split]\nnew_share = 0\n",
         tls_listener(&[("www", "www", None)], ""),
         storefronts(&old, &new),
     );
-    let app = start(dir.path(), &config).await;
+    let app = start_in(dir.path(), &config).await;
     let host = "www.shop.example";
     let tls = bounded(
         "handshake",
@@ -329,7 +336,7 @@ async fn h2_cookie_fields_reach_an_http1_storefront_as_one_header() {
     .await
     .unwrap();
     let mut conn = Conn::negotiated(tls).await;
-    let mut req = request(true, "GET", host, "/cart", &[]);
+    let mut req = protocol_request(true, "GET", host, "/cart", &[]);
     for c in ["PHPSESSID=abc123", "cart=7", "lang=fr"] {
         req.headers_mut()
             .append(http::header::COOKIE, c.parse().unwrap());
@@ -351,7 +358,7 @@ async fn http_to_https_redirect_keeps_path_and_query() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("redirect CA");
     ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (backend("old").await, backend("new").await);
+    let (old, new) = (recording_store("old").await, recording_store("new").await);
     let plain_port = free_port();
     let config = format!(
         "{}\n{}\n[split]\nnew_share = 0\n",
@@ -361,7 +368,7 @@ async fn http_to_https_redirect_keeps_path_and_query() {
         ),
         storefronts(&old, &new),
     );
-    let app = start(dir.path(), &config).await;
+    let app = start_in(dir.path(), &config).await;
     let https = app.addresses[0].port();
     let plain: std::net::SocketAddr = format!("127.0.0.1:{plain_port}").parse().unwrap();
 
@@ -376,7 +383,7 @@ async fn http_to_https_redirect_keeps_path_and_query() {
         ("POST", "WWW.Shop.Example", "/cart/add?sku=9"),
         ("HEAD", "shop.example", "/p%C3%A9/x;y?q"),
     ] {
-        let req = request(false, method, host, path, &[]);
+        let req = protocol_request(false, method, host, path, &[]);
         let got = conn.send(req).await;
         assert_eq!(
             got.status,
@@ -425,7 +432,7 @@ async fn upstream_private_ca_verifies_with_ca_file_and_fails_without_it() {
         .write(dir.path(), "www");
     let private = Ca::new("private origin CA");
     private.write(dir.path(), "origin-ca.pem");
-    let origin = tls_backend("origin", &private.leaf(&["origin.internal"])).await;
+    let origin = recording_tls_store("origin", &private.leaf(&["origin.internal"])).await;
     let config = format!(
         r#"{listener}
 [admin]
@@ -455,7 +462,7 @@ to = "new"
         listener = tls_listener(&[("www", "www", None)], ""),
         addr = origin.addr,
     );
-    let app = start(dir.path(), &config).await;
+    let app = start_in(dir.path(), &config).await;
     let admin = app.admin_address.unwrap();
     let host = "www.shop.example";
     let tls = bounded(
@@ -487,7 +494,7 @@ to = "new"
     assert_eq!(origin.seen().len(), 1, "no request reached the origin");
     let text = scrape(admin).await;
     assert!(
-        metric(
+        metric_sum(
             &text,
             "cutover_upstream_errors_total",
             &[("storefront", "new"), ("kind", "tls")]
@@ -495,7 +502,7 @@ to = "new"
         "{text}"
     );
     assert_eq!(
-        metric(
+        metric_sum(
             &text,
             "cutover_upstream_errors_total",
             &[("storefront", "old"), ("kind", "tls")]
@@ -504,7 +511,7 @@ to = "new"
     );
 }
 
-fn limit_config(old: &Backend, new: &Backend) -> String {
+fn limit_config(old: &RecordingStore, new: &RecordingStore) -> String {
     format!(
         "{}\n{}\n[split]\nnew_share = 0\n[limits]\nh2_max_concurrent_streams = 2\n",
         tls_listener(&[("www", "www", None)], ""),
@@ -519,8 +526,8 @@ async fn h2_client_obeying_settings_waits_for_a_stream_slot() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("limit CA");
     ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (backend("old").await, backend("new").await);
-    let app = start(dir.path(), &limit_config(&old, &new)).await;
+    let (old, new) = (recording_store("old").await, recording_store("new").await);
+    let app = start_in(dir.path(), &limit_config(&old, &new)).await;
     let host = "www.shop.example";
     let tls = bounded(
         "handshake",
@@ -537,7 +544,7 @@ async fn h2_client_obeying_settings_waits_for_a_stream_slot() {
     let mut tasks = Vec::new();
     for i in 0..8 {
         let mut s = sender.clone();
-        let req = request(true, "GET", host, &format!("/slow/{i}"), &[]);
+        let req = protocol_request(true, "GET", host, &format!("/slow/{i}"), &[]);
         tasks.push(tokio::spawn(async move {
             bounded("h2 ready", s.ready()).await.unwrap();
             read(bounded("h2 stream", s.send_request(req)).await.unwrap()).await
@@ -609,8 +616,8 @@ async fn h2_streams_beyond_the_limit_are_refused_and_the_others_complete() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("raw h2 CA");
     ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (backend("old").await, backend("new").await);
-    let app = start(dir.path(), &limit_config(&old, &new)).await;
+    let (old, new) = (recording_store("old").await, recording_store("new").await);
+    let app = start_in(dir.path(), &limit_config(&old, &new)).await;
     let host = "www.shop.example";
     let mut tls = bounded(
         "handshake",
@@ -685,7 +692,7 @@ async fn h2_streams_beyond_the_limit_are_refused_and_the_others_complete() {
         // Release the storefront only once the excess streams were refused, so the admitted
         // ones were certainly still open when the others arrived.
         if refused.len() == 2 && !released {
-            eventually("two requests held at the storefront", || async {
+            wait_for("two requests held at the storefront", SLOW_WAIT, || async {
                 (old.in_flight() == 2).then_some(())
             })
             .await;

@@ -2,17 +2,25 @@
 //! handshake, a bad pair is refused while the old certificate keeps serving, and `cutover check`
 //! names every certificate problem with its file.
 
-mod tls_support;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::StatusCode;
-use tls_support::*;
+use support::conn::*;
+use support::dir::{replace_atomically, write_config};
+use support::metrics::{metric_sum, scrape};
+use support::process::{check, ProxyProcess};
+use support::proxy::{start_in, storefronts, tls_listener};
+use support::stores::{recording_store, RecordingStore};
+use support::tls::*;
+use support::upstream::free_port;
+use support::wait::{bounded, wait_for, SLOW_WAIT};
 
 const HOST: &str = "www.shop.example";
 
-fn config(old: &Backend, new: &Backend, listen: &str, admin: &str) -> String {
+fn config(old: &RecordingStore, new: &RecordingStore, listen: &str, admin: &str) -> String {
     format!(
         "{}\n[admin]\naddress = \"{admin}\"\n\n{}\n[split]\nnew_share = 0\n",
         tls_listener(&[("www", "www", None)], "").replace("127.0.0.1:0", listen),
@@ -31,7 +39,7 @@ async fn certificate_rotated_under_load_without_failed_handshakes() {
     let before = ca.leaf(&[HOST]);
     let after = ca.leaf(&[HOST]);
     before.write(dir.path(), "www");
-    let (old, new) = (backend("old").await, backend("new").await);
+    let (old, new) = (recording_store("old").await, recording_store("new").await);
     let (port, admin_port) = (free_port(), free_port());
     let path = write_config(
         dir.path(),
@@ -42,17 +50,17 @@ async fn certificate_rotated_under_load_without_failed_handshakes() {
             &format!("127.0.0.1:{admin_port}"),
         ),
     );
-    let proc = Process::serve(dir.path(), &path);
+    let proc = ProxyProcess::spawn(&path);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
     let roots = || ca.roots();
     let cfg = client(roots(), &[b"http/1.1"]);
-    let first = eventually("the proxy accepts TLS", || {
+    let first = wait_for("the proxy accepts TLS", SLOW_WAIT, || {
         let cfg = cfg.clone();
         async move { connect(addr, HOST, cfg).await.ok() }
     })
     .await;
-    assert!(presented(&first) == before.der, "{}", proc.log());
+    assert!(presented(&first) == before.der, "{}", proc.log_text());
     drop(first);
 
     // A long-lived h2 connection from before the renewal.
@@ -119,22 +127,26 @@ async fn certificate_rotated_under_load_without_failed_handshakes() {
         let done = done.clone();
         async move { (done.load(Ordering::SeqCst) >= n).then_some(()) }
     };
-    eventually("load before the renewal", || count(20)).await;
+    wait_for("load before the renewal", SLOW_WAIT, || count(20)).await;
     after.rotate_into(dir.path(), "www");
-    proc.hup();
-    eventually("a handshake presents the new certificate", || {
-        let seen = new_seen.load(Ordering::SeqCst);
-        async move { seen.then_some(()) }
-    })
+    proc.signal("HUP");
+    wait_for(
+        "a handshake presents the new certificate",
+        SLOW_WAIT,
+        || {
+            let seen = new_seen.load(Ordering::SeqCst);
+            async move { seen.then_some(()) }
+        },
+    )
     .await;
     let at = done.load(Ordering::SeqCst);
-    eventually("load after the renewal", || count(at + 30)).await;
+    wait_for("load after the renewal", SLOW_WAIT, || count(at + 30)).await;
     stop.store(true, Ordering::SeqCst);
     for w in workers {
         bounded("worker", w).await.unwrap();
     }
     let failures = failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "{failures:#?}\n{}", proc.log());
+    assert!(failures.is_empty(), "{failures:#?}\n{}", proc.log_text());
 
     // A fresh handshake: the new certificate. The early connection: still up, old certificate.
     let fresh = bounded("fresh", connect(addr, HOST, cfg.clone()))
@@ -145,12 +157,12 @@ async fn certificate_rotated_under_load_without_failed_handshakes() {
 
     let text = scrape(admin).await;
     assert_eq!(
-        metric(&text, "cutover_tls_handshake_errors_total", &[]),
+        metric_sum(&text, "cutover_tls_handshake_errors_total", &[]),
         0.0,
         "{text}"
     );
-    assert!(metric(&text, "cutover_tls_reloads_total", &[("result", "applied")]) >= 1.0);
-    let expiry = metric(
+    assert!(metric_sum(&text, "cutover_tls_reloads_total", &[("result", "applied")]) >= 1.0);
+    let expiry = metric_sum(
         &text,
         "cutover_tls_certificate_expiry_seconds",
         &[("certificate", "www")],
@@ -169,8 +181,8 @@ async fn mismatched_key_or_garbage_file_is_refused_and_the_old_certificate_serve
     let other = ca.leaf(&[HOST]);
     let renewed = ca.leaf(&[HOST]);
     good.write(dir.path(), "www");
-    let (old, new) = (backend("old").await, backend("new").await);
-    let app = start(
+    let (old, new) = (recording_store("old").await, recording_store("new").await);
+    let app = start_in(
         dir.path(),
         &config(&old, &new, "127.0.0.1:0", "127.0.0.1:0"),
     )
@@ -192,11 +204,12 @@ async fn mismatched_key_or_garbage_file_is_refused_and_the_old_certificate_serve
     };
     assert!(serves(&good).await);
     let counter = move |name: &'static str, result: &'static str| async move {
-        metric(&scrape(admin).await, name, &[("result", result)])
+        metric_sum(&scrape(admin).await, name, &[("result", result)])
     };
-    let wait_for = move |name: &'static str, result: &'static str, n: f64| async move {
-        eventually(
+    let reloads_reach = move |name: &'static str, result: &'static str, n: f64| async move {
+        wait_for(
             &format!("{name}{{result={result}}} >= {n}"),
+            SLOW_WAIT,
             || async move { (counter(name, result).await >= n).then_some(()) },
         )
         .await
@@ -206,8 +219,8 @@ async fn mismatched_key_or_garbage_file_is_refused_and_the_old_certificate_serve
     let applied = counter("cutover_config_reloads_total", "applied").await;
 
     // 1. A key from another certificate (a renewal that replaced the key only).
-    replace_file(&dir.path().join("www.key"), other.key_pem.as_bytes());
-    wait_for(
+    replace_atomically(&dir.path().join("www.key"), other.key_pem.as_bytes());
+    reloads_reach(
         "cutover_config_reloads_total",
         "rejected",
         config_rejected + 1.0,
@@ -226,16 +239,16 @@ async fn mismatched_key_or_garbage_file_is_refused_and_the_old_certificate_serve
     );
 
     // Back to the matching key: applied again.
-    replace_file(&dir.path().join("www.key"), good.key_pem.as_bytes());
-    wait_for("cutover_config_reloads_total", "applied", applied + 1.0).await;
+    replace_atomically(&dir.path().join("www.key"), good.key_pem.as_bytes());
+    reloads_reach("cutover_config_reloads_total", "applied", applied + 1.0).await;
     assert!(serves(&good).await);
 
     // 2. Garbage where the certificate should be.
-    replace_file(
+    replace_atomically(
         &dir.path().join("www.crt"),
         b"-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
     );
-    wait_for(
+    reloads_reach(
         "cutover_config_reloads_total",
         "rejected",
         config_rejected + 2.0,
@@ -245,8 +258,8 @@ async fn mismatched_key_or_garbage_file_is_refused_and_the_old_certificate_serve
     assert!(why.contains("www.crt"), "{why}");
     assert!(serves(&good).await, "the old certificate still serves");
     // 2b. A file with no PEM at all.
-    replace_file(&dir.path().join("www.crt"), b"\x00\x01garbage\xff");
-    wait_for(
+    replace_atomically(&dir.path().join("www.crt"), b"\x00\x01garbage\xff");
+    reloads_reach(
         "cutover_config_reloads_total",
         "rejected",
         config_rejected + 3.0,
@@ -259,7 +272,7 @@ async fn mismatched_key_or_garbage_file_is_refused_and_the_old_certificate_serve
     renewed.rotate_into(dir.path(), "www");
     let cfg2 = cfg.clone();
     let want = renewed.der.clone();
-    eventually("the renewed certificate is served", || {
+    wait_for("the renewed certificate is served", SLOW_WAIT, || {
         let cfg = cfg2.clone();
         let want = want.clone();
         async move {
@@ -270,11 +283,11 @@ async fn mismatched_key_or_garbage_file_is_refused_and_the_old_certificate_serve
     .await;
     let text = scrape(admin).await;
     assert_eq!(
-        metric(&text, "cutover_tls_handshake_errors_total", &[]),
+        metric_sum(&text, "cutover_tls_handshake_errors_total", &[]),
         0.0
     );
     assert_eq!(
-        metric(&text, "cutover_config_last_reload_successful", &[]),
+        metric_sum(&text, "cutover_config_last_reload_successful", &[]),
         1.0
     );
 }

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::WAIT;
+use super::wait::{SLOW_WAIT, WAIT};
 
 /// A whole response.
 #[derive(Debug, Clone)]
@@ -289,4 +289,111 @@ where
     tokio::time::timeout(limit, fut)
         .await
         .expect("streaming request timed out")
+}
+
+/// A response read whole, body as text: what [`HttpClient`] and the h1/h2 connections of
+/// `conn.rs` return.
+#[derive(Debug)]
+pub struct Page {
+    /// Status.
+    pub status: StatusCode,
+    /// The protocol it came over.
+    pub version: http::Version,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The whole body, as text.
+    pub body: String,
+}
+
+impl Page {
+    /// A header as text ("" when absent), so assertions compare plain strings.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// `x-cutover-storefront`.
+    pub fn storefront(&self) -> &str {
+        self.header("x-cutover-storefront")
+    }
+
+    /// `Location`, for redirects.
+    pub fn location(&self) -> Option<&str> {
+        self.headers
+            .get(http::header::LOCATION)
+            .map(|v| v.to_str().expect("Location is visible ASCII"))
+    }
+
+    /// Which storefront answered (the upstream's own header, so redirects have none).
+    pub fn upstream(&self) -> Option<&str> {
+        self.headers.get("x-upstream").and_then(|v| v.to_str().ok())
+    }
+
+    /// `name=value` of the first `Set-Cookie` for `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|kv| kv.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    }
+}
+
+/// A keep-alive HTTP/1.1 client for any address: the data plane and the admin listener of a
+/// process share one pool. [`Client`] is the variant bound to one in-process proxy.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    /// A client with a small pool.
+    pub fn new() -> HttpClient {
+        HttpClient {
+            inner: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(8)
+                .build_http(),
+        }
+    }
+
+    /// GET `path_and_query` from `addr` with extra headers; panics on transport errors.
+    pub async fn get(&self, addr: SocketAddr, pq: &str, headers: &[(&str, &str)]) -> Page {
+        self.try_get(addr, pq, headers)
+            .await
+            .unwrap_or_else(|e| panic!("GET {pq} from {addr}: {e}"))
+    }
+
+    /// GET, with transport errors and timeouts ([`SLOW_WAIT`]) returned.
+    pub async fn try_get(
+        &self,
+        addr: SocketAddr,
+        pq: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Page, String> {
+        let req = request(addr, Method::GET, pq, headers, Bytes::new());
+        let fut = async {
+            let resp = self.inner.request(req).await.map_err(|e| e.to_string())?;
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+            Ok(Page {
+                status: parts.status,
+                version: parts.version,
+                headers: parts.headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        };
+        tokio::time::timeout(SLOW_WAIT, fut)
+            .await
+            .map_err(|_| format!("no answer within {SLOW_WAIT:?}"))?
+    }
 }

@@ -1,26 +1,51 @@
-//! Shared helper for the end-to-end tests: temp configs, the proxy (in-process or as the built
-//! binary), real upstream servers on `127.0.0.1:0`, and small HTTP clients (hyper and raw TCP).
+//! The one helper every end-to-end test uses (`mod support;`), so each suite exercises the real
+//! proxy the same way: real sockets on 127.0.0.1, real upstream servers, the real binary.
+//!
+//! By concern: `dir` (temp configs), `proxy` (config builder, in-process proxy), `process` (the
+//! binary: start, signals, log), `upstream` and `stores` (storefront stand-ins), `client`,
+//! `conn` and `raw` (HTTP/1.1, HTTP/2 and raw-TCP clients), `admin` (admin API), `metrics`
+//! (scrapes), `tls` (rcgen certificates, TLS clients and servers), `wait` (bounded polling),
+//! and the configs of the `control` and `redirects` suites.
 //!
 //! Every wait is bounded so a broken proxy fails a test instead of hanging the suite.
+// Every test binary compiles this module and uses a different part of it (items, re-exports).
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod client;
+pub mod conn;
+pub mod control;
+pub mod dir;
+pub mod metrics;
+pub mod process;
 pub mod proxy;
 pub mod raw;
+pub mod redirects;
+pub mod stores;
 pub mod tls;
 pub mod upstream;
+pub mod wait;
 
-use std::time::Duration;
-
-pub use client::{get_new_conn, Client, Jar, Resp};
-pub use proxy::{ConfigSpec, InProc, ProcProxy};
+pub use client::{get_new_conn, Client, HttpClient, Jar, Page, Resp};
+pub use dir::{Dir, TempConfig};
+pub use process::ProxyProcess;
+pub use proxy::{ConfigSpec, InProc};
 pub use upstream::Backend;
-
-/// The bound on any single wait in the suite (a request, a log line, a connection close).
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use wait::{bounded, wait_for, SLOW_WAIT, WAIT};
 
 /// The cohort key every test config uses unless it sets its own.
 pub const KEY: &str = "e2e-test-key";
+
+/// A `Cookie` header value that places a shopper in `bucket` (0..9999) with no pin, so a test
+/// picks the side of the split instead of depending on a random assignment.
+pub fn cohort_cookie(bucket: u16) -> String {
+    let value = cutover::cohort::encode(
+        &cutover::cohort::CohortCookie { bucket, pin: None },
+        &cutover::cohort::CohortKeys::derive(KEY),
+        |_| unreachable!("no pin"),
+    );
+    format!("cutover_cohort={value}")
+}
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {

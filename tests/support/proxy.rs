@@ -1,15 +1,13 @@
-//! Temp configs and the proxy under test, in-process (`cutover::app::start`) or as the built
-//! binary (`cutover serve`), which the memory and multi-process tests need.
+//! Configs for the proxy under test, and the proxy in-process (`cutover::app::start`), which
+//! lets a test reload on demand and read the app's state; `process.rs` runs the binary.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use tempfile::TempDir;
+use std::path::Path;
 
+use super::dir::TempConfig;
+use super::stores::RecordingStore;
+use super::wait::bounded;
 use super::{KEY, WAIT};
 
 /// A config to render: storefronts plus extra lines for each section.
@@ -126,39 +124,6 @@ impl ConfigSpec {
     }
 }
 
-/// A config file in its own temp directory.
-pub struct TempConfig {
-    dir: TempDir,
-    path: PathBuf,
-}
-
-impl TempConfig {
-    /// Writes `text` to a fresh `cutover.toml`.
-    pub fn new(text: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("cutover.toml");
-        std::fs::write(&path, text).expect("writing config");
-        TempConfig { dir, path }
-    }
-
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The directory (for CA files and other companions).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Replaces the file atomically (write + rename), so a watcher never reads half a file.
-    pub fn rewrite(&self, text: &str) {
-        let tmp = self.dir.path().join(".cutover.toml.tmp");
-        std::fs::write(&tmp, text).expect("writing config");
-        std::fs::rename(&tmp, &self.path).expect("renaming config");
-    }
-}
-
 /// The proxy running inside the test process.
 pub struct InProc {
     /// The started app.
@@ -196,151 +161,43 @@ impl InProc {
     }
 }
 
-/// The `cutover serve` binary as a child process, killed on drop.
-pub struct ProcProxy {
-    child: Child,
-    /// Its first listener.
-    pub addr: SocketAddr,
-    /// Its config file.
-    pub config: TempConfig,
-    log: Arc<Mutex<Vec<serde_json::Value>>>,
+/// `[storefront.old]` and `[storefront.new]` pointing at two plain backends.
+pub fn storefronts(old: &RecordingStore, new: &RecordingStore) -> String {
+    format!(
+        "[storefront.old]\nupstream = \"http://{}\"\n\n[storefront.new]\nupstream = \"http://{}\"\n",
+        old.addr, new.addr
+    )
 }
 
-impl Drop for ProcProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The path of the built binary.
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_cutover")
-}
-
-impl ProcProxy {
-    /// Writes `spec`, runs `cutover serve` on it and waits for its "started" log line, which
-    /// names the bound addresses (the config asks for port 0).
-    pub async fn start(spec: &ConfigSpec) -> Self {
-        let config = TempConfig::new(&spec.render());
-        let mut child = Command::new(binary())
-            .args(["--log", "info", "--log-format", "json", "serve", "--config"])
-            .arg(config.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning cutover");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let v = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({ "message": line }));
-                sink.lock().unwrap().push(v);
-            }
-        });
-        let mut me = ProcProxy {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            config,
-            log,
-        };
-        let started = me
-            .wait_log(|v| v["message"] == "cutover started")
-            .await
-            .unwrap_or_else(|| panic!("cutover did not start; log: {:?}", me.log_lines()));
-        let listeners = started["listeners"]
-            .as_str()
-            .expect("listeners field is a string");
-        let first = listeners
-            .trim_matches(|c| c == '[' || c == ']')
-            .split(',')
-            .next()
-            .expect("one listener")
-            .trim();
-        me.addr = first.parse().expect("listener address");
-        me
-    }
-
-    /// The child's pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// All log lines so far.
-    pub fn log_lines(&self) -> Vec<serde_json::Value> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits (bounded) for a log line matching `pred`, also among lines already seen, and
-    /// returns it. `None` when the process exits or the bound passes.
-    pub async fn wait_log(
-        &mut self,
-        pred: impl Fn(&serde_json::Value) -> bool,
-    ) -> Option<serde_json::Value> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(v) = self.log.lock().unwrap().iter().find(|v| pred(v)) {
-                return Some(v.clone());
-            }
-            if matches!(self.child.try_wait(), Ok(Some(_)))
-                || tokio::time::Instant::now() > deadline
-            {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+/// A `[[listener]]` on 127.0.0.1:0 with TLS, one `[[listener.tls.certificates]]` per
+/// `(label, file stem, names)`; `extra` goes into `[listener.tls]` (e.g. `default = "x"`).
+pub fn tls_listener(certs: &[(&str, &str, Option<&[&str]>)], extra: &str) -> String {
+    let mut s = format!("[[listener]]\naddress = \"127.0.0.1:0\"\n[listener.tls]\n{extra}\n");
+    for (label, stem, names) in certs {
+        s.push_str(&format!(
+            "[[listener.tls.certificates]]\nlabel = \"{label}\"\ncert = \"{stem}.crt\"\nkey = \"{stem}.key\"\n"
+        ));
+        if let Some(names) = names {
+            let list: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+            s.push_str(&format!("names = [{}]\n", list.join(", ")));
         }
     }
-
-    /// Rewrites the config, sends SIGHUP and waits until a reload with `share_bp` is applied.
-    pub async fn reload_with_sighup(&mut self, spec: &ConfigSpec, share_bp: u64) {
-        self.log.lock().unwrap().clear();
-        self.config.rewrite(&spec.render());
-        let status = Command::new("kill")
-            .args(["-HUP", &self.pid().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -HUP failed");
-        let applied = self
-            .wait_log(|v| {
-                v["message"] == "configuration applied" && v["share_bp"].as_u64() == Some(share_bp)
-            })
-            .await;
-        assert!(
-            applied.is_some(),
-            "reload to {share_bp} bp not applied; log: {:?}",
-            self.log_lines()
-        );
-    }
-
-    /// `(VmHWM, VmRSS)` of the proxy in KiB, from `/proc/<pid>/status`.
-    pub fn memory_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("reading /proc/<pid>/status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or_else(|| panic!("{name} missing in /proc status"))
-        };
-        (field("VmHWM:"), field("VmRSS:"))
-    }
+    s
 }
 
-/// Runs `cutover check --config <file>`; returns (exit success, stdout, stderr).
-pub fn run_check(config: &Path) -> (bool, String, String) {
-    let out = Command::new(binary())
-        .args(["check", "--config"])
-        .arg(config)
-        .output()
-        .expect("running cutover check");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Starts the proxy in-process from `dir/cutover.toml`, next to the certificates the config
+/// names by relative path.
+pub async fn start_in(dir: &Path, text: &str) -> cutover::app::App {
+    // Without an [admin] section the admin listener takes its default port; tests run in parallel.
+    let text = if text.contains("[admin]") {
+        text.to_string()
+    } else {
+        format!("{text}\n[admin]\naddress = \"127.0.0.1:0\"\n")
+    };
+    let text = text.as_str();
+    let path = super::dir::write_config(dir, text);
+    match bounded("proxy start", cutover::app::start(&path)).await {
+        Ok(app) => app,
+        Err(e) => panic!("proxy did not start: {e}\nconfig:\n{text}"),
+    }
 }

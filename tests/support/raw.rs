@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::WAIT;
+use super::wait::{SLOW_WAIT, WAIT};
 
 /// One response parsed from raw bytes.
 #[derive(Debug, Clone)]
@@ -82,6 +82,34 @@ pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> (Vec<RawResp>, bool) {
     s.write_all(bytes).await.expect("write");
     let (out, closed) = read_until_close(&mut s, Duration::from_secs(5)).await;
     (parse_all(&out), closed)
+}
+
+/// Sends `bytes` on a fresh connection and returns everything the server sent until it closed
+/// (send `Connection: close`); fails the test when it does not close within [`SLOW_WAIT`].
+pub async fn send_until_close(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr).await;
+    s.write_all(bytes).await.expect("write request");
+    let (out, closed) = read_until_close(&mut s, SLOW_WAIT).await;
+    assert!(closed, "raw request answered and closed in time");
+    out
+}
+
+/// The head of a raw response, without needing its body complete (HEAD answers, truncated
+/// reads): status code and header lines (name lowercase, value).
+pub fn response_head(raw: &[u8]) -> (u16, Vec<(String, String)>) {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers)
 }
 
 /// Every complete response in `bytes`, in order.

@@ -1,49 +1,299 @@
-//! An https storefront with a test CA, whose next N connections are dropped right after the TCP
-//! accept. For the proxy that is a failed connect (the TLS handshake never completes, nothing of
-//! the request was sent), and the backend can count every attempt: that makes the retry rule
-//! observable without guessing at refused ports.
+//! Test certificates made with rcgen (a CA, leaves with chosen names and validity), TLS
+//! clients that report the presented certificate and the negotiated protocol, and HTTPS
+//! storefronts: a recording one (h2 and http/1.1) and one whose next connections fail in the
+//! handshake, which makes the retry rule observable without guessing at refused ports.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::TlsAcceptor;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::upstream::{serve_h1, Backend};
+use super::dir::replace_atomically;
+use super::stores::RecordingStore;
+use super::upstream::{bind_local, serve_auto, serve_h1, spawn_accept, Backend};
+use super::wait::SLOW_WAIT;
 
-/// Generates a CA and a leaf for 127.0.0.1; writes the CA to `dir/ca.pem`.
-fn certificates(dir: &Path) -> (PathBuf, rustls::ServerConfig) {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA cert");
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &ca)
-        .expect("leaf cert");
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, ca.pem()).expect("writing CA");
-    let provider = Arc::new(cutover::tls::provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+/// How long a generated certificate is valid, relative to now.
+#[derive(Debug, Clone, Copy)]
+pub enum Validity {
+    /// From yesterday for a year.
+    Normal,
+    /// Ended yesterday.
+    Expired,
+    /// From yesterday, ending in this many days.
+    ExpiresInDays(u32),
+}
+
+fn apply_validity(params: &mut CertificateParams, v: Validity) {
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let day = Duration::from_secs(86_400);
+    let (from, to) = match v {
+        Validity::Normal => (now - day, now + 365 * day),
+        Validity::Expired => (now - 30 * day, now - day),
+        Validity::ExpiresInDays(d) => (now - day, now + d * day),
+    };
+    params.not_before = epoch + from;
+    params.not_after = epoch + to;
+}
+
+/// A throwaway certificate authority.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    /// The CA certificate.
+    pub der: CertificateDer<'static>,
+    /// The CA certificate, PEM.
+    pub pem: String,
+}
+
+/// A leaf certificate chain (leaf then CA) and its key, PEM.
+#[derive(Clone)]
+pub struct Leaf {
+    /// The leaf certificate, for comparing with what a server presents.
+    pub der: CertificateDer<'static>,
+    /// Leaf + issuing CA.
+    pub chain_pem: String,
+    /// PKCS#8 private key.
+    pub key_pem: String,
+}
+
+impl Ca {
+    /// A new CA named `cn`.
+    pub fn new(cn: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        apply_validity(&mut params, Validity::Normal);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            issuer: Issuer::new(params, key),
+            der: cert.der().clone(),
+            pem: cert.pem(),
+        }
+    }
+
+    /// A leaf for `names` (DNS SANs), valid for a year.
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(names, Validity::Normal)
+    }
+
+    /// A leaf for `names` with the given validity.
+    pub fn leaf_with(&self, names: &[&str], validity: Validity) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        if let Some(first) = names.first() {
+            params.distinguished_name.push(DnType::CommonName, *first);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        apply_validity(&mut params, validity);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            der: cert.der().clone(),
+            chain_pem: format!("{}{}", cert.pem(), self.pem),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// Trusts only this CA.
+    pub fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        roots
+    }
+
+    /// Writes the CA certificate to `dir/name`.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, &self.pem).unwrap();
+        path
+    }
+}
+
+impl Leaf {
+    /// Writes `<name>.crt` (chain) and `<name>.key` in `dir`.
+    pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{name}.crt"));
+        let key = dir.join(format!("{name}.key"));
+        std::fs::write(&cert, &self.chain_pem).unwrap();
+        std::fs::write(&key, &self.key_pem).unwrap();
+        (cert, key)
+    }
+
+    /// Replaces `<name>.crt` and `<name>.key` the way certbot-style tools do: write a temporary
+    /// file next to each, then rename it over the old one (key first, then the chain).
+    pub fn rotate_into(&self, dir: &Path, name: &str) {
+        replace_atomically(&dir.join(format!("{name}.key")), self.key_pem.as_bytes());
+        replace_atomically(&dir.join(format!("{name}.crt")), self.chain_pem.as_bytes());
+    }
+}
+
+/// A server config presenting `leaf` (its chain and key), offering `alpn`.
+pub fn server_config(leaf: &Leaf, alpn: &[&[u8]]) -> rustls::ServerConfig {
+    let chain: Vec<CertificateDer<'static>> =
+        rustls::pki_types::pem::PemObject::pem_slice_iter(leaf.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("leaf chain PEM");
+    let key = rustls::pki_types::pem::PemObject::from_pem_slice(leaf.key_pem.as_bytes())
+        .expect("leaf key PEM");
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
         .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(leaf.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-        )
+        .with_single_cert(chain, key)
         .expect("server cert");
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    (ca_path, config)
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    cfg
+}
+
+/// Accepts any server certificate: used to see which certificate a server presents for names
+/// the certificate does not cover (the default one for unknown SNI).
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(cutover::tls::provider())
+}
+
+fn finish(mut cfg: ClientConfig, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // A resumed session reports the certificate of the original handshake; the tests want
+    // what a full handshake presents.
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Arc::new(cfg)
+}
+
+/// A client that verifies the server against `roots`, offering `alpn`.
+pub fn client(roots: RootCertStore, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    finish(cfg, alpn)
+}
+
+/// A client that accepts any certificate (it only looks at which one is presented).
+pub fn client_any(alpn: &[&[u8]], send_sni: bool) -> Arc<ClientConfig> {
+    let p = provider();
+    let mut cfg = ClientConfig::builder_with_provider(p.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(p)))
+        .with_no_client_auth();
+    cfg.enable_sni = send_sni;
+    finish(cfg, alpn)
+}
+
+/// TCP connect + TLS handshake with `sni` as the server name.
+pub async fn connect(
+    addr: SocketAddr,
+    sni: &str,
+    cfg: Arc<ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    TlsConnector::from(cfg).connect(name, tcp).await
+}
+
+/// The leaf certificate the server presented.
+pub fn presented(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+/// The ALPN protocol the server picked.
+pub fn alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
+    stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+}
+
+/// An HTTPS storefront presenting `leaf`, offering h2 and http/1.1 by ALPN.
+pub async fn recording_tls_store(name: &str, leaf: &Leaf) -> RecordingStore {
+    let cfg = server_config(leaf, &[b"h2", b"http/1.1"]);
+    let acceptor = TlsAcceptor::from(Arc::new(cfg));
+    let (listener, addr) = bind_local().await;
+    let b = RecordingStore::new(addr, name);
+    let svc = b.service();
+    spawn_accept(listener, move |tcp| {
+        let svc = svc.clone();
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(Ok(tls)) = tokio::time::timeout(SLOW_WAIT, acceptor.accept(tcp)).await else {
+                return;
+            };
+            serve_auto(tls, svc).await;
+        }
+    });
+    b
 }
 
 /// An https echo backend; returns it and the CA file the proxy must trust. Set
 /// `backend.log.drop_next` to make the next connections fail during the handshake.
 pub async fn flaky_https(name: &str, dir: &Path) -> (Backend, PathBuf) {
-    let (ca, config) = certificates(dir);
+    let ca = Ca::new("flaky backend CA");
+    let ca_path = ca.write(dir, "ca.pem");
+    let config = server_config(&ca.leaf(&["127.0.0.1"]), &[b"http/1.1"]);
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -70,5 +320,5 @@ pub async fn flaky_https(name: &str, dir: &Path) -> (Backend, PathBuf) {
             .await;
         }
     });
-    (backend, ca)
+    (backend, ca_path)
 }

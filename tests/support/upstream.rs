@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::WAIT;
+use super::wait::WAIT;
 
 /// One request head as a backend received it.
 #[derive(Clone, Debug)]
@@ -87,12 +87,57 @@ impl Drop for Backend {
     }
 }
 
+/// An address where nothing listens: bound, then closed, so connects are refused (a dead
+/// storefront without guessing at free ports).
+pub fn refused_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+    let addr = l.local_addr().expect("address");
+    drop(l);
+    addr
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (for listeners whose bound address the
+/// proxy does not report, such as `redirect_http`, and for the binary).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binding")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
 async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding backend")
 }
 
+/// Accepts connections on `listener` until the returned task is aborted, handing each to
+/// `on_conn` in its own task: the one accept loop every test server shares.
+pub fn spawn_accept<F, Fut>(listener: TcpListener, on_conn: F) -> JoinHandle<()>
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(on_conn(stream));
+        }
+    })
+}
+
+/// A listener on `127.0.0.1:0` and its address.
+pub async fn bind_local() -> (TcpListener, SocketAddr) {
+    let l = listener().await;
+    let addr = l.local_addr().expect("backend address");
+    (l, addr)
+}
+
+/// A [`Backend`] whose connections `handler` serves raw (with the backend's log and the
+/// connection's index), for backends that misbehave below HTTP.
 pub fn spawn_raw<F, Fut>(name: &str, listener: TcpListener, handler: F) -> Backend
 where
     F: Fn(TcpStream, Arc<Log>, usize) -> Fut + Send + Sync + 'static,
@@ -101,15 +146,10 @@ where
     let log = Arc::new(Log::default());
     let addr = listener.local_addr().expect("backend address");
     let l = Arc::clone(&log);
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let index = l.connections.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(handler(stream, Arc::clone(&l), index));
-        }
+    let task = spawn_accept(listener, move |stream| {
+        let _ = stream.set_nodelay(true);
+        let index = l.connections.fetch_add(1, Ordering::SeqCst);
+        handler(stream, Arc::clone(&l), index)
     });
     Backend {
         name: name.to_string(),
@@ -117,6 +157,19 @@ where
         log,
         task: Some(task),
     }
+}
+
+/// Serves HTTP/1.1 or h2c (whichever the client starts) on any stream, for storefronts the
+/// proxy may reach over HTTP/2.
+pub async fn serve_auto<I, F, Fut>(io: I, handler: F)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
+    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), service_fn(handler))
+        .await;
 }
 
 /// Serves HTTP/1.1 (with upgrades) on any stream with the given handler.
@@ -335,14 +388,6 @@ impl Backend {
                 echo_handler(n.clone(), record, Arc::clone(&log), req)
             })
         })
-    }
-
-    /// An address where nothing listens: bound, then closed, so connects are refused.
-    pub async fn refused() -> SocketAddr {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
-        let addr = l.local_addr().expect("address");
-        drop(l);
-        addr
     }
 
     /// Accepts and reads, never answers.
