@@ -182,13 +182,18 @@ impl ResolvesClientCert for FixedClientCert {
 /// Accepts any certificate chain and name, but still checks the handshake
 /// signature against the presented certificate, so the peer at least holds
 /// the key of the certificate it shows.
+///
+/// It is what a storefront's `insecure_skip_verify` installs. Public so that tests and tools
+/// that need to see whichever certificate a server presents (SNI default, rotation) use this
+/// code rather than a copy of it.
 #[derive(Debug)]
-pub(crate) struct AcceptAnyServerCert {
+pub struct AcceptAnyServerCert {
     algs: WebPkiSupportedAlgorithms,
 }
 
 impl AcceptAnyServerCert {
-    pub(crate) fn new(provider: &CryptoProvider) -> Self {
+    /// A verifier checking handshake signatures with `provider`'s algorithms.
+    pub fn new(provider: &CryptoProvider) -> Self {
         AcceptAnyServerCert {
             algs: provider.signature_verification_algorithms,
         }
