@@ -362,10 +362,10 @@ fn check_reports_certificate_problems_naming_the_file() {
                 std::fs::write(d.join("www.key"), ca.leaf(&[HOST]).key_pem).unwrap();
             }
             "expired" => {
-                ca.leaf_with(&[HOST], Validity::Expired).write(d, "www");
+                ca.leaf_valid(&[HOST], Validity::Expired).write(d, "www");
             }
             "expiring" => {
-                ca.leaf_with(&[HOST], Validity::ExpiresInDays(5))
+                ca.leaf_valid(&[HOST], Validity::ExpiresInDays(5))
                     .write(d, "www");
             }
             "not-covered" => {

@@ -40,6 +40,8 @@ mod upstream;
 
 #[cfg(test)]
 mod listener_tests;
+#[doc(hidden)]
+pub mod testkit;
 #[cfg(test)]
 mod testutil;
 #[cfg(test)]

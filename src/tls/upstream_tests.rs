@@ -93,7 +93,7 @@ async fn get(opts: &UpstreamTlsOptions, base: &Path, url: String) -> Result<Stri
 async fn private_ca_verifies_only_with_the_ca_file() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("Private Storefront CA");
-    ca.write(dir.path(), "private-ca");
+    ca.write(dir.path(), "private-ca.pem");
     let addr = spawn_origin(origin_config(&ca.leaf(&["127.0.0.1"]), BOTH, None)).await;
     let url = format!("https://127.0.0.1:{}/", addr.port());
 
@@ -124,7 +124,7 @@ async fn private_ca_verifies_only_with_the_ca_file() {
 async fn server_name_override_sets_sni_and_verified_name() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("Name CA");
-    ca.write(dir.path(), "ca");
+    ca.write(dir.path(), "ca.pem");
     let addr = spawn_origin(origin_config(
         &ca.leaf(&["origin.shop.internal"]),
         BOTH,
@@ -146,7 +146,7 @@ async fn server_name_override_sets_sni_and_verified_name() {
 async fn http11_only_origin_gets_http11() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("H1 CA");
-    ca.write(dir.path(), "ca");
+    ca.write(dir.path(), "ca.pem");
     let addr = spawn_origin(origin_config(
         &ca.leaf(&["127.0.0.1"]),
         &[b"http/1.1"],
@@ -172,7 +172,7 @@ async fn client_certificate_is_presented_for_mtls() {
     let dir = tempfile::tempdir().unwrap();
     let server_ca = TestCa::new("Origin CA");
     let client_ca = TestCa::new("Proxy Client CA");
-    server_ca.write(dir.path(), "origin-ca");
+    server_ca.write(dir.path(), "origin-ca.pem");
     client_ca
         .leaf(&["proxy.shop.example"])
         .write(dir.path(), "client");

@@ -7,145 +7,19 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::dir::replace_atomically;
 use super::stores::RecordingStore;
 use super::upstream::{bind_local, serve_auto, serve_h1, spawn_accept, Backend};
 use super::wait::SLOW_WAIT;
 
-/// How long a generated certificate is valid, relative to now.
-#[derive(Debug, Clone, Copy)]
-pub enum Validity {
-    /// From yesterday for a year.
-    Normal,
-    /// Ended yesterday.
-    Expired,
-    /// From yesterday, ending in this many days.
-    ExpiresInDays(u32),
-}
-
-fn apply_validity(params: &mut CertificateParams, v: Validity) {
-    let epoch = rcgen::date_time_ymd(1970, 1, 1);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let day = Duration::from_secs(86_400);
-    let (from, to) = match v {
-        Validity::Normal => (now - day, now + 365 * day),
-        Validity::Expired => (now - 30 * day, now - day),
-        Validity::ExpiresInDays(d) => (now - day, now + d * day),
-    };
-    params.not_before = epoch + from;
-    params.not_after = epoch + to;
-}
-
-/// A throwaway certificate authority.
-pub struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    /// The CA certificate.
-    pub der: CertificateDer<'static>,
-    /// The CA certificate, PEM.
-    pub pem: String,
-}
-
-/// A leaf certificate chain (leaf then CA) and its key, PEM.
-#[derive(Clone)]
-pub struct Leaf {
-    /// The leaf certificate, for comparing with what a server presents.
-    pub der: CertificateDer<'static>,
-    /// Leaf + issuing CA.
-    pub chain_pem: String,
-    /// PKCS#8 private key.
-    pub key_pem: String,
-}
-
-impl Ca {
-    /// A new CA named `cn`.
-    pub fn new(cn: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        apply_validity(&mut params, Validity::Normal);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            issuer: Issuer::new(params, key),
-            der: cert.der().clone(),
-            pem: cert.pem(),
-        }
-    }
-
-    /// A leaf for `names` (DNS SANs), valid for a year.
-    pub fn leaf(&self, names: &[&str]) -> Leaf {
-        self.leaf_with(names, Validity::Normal)
-    }
-
-    /// A leaf for `names` with the given validity.
-    pub fn leaf_with(&self, names: &[&str], validity: Validity) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        if let Some(first) = names.first() {
-            params.distinguished_name.push(DnType::CommonName, *first);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        apply_validity(&mut params, validity);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            der: cert.der().clone(),
-            chain_pem: format!("{}{}", cert.pem(), self.pem),
-            key_pem: key.serialize_pem(),
-        }
-    }
-
-    /// Trusts only this CA.
-    pub fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        roots
-    }
-
-    /// Writes the CA certificate to `dir/name`.
-    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, &self.pem).unwrap();
-        path
-    }
-}
-
-impl Leaf {
-    /// Writes `<name>.crt` (chain) and `<name>.key` in `dir`.
-    pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-        let cert = dir.join(format!("{name}.crt"));
-        let key = dir.join(format!("{name}.key"));
-        std::fs::write(&cert, &self.chain_pem).unwrap();
-        std::fs::write(&key, &self.key_pem).unwrap();
-        (cert, key)
-    }
-
-    /// Replaces `<name>.crt` and `<name>.key` the way certbot-style tools do: write a temporary
-    /// file next to each, then rename it over the old one (key first, then the chain).
-    pub fn rotate_into(&self, dir: &Path, name: &str) {
-        replace_atomically(&dir.join(format!("{name}.key")), self.key_pem.as_bytes());
-        replace_atomically(&dir.join(format!("{name}.crt")), self.chain_pem.as_bytes());
-    }
-}
+/// Certificates come from the library's test kit, shared with its unit tests.
+pub use cutover::tls::testkit::{TestCa as Ca, TestLeaf as Leaf, Validity};
 
 /// A server config presenting `leaf` (its chain and key), offering `alpn`.
 pub fn server_config(leaf: &Leaf, alpn: &[&[u8]]) -> rustls::ServerConfig {
