@@ -416,3 +416,40 @@ fn json_error(r: crate::admin::AdminResponse, status: u16) {
     assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
     assert_eq!(v["status"].as_u64(), Some(u64::from(status)), "{v}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seeds must reach the interesting branches: the real config compiles (with its real
+    /// plan) and the real plan loads under the default options.
+    #[test]
+    fn real_inputs_reach_the_accepting_branches() {
+        let demo = Source {
+            path: Path::new(CONFIG_DIR).join("fuzz.toml"),
+            text: DEMO_TOML.to_string(),
+        };
+        assert!(safe_to_compile(&demo.text));
+        let metrics = Metrics::new();
+        let input = CompileInput {
+            source: &demo,
+            generation: 1,
+            previous: None,
+            metrics: &metrics,
+        };
+        if let Err(e) = build(None, input) {
+            panic!("{e}");
+        }
+        let loaded = load_table(&table_config(0), REDIRECTS_CSV.as_bytes());
+        assert!(loaded.is_ok_and(|l| l.table.len() > 300));
+        assert_eq!(lookup_tables().len(), 5);
+    }
+
+    #[test]
+    fn escapes_that_could_spell_a_device_are_not_compiled() {
+        assert!(!safe_to_compile("key_file = \"/dev/zero\""));
+        assert!(!safe_to_compile("key_file = \"/\\u0064ev/zero\""));
+        assert!(!safe_to_compile("key_file = \"\"\"/de\\\n  v/zero\"\"\""));
+        assert!(safe_to_compile("name = \"a \\\"quoted\\\" \\\\ name\"\n"));
+    }
+}
