@@ -44,6 +44,8 @@ pub mod control;
 pub mod demo;
 pub mod drain;
 pub mod force;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handover;
 pub mod headers;
 pub mod health;

@@ -51,7 +51,20 @@ impl RuntimeOverrides {
         let mut problems = Vec::new();
         if let (Some(bp), Some(split)) = (self.new_share_bp, raw.split.as_mut()) {
             let span = split.get_ref().new_share.span();
-            split.get_mut().new_share = Spanned::new(span, Share(Ok(bp)));
+            if bp > 10_000 {
+                // The admin API never saves more than 100%, but the state file is outside input
+                // (hand edits, corruption): without this check, compile took any u16 as the split.
+                problems.push(source.problem(
+                    span,
+                    "split.new_share",
+                    format!(
+                        "a runtime override (state file) sets the share to {bp} basis points; \
+                         it must be between 0 and 10000 (100 percent)"
+                    ),
+                ));
+            } else {
+                split.get_mut().new_share = Spanned::new(span, Share(Ok(bp)));
+            }
         }
         for (name, at) in &self.evacuated_at {
             match raw.storefronts.get_mut(name.as_str()) {
@@ -214,6 +227,33 @@ mod tests {
         };
         assert_eq!(ev("new"), Some(500), "the file's later evacuation stays");
         assert_eq!(ev("old"), Some(900));
+    }
+
+    /// Found by the `admin_json` fuzz target: a state file saying `"new_share_bp": 65535`
+    /// compiled to a split sending 655% of shoppers to `new`.
+    #[test]
+    fn share_above_100_percent_is_a_problem() {
+        let (s, mut raw) = parsed();
+        let o = RuntimeOverrides {
+            new_share_bp: Some(10_001),
+            evacuated_at: BTreeMap::new(),
+        };
+        let p = o.apply(&mut raw, &s);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].field, "split.new_share");
+        assert_eq!(p[0].line, 9, "the line of new_share in the file");
+        assert!(p[0].message.contains("10001 basis points"), "{}", p[0]);
+        let split = raw.split.as_ref().unwrap().get_ref();
+        assert_eq!(
+            split.new_share.get_ref().0,
+            Ok(1000),
+            "the file's share stays"
+        );
+        let o = RuntimeOverrides {
+            new_share_bp: Some(10_000),
+            evacuated_at: BTreeMap::new(),
+        };
+        assert!(o.apply(&mut raw, &s).is_empty(), "100% is allowed");
     }
 
     #[test]

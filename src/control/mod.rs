@@ -49,9 +49,12 @@ pub struct Control {
 /// `PUT /admin/split` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SplitBody {
-    new_share: Share,
+pub(crate) struct SplitBody {
+    pub(crate) new_share: Share,
 }
+
+/// The example [`Control::split`] shows when a body does not parse.
+pub(crate) const SPLIT_EXAMPLE: &str = r#"{"new_share": 12.5} or {"new_share": "12.5%"}"#;
 
 /// Answer to a change.
 #[derive(Debug, Serialize, Deserialize)]
@@ -142,7 +145,7 @@ impl Control {
     }
 
     async fn split(&self, body: &[u8]) -> AdminResponse {
-        let b: SplitBody = match parse(body, r#"{"new_share": 12.5} or {"new_share": "12.5%"}"#) {
+        let b: SplitBody = match parse(body, SPLIT_EXAMPLE) {
             Ok(b) => b,
             Err(r) => return r,
         };

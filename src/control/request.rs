@@ -134,12 +134,21 @@ pub fn parse<T: DeserializeOwned>(body: &[u8], example: &str) -> Result<T, Admin
             format!("expected a JSON body like {example}"),
         ));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let value = serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             format!("malformed JSON body ({e}); expected e.g. {example}"),
         )
-    })
+    })?;
+    // serde's derived structs also accept a JSON array of their fields in order (`[12.5]`,
+    // `[]` for no fields): every body of this API is an object, say so instead.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("expected a JSON object like {example}"),
+        ));
+    }
+    Ok(value)
 }
 
 /// An optional body: empty, or a JSON object with no fields (`{}`).
@@ -151,4 +160,32 @@ pub fn expect_empty(body: &[u8]) -> Result<(), AdminResponse> {
         return Ok(());
     }
     parse::<Nothing>(body, "{} or no body").map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Share {
+        #[allow(dead_code)]
+        new_share: f64,
+    }
+
+    /// Found by the `admin_json` fuzz target: `[]` passed as "no body" and `[12.5]` as
+    /// `{"new_share": 12.5}`, because derived structs also deserialize from arrays.
+    #[test]
+    fn only_objects_are_bodies() {
+        for bad in ["[]", " [ ] ", "[{}]"] {
+            let r = expect_empty(bad.as_bytes()).expect_err(bad);
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+        for ok in ["", " \r\n", "{}", " { } "] {
+            assert!(expect_empty(ok.as_bytes()).is_ok(), "{ok:?}");
+        }
+        let r = parse::<Share>(b"[12.5]", "{\"new_share\": 12.5}").expect_err("array");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let s = parse::<Share>(b" {\"new_share\": 12.5}", "x").expect("object");
+        assert_eq!(s.new_share, 12.5);
+    }
 }

@@ -26,6 +26,13 @@ mod tests_load;
 #[cfg(test)]
 mod tests_lookup;
 
+/// Crate-internal pieces the fuzzing checks (`crate::fuzzing`) re-use to predict a row's answer.
+pub(crate) mod internals {
+    pub(crate) use super::csv_load::read_rows;
+    pub(crate) use super::normalize::canon_target;
+    pub(crate) use super::validate::split_absolute;
+}
+
 pub use config::{ApplyTo, DuringShift, QueryMode, TableConfig, TrailingSlash};
 pub use error::{LoadError, LoadErrors, Warning};
 pub use missed::{MissedEntry, MissedRedirects};
@@ -119,6 +126,28 @@ pub fn load(cfg: &TableConfig, ctx: &LoadContext<'_>) -> Result<Loaded, LoadErro
         });
         errs
     })?;
+    load_bytes(cfg, ctx, &data)
+}
+
+/// [`load`] on bytes already in memory: the CSV as if read from `base_dir/cfg.file` (that path
+/// only names the file in errors and reports). Exists so the fuzz targets and the corpus replay
+/// test (`tests/fuzz_corpus.rs`) reach the whole loader without touching the file system.
+pub fn load_bytes(
+    cfg: &TableConfig,
+    ctx: &LoadContext<'_>,
+    data: &[u8],
+) -> Result<Loaded, LoadErrors> {
+    let file = ctx.base_dir.join(&cfg.file).display().to_string();
+    let mut errs = LoadErrors::default();
+    if !validate::STATUSES.contains(&cfg.default_status) {
+        errs.push(LoadError::BadStatus {
+            file: file.clone(),
+            line: 0,
+            url: "(default_status in the config)".into(),
+            value: cfg.default_status.to_string(),
+        });
+        return Err(errs);
+    }
     // Rows <= newlines + 1 and URL text <= file size: size everything once, no rehashing.
     let rows = data.iter().filter(|&&b| b == b'\n').count() + 1;
     let mut table = RedirectTable::with_capacity(cfg, rows, data.len());
@@ -139,8 +168,7 @@ pub fn load(cfg: &TableConfig, ctx: &LoadContext<'_>) -> Result<Loaded, LoadErro
         norm: normalize::Normalized::default(),
     };
     let mut csv_errs = LoadErrors::default();
-    csv_load::read_rows(&file, &data, &mut csv_errs, |row| sink.add(row));
-    drop(data);
+    csv_load::read_rows(&file, data, &mut csv_errs, |row| sink.add(row));
     errs.omitted += csv_errs.omitted;
     csv_errs.errors.into_iter().for_each(|e| errs.push(e));
     chains::collapse(&mut table, &file, &mut errs, &mut report);

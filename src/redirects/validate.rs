@@ -178,7 +178,7 @@ impl RowSink<'_> {
 
 /// Splits `http(s)://host[:port]` off an absolute URL: `Ok(None)` for a path, `Ok(Some((host
 /// lowercase without port, authority as written lowercase, rest)))` for an absolute URL.
-fn split_absolute(s: &str) -> Result<Option<(String, String, &str)>, String> {
+pub(crate) fn split_absolute(s: &str) -> Result<Option<(String, String, &str)>, String> {
     let has = |scheme: &str| {
         s.get(..scheme.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
