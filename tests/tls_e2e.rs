@@ -21,6 +21,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const H2: &[u8] = b"h2";
 const H1: &[u8] = b"http/1.1";
 
+/// What most tests here start from: a CA, a `www.shop.example` certificate written as `www.crt`
+/// and `www.key` in a temp dir, and two recording storefronts.
+struct Shop {
+    dir: tempfile::TempDir,
+    ca: Ca,
+    old: RecordingStore,
+    new: RecordingStore,
+}
+
+impl Shop {
+    async fn new(ca_name: &str) -> Shop {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new(ca_name);
+        ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
+        let (old, new) = (recording_store("old").await, recording_store("new").await);
+        Shop { dir, ca, old, new }
+    }
+}
+
 /// Three certificates chosen by SNI, a default that is not the first one, and the default for
 /// unknown names and for clients that send no SNI at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,10 +110,7 @@ async fn sni_selects_among_three_certificates_and_the_default_for_unknown_names(
 /// Both ALPN protocols are served on the same port; HSTS goes out on both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alpn_h2_and_http11_are_both_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("alpn CA");
-    ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (recording_store("old").await, recording_store("new").await);
+    let Shop { dir, ca, old, new } = Shop::new("alpn CA").await;
     let config = format!(
         "{}\n{}\n[split]\nnew_share = 0\n",
         tls_listener(
@@ -186,10 +202,7 @@ apply_to = "all"
 /// same redirect status and Location.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_stickiness_and_redirects_behave_identically_over_h2() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("h2 CA");
-    ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (recording_store("old").await, recording_store("new").await);
+    let Shop { dir, ca, old, new } = Shop::new("h2 CA").await;
     let app = start_in(dir.path(), &split_config(dir.path(), &old, &new)).await;
     let addr = app.addresses[0];
     let host = "www.shop.example";
@@ -318,10 +331,7 @@ async fn split_stickiness_and_redirects_behave_identically_over_h2() {
 /// that reads one `Cookie` header would otherwise lose the shopper's session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_cookie_fields_reach_an_http1_storefront_as_one_header() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("cookie CA");
-    ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (recording_store("old").await, recording_store("new").await);
+    let Shop { dir, ca, old, new } = Shop::new("cookie CA").await;
     let config = format!(
         "{}\n{}\n[split]\nnew_share = 0\n",
         tls_listener(&[("www", "www", None)], ""),
@@ -355,10 +365,7 @@ async fn h2_cookie_fields_reach_an_http1_storefront_as_one_header() {
 /// The plain port next to an HTTPS listener answers 308 to the same host, path and query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_to_https_redirect_keeps_path_and_query() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("redirect CA");
-    ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (recording_store("old").await, recording_store("new").await);
+    let Shop { dir, ca, old, new } = Shop::new("redirect CA").await;
     let plain_port = free_port();
     let config = format!(
         "{}\n{}\n[split]\nnew_share = 0\n",
@@ -523,10 +530,7 @@ fn limit_config(old: &RecordingStore, new: &RecordingStore) -> String {
 /// request completes and the storefront never sees more than two at once from the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_client_obeying_settings_waits_for_a_stream_slot() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("limit CA");
-    ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (recording_store("old").await, recording_store("new").await);
+    let Shop { dir, ca, old, new } = Shop::new("limit CA").await;
     let app = start_in(dir.path(), &limit_config(&old, &new)).await;
     let host = "www.shop.example";
     let tls = bounded(
@@ -613,10 +617,7 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> (u8, u8, u32,
 /// new stream opened afterwards on the same connection is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_streams_beyond_the_limit_are_refused_and_the_others_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("raw h2 CA");
-    ca.leaf(&["www.shop.example"]).write(dir.path(), "www");
-    let (old, new) = (recording_store("old").await, recording_store("new").await);
+    let Shop { dir, ca, old, new } = Shop::new("raw h2 CA").await;
     let app = start_in(dir.path(), &limit_config(&old, &new)).await;
     let host = "www.shop.example";
     let mut tls = bounded(
