@@ -745,13 +745,7 @@ file = "plan.csv"
             "file = \"plan.csv\"\nquery = \"ignore\"",
         ),
     );
-    let out = Command::new(binary())
-        .args(["redirects", "check"])
-        .arg(dir.path("plan.csv"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("run cutover redirects check");
+    let out = redirects_check(&dir.path("plan.csv"), &path);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let text = format!(
         "{}{}",
@@ -774,17 +768,22 @@ file = "plan.csv"
             "file = \"plan.csv\"\nallowed_hosts = [\"new.shop.example\"]",
         ),
     );
-    let out = Command::new(binary())
-        .args(["redirects", "check"])
-        .arg(dir.path("plan.csv"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .expect("run cutover redirects check");
+    let out = redirects_check(&dir.path("plan.csv"), &path);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
         stdout.contains("1 chains collapsed (longest 2 hops)"),
         "{stdout}"
     );
+}
+
+/// Runs `cutover redirects check PLAN --config CONFIG` (the binary, as an operator would).
+fn redirects_check(plan: &std::path::Path, config: &std::path::Path) -> std::process::Output {
+    Command::new(binary())
+        .args(["redirects", "check"])
+        .arg(plan)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run cutover redirects check")
 }
