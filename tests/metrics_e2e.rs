@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 use http::StatusCode;
 use support::metrics::*;
 use support::process::ProxyProcess;
-use support::stores::StatusStore;
 use support::wait::{bounded, wait_for, SLOW_WAIT};
 use support::{cohort_cookie, HttpClient};
 
@@ -31,9 +30,7 @@ fn requests(rows: &[(&str, &str, &str, &str, f64)]) -> BTreeMap<String, f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_exactly_as_requests_are_served() {
-    let old = StatusStore::start("old").await;
-    let new = StatusStore::start("new").await;
-    let cfg = temp_config(&old, &new, 50.0, "");
+    let StatusShop { old, new, cfg } = StatusShop::new(50.0, "").await;
     let app = cutover::app::start(cfg.path()).await.expect("proxy starts");
     let (proxy, admin) = (app.addresses[0], app.admin_address.expect("admin on"));
     let c = HttpClient::new();
@@ -227,9 +224,11 @@ async fn counters_move_exactly_as_requests_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_200_while_running_and_503_once_draining() {
-    let old = StatusStore::start("old").await;
-    let new = StatusStore::start("new").await;
-    let cfg = temp_config(&old, &new, 10.0, "");
+    let StatusShop {
+        old: _old,
+        new: _new,
+        cfg,
+    } = StatusShop::new(10.0, "").await;
     let app = cutover::app::start(cfg.path()).await.expect("proxy starts");
     let admin = app.admin_address.expect("admin on");
     let c = HttpClient::new();
@@ -257,9 +256,11 @@ async fn readyz_is_200_while_running_and_503_once_draining() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_cardinality_stays_fixed_under_10000_distinct_paths() {
-    let old = StatusStore::start("old").await;
-    let new = StatusStore::start("new").await;
-    let cfg = temp_config(&old, &new, 50.0, "");
+    let StatusShop {
+        old: _old,
+        new: _new,
+        cfg,
+    } = StatusShop::new(50.0, "").await;
     let app = cutover::app::start(cfg.path()).await.expect("proxy starts");
     let (proxy, admin) = (app.addresses[0], app.admin_address.expect("admin on"));
     let c = HttpClient::new();
@@ -327,15 +328,16 @@ async fn label_cardinality_stays_fixed_under_10000_distinct_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_line_matches_the_response() {
-    let old = StatusStore::start("old").await;
-    let new = StatusStore::start("new").await;
     // A relative path: next to the config file, like every other file a config names.
-    let cfg = temp_config(
-        &old,
-        &new,
+    let StatusShop {
+        old: _old,
+        new,
+        cfg,
+    } = StatusShop::new(
         50.0,
         "[access_log]\nenabled = true\npath = \"access.log\"\n",
-    );
+    )
+    .await;
     let log = cfg.file("access.log");
     let app = cutover::app::start(cfg.path()).await.expect("proxy starts");
     let proxy = app.addresses[0];
@@ -470,14 +472,11 @@ async fn access_log_line_matches_the_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_keeps_the_last_line_when_the_binary_is_stopped() {
-    let old = StatusStore::start("old").await;
-    let new = StatusStore::start("new").await;
-    let cfg = temp_config(
-        &old,
-        &new,
+    let StatusShop { old, new, cfg } = StatusShop::new(
         50.0,
         "[access_log]\nenabled = true\npath = \"access.log\"\n",
-    );
+    )
+    .await;
     let mut proc = ProxyProcess::spawn(cfg.path());
     let (proxy, admin) = (proc.addr, proc.admin);
     let c = HttpClient::new();

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use http::StatusCode;
 use support::metrics::*;
 use support::process::{signal, ProxyProcess};
-use support::stores::StatusStore;
 use support::wait::bounded;
 use support::HttpClient;
 
@@ -48,9 +47,7 @@ async fn reached(c: &HttpClient, admin: SocketAddr, want: (f64, f64, f64, f64)) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_metrics_move_when_the_config_file_changes() {
-    let old = StatusStore::start("old").await;
-    let new = StatusStore::start("new").await;
-    let cfg = temp_config(&old, &new, 50.0, "");
+    let StatusShop { old, new, cfg } = StatusShop::new(50.0, "").await;
     let app = cutover::app::start(cfg.path()).await.expect("proxy starts");
     let (proxy, admin) = (app.addresses[0], app.admin_address.expect("admin on"));
     let c = HttpClient::new();
@@ -148,9 +145,11 @@ async fn reload_metrics_move_when_the_config_file_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_binary_and_the_metrics_say_so() {
-    let old = StatusStore::start("old").await;
-    let new = StatusStore::start("new").await;
-    let cfg = temp_config(&old, &new, 50.0, "");
+    let StatusShop {
+        old: _old,
+        new: _new,
+        cfg,
+    } = StatusShop::new(50.0, "").await;
     let proc = ProxyProcess::spawn(cfg.path());
     let admin = proc.admin;
     let pid = proc.pid;

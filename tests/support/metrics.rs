@@ -297,3 +297,24 @@ pub fn temp_config(
     std::fs::write(c.file("redirects.csv"), REDIRECTS_CSV).expect("write redirects");
     c
 }
+
+/// The start of most metrics tests: an "old" and a "new" status storefront, and [`temp_config`]
+/// routing `share_pct`% of new shoppers to new, with `extra` appended.
+pub struct StatusShop {
+    /// The old storefront.
+    pub old: StatusStore,
+    /// The new storefront.
+    pub new: StatusStore,
+    /// The written config (and its redirect table).
+    pub cfg: TempConfig,
+}
+
+impl StatusShop {
+    /// Starts both storefronts and writes the config.
+    pub async fn new(share_pct: f64, extra: &str) -> StatusShop {
+        let old = StatusStore::start("old").await;
+        let new = StatusStore::start("new").await;
+        let cfg = temp_config(&old, &new, share_pct, extra);
+        StatusShop { old, new, cfg }
+    }
+}
