@@ -6,36 +6,18 @@
 //! - a whole request's worth: start (in-flight guard) + record + drop;
 //! - `AccessLog::log` into a writer that discards, and the writer's lines/s.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+#[path = "../tests/counting_alloc/mod.rs"]
+mod counting_alloc;
+
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use counting_alloc::{ALLOCATIONS, COUNTING};
 use cutover::access_log::{AccessEntry, AccessLog};
 use cutover::metrics::{Metrics, Reason, RequestMetrics};
 use http::{HeaderValue, Method, StatusCode};
-
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-// SAFETY: forwards every call unchanged to the system allocator; only adds a counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.try_with(Cell::get).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// Runs `f` `n` times on this thread; returns (ns per call, allocations).
 fn measure(n: u64, mut f: impl FnMut(u64)) -> (f64, u64) {
