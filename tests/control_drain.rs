@@ -25,25 +25,6 @@ fn with_grace(stores: &Stores, grace: &str) -> String {
     )
 }
 
-async fn slow_arrived(stores: &Stores) {
-    wait_for(
-        "the slow request to reach a storefront",
-        Duration::from_secs(10),
-        || async {
-            stores
-                .old
-                .slow_count
-                .load(std::sync::atomic::Ordering::SeqCst)
-                + stores
-                    .new
-                    .slow_count
-                    .load(std::sync::atomic::Ordering::SeqCst)
-                > 0
-        },
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_slow_request_finish_refuses_new_connections_and_exits_in_time() {
     let stores = Stores::start().await;
@@ -62,7 +43,7 @@ async fn sigterm_lets_a_slow_request_finish_refuses_new_connections_and_exits_in
         tokio::spawn(
             async move { request_fresh(addr, Method::GET, "/slow?ms=5000", &[], None).await },
         );
-    slow_arrived(&stores).await;
+    stores.slow_arrived().await;
 
     let term = Instant::now();
     signal(proxy.pid, "TERM");
@@ -115,7 +96,7 @@ async fn a_stuck_request_is_cut_when_the_grace_period_ends() {
     let stuck = tokio::spawn(async move {
         request_fresh(addr, Method::GET, "/slow?ms=120000", &[], None).await
     });
-    slow_arrived(&stores).await;
+    stores.slow_arrived().await;
 
     let term = Instant::now();
     signal(proxy.pid, "TERM");

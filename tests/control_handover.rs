@@ -39,22 +39,7 @@ async fn upgrades_hand_the_sockets_over_without_failing_a_request() {
         tokio::spawn(
             async move { request_fresh(addr, Method::GET, "/slow?ms=1500", &[], None).await },
         );
-    wait_for(
-        "the slow request to arrive",
-        Duration::from_secs(10),
-        || async {
-            stores
-                .old
-                .slow_count
-                .load(std::sync::atomic::Ordering::SeqCst)
-                + stores
-                    .new
-                    .slow_count
-                    .load(std::sync::atomic::Ordering::SeqCst)
-                > 0
-        },
-    )
-    .await;
+    stores.slow_arrived().await;
 
     // 1. POST /admin/upgrade: the first process starts the second with its sockets.
     let t0 = Instant::now();

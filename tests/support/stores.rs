@@ -110,6 +110,22 @@ impl Stores {
             new: EchoStore::start("new").await,
         }
     }
+
+    /// Requests for `/slow` that have reached either storefront so far.
+    pub fn slow_arrivals(&self) -> usize {
+        self.old.slow_count.load(Ordering::SeqCst) + self.new.slow_count.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to 10 s) until a `/slow` request has reached a storefront: only then is it
+    /// in flight, which is what the drain and handover tests need before they act.
+    pub async fn slow_arrived(&self) {
+        super::wait::wait_for(
+            "a slow request to reach a storefront",
+            Duration::from_secs(10),
+            || async { self.slow_arrivals() > 0 },
+        )
+        .await;
+    }
 }
 
 /// A tiny storefront. Answers every path with `NAME PATH` and 200, except `/status/NNN` (that
