@@ -22,6 +22,7 @@ use http::HeaderMap;
 use siphasher::sip::SipHasher13;
 
 use crate::routing::StorefrontId;
+use crate::scan;
 
 /// Number of buckets; a share in basis points compares directly against a bucket.
 pub const BUCKETS: u16 = 10_000;
@@ -126,9 +127,9 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| scan::split(v, b';'))
         .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
+            let (k, v) = scan::split_once(pair.trim(), b'=')?;
             (k.trim() == name).then(|| v.trim().trim_matches('"'))
         })
 }
@@ -140,7 +141,7 @@ pub fn decode(
     keys: &CohortKeys,
     storefront_id: impl Fn(&str) -> Option<StorefrontId>,
 ) -> Option<Decoded> {
-    let (payload, mac) = value.rsplit_once('.')?;
+    let (payload, mac) = scan::rsplit_once(value, b'.')?;
     let mac = u64::from_str_radix(mac, 16).ok()?;
     if keys.mac(payload) != mac {
         return None;

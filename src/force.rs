@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName};
 
 use crate::routing::StorefrontId;
+use crate::scan;
 
 /// Header carrying the override token.
 pub const TOKEN_HEADER: &str = "x-cutover-token";
@@ -54,8 +55,8 @@ pub enum ForceRequest {
 }
 
 fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    scan::split(query, b'&').find_map(|pair| {
+        let (k, v) = scan::split_once(pair, b'=').unwrap_or((pair, ""));
         (k == name).then_some(v)
     })
 }
@@ -112,14 +113,13 @@ pub fn read(
 /// never see them. `None` when nothing needed removing (the common case: no allocation).
 pub fn strip_query(query: &str, policy: &OverridePolicy) -> Option<String> {
     let ours = |pair: &str| {
-        let k = pair.split_once('=').map_or(pair, |(k, _)| k);
+        let k = scan::split_once(pair, b'=').map_or(pair, |(k, _)| k);
         k == policy.query_param || k == TOKEN_QUERY
     };
-    if !query.split('&').any(ours) {
+    if !scan::split(query, b'&').any(ours) {
         return None;
     }
-    let kept: Vec<&str> = query
-        .split('&')
+    let kept: Vec<&str> = scan::split(query, b'&')
         .filter(|p| !p.is_empty() && !ours(p))
         .collect();
     Some(kept.join("&"))

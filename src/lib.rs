@@ -17,8 +17,10 @@
 //! - [`force`]: staff override (`?cutover=new`).
 //! - [`proxy`]: the hyper service; [`response`]: response bodies and per-request bookkeeping.
 //! - [`headers`]: hop-by-hop and forwarding headers. [`body`]: streaming bodies with idle bounds.
+//!   [`scan`]: splitting request text at ASCII delimiters without `CharSearcher` overhead.
 //! - [`upstream`]: pooled storefront clients and error classification.
-//! - [`server`]: listeners, connection cap, protocol limits, graceful drain; [`drain`]: closing
+//! - [`server`]: listeners, connection cap, protocol limits, graceful drain; [`timer`]: hyper's
+//!   timer with lazily re-armed deadlines; [`drain`]: closing
 //!   connections at request boundaries.
 //! - [`reload`]: file watch, SIGHUP and admin changes -> compile -> swap; history.
 //!   [`background`]: the low-priority thread reloads compile on.
@@ -55,7 +57,9 @@ pub mod redirects;
 pub mod reload;
 pub mod response;
 pub mod routing;
+pub mod scan;
 pub mod server;
 pub mod state;
+pub mod timer;
 pub mod tls;
 pub mod upstream;

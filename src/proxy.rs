@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::redirects::MissedRedirects;
 use crate::response::{self, AccessFields, Finish, ProxyBody};
 use crate::routing::{self, Decision, RequestView};
+use crate::scan;
 use crate::state::{SharedSnapshot, Snapshot};
 use crate::upstream::{self, Upstream, UpstreamErrorKind};
 
@@ -72,9 +73,9 @@ fn request_host<B>(req: &Request<B>) -> &str {
 /// `host` without `:port`, IPv6 brackets kept.
 pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.find(']').map_or(host, |i| &host[..=i]);
+        return scan::find(host, b']').map_or(host, |i| &host[..=i]);
     }
-    match host.rsplit_once(':') {
+    match scan::rsplit_once(host, b':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
     }

@@ -5,13 +5,14 @@
 //! deadline of its own, so the drain here is explicit: stop accepting, ask every connection to
 //! finish its in-flight requests, and give up after the grace period.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
@@ -22,6 +23,7 @@ use crate::drain::Activity;
 use crate::metrics::TlsMetrics;
 use crate::proxy::{ConnInfo, Proxy};
 use crate::state::Limits;
+use crate::timer::LazyTimer;
 use crate::tls::TlsListener;
 
 /// Binds a listening socket the way a proxy that gets restarted needs it: `SO_REUSEADDR` so a
@@ -103,13 +105,13 @@ impl Drop for ConnGuard {
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
-        .timer(TokioTimer::new())
+        .timer(LazyTimer)
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers)
         .keep_alive(true);
     b.http2()
-        .timer(TokioTimer::new())
+        .timer(LazyTimer)
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
         .initial_stream_window_size(256 * 1024)
@@ -362,15 +364,19 @@ async fn serve_connection<I>(
         seen.store(true, Ordering::Relaxed);
         tracker.track(req.version(), Arc::clone(&proxy).handle(info, req))
     });
-    let first_request_deadline = async {
-        tokio::time::sleep(limits.header_read_timeout).await;
+    // Checked before the sleep is polled: once a request was served, this branch is never
+    // ready and costs one load per wake-up instead of a timer poll.
+    let mut deadline = Box::pin(tokio::time::sleep(limits.header_read_timeout));
+    let first_request_deadline = std::future::poll_fn(move |cx| {
         if served.load(Ordering::Relaxed) {
-            std::future::pending::<()>().await;
+            return std::task::Poll::Pending;
         }
-    };
+        deadline.as_mut().poll(cx)
+    });
     let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let result = tokio::select! {
+        biased;
         r = conn.as_mut() => r,
         _ = stopped(&mut draining) => {
             // See `drain`: answer at a request boundary instead of racing keep-alive clients.

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -10,7 +11,7 @@ use hyper::body::Incoming;
 use super::{request_host, strip_port, ConnInfo, Proxy};
 use crate::force;
 use crate::redirects::{ApplyTo, GONE_BODY};
-use crate::response::{self, AccessFields, Finish, ProxyBody};
+use crate::response::{AccessFields, Finish, ProxyBody};
 use crate::routing::{Decision, Reason};
 use crate::state::Snapshot;
 
@@ -52,27 +53,6 @@ impl Proxy {
             .find_map(|r| r.table.lookup(&host, pq))?;
         let status = hit.status(snap.split.share_bp == 10_000);
         snap.metrics.redirect_served(status);
-        let mut resp = match &hit.location {
-            Some(location) => {
-                let mut r = Response::new(ProxyBody::empty(None));
-                if let Ok(v) = HeaderValue::from_str(location) {
-                    r.headers_mut().insert(LOCATION, v);
-                }
-                r.headers_mut()
-                    .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-                r
-            }
-            None => {
-                let mut r = Response::new(ProxyBody::full(GONE_BODY, None));
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                r
-            }
-        };
-        *resp.status_mut() = status;
-        self.decorate(snap, &mut resp, decision, conn);
         let finish = Finish {
             started,
             snap: Arc::clone(snap),
@@ -92,6 +72,29 @@ impl Proxy {
                 client_ip: conn.peer.ip(),
             }),
         };
-        Some(response::with_finish(resp, finish))
+        let mut resp = match hit.location {
+            Some(location) => {
+                let mut r = Response::new(ProxyBody::empty(Some(finish)));
+                // The table built it from visible ASCII only; taking the String's buffer saves
+                // a copy.
+                if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(location)) {
+                    r.headers_mut().insert(LOCATION, v);
+                }
+                r.headers_mut()
+                    .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+                r
+            }
+            None => {
+                let mut r = Response::new(ProxyBody::full(GONE_BODY, Some(finish)));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                r
+            }
+        };
+        *resp.status_mut() = status;
+        self.decorate(snap, &mut resp, decision, conn);
+        Some(resp)
     }
 }

@@ -9,6 +9,7 @@
 //! backslash that a browser would read as `/`.
 
 use super::config::{ParamFilter, QueryMode, TableConfig, TrailingSlash};
+use crate::scan;
 
 /// The matching options of one table, compiled once.
 #[derive(Debug, Clone)]
@@ -220,9 +221,9 @@ impl Normalized {
         let mut piece = std::mem::take(&mut self.piece);
         keyed.clear();
         ranges.clear();
-        for raw in q.split('&').filter(|p| !p.is_empty()) {
+        for raw in scan::split(q, b'&').filter(|p| !p.is_empty()) {
             piece.clear();
-            let (name, value) = match raw.split_once('=') {
+            let (name, value) = match scan::split_once(raw, b'=') {
                 Some((n, v)) => (n, Some(v)),
                 None => (raw, None),
             };
@@ -295,7 +296,7 @@ pub(crate) fn build_location(
     query: &str,
 ) -> Option<String> {
     let mut loc = String::with_capacity(target.len() + suffix.len() + query.len() + 2);
-    let (base, fragment) = match target.find('#') {
+    let (base, fragment) = match scan::find(target, b'#') {
         Some(i) => target.split_at(i),
         None => (target, ""),
     };
@@ -304,7 +305,11 @@ pub(crate) fn build_location(
         loc.push_str(suffix.trim_start_matches('/'));
     }
     if !query.is_empty() {
-        loc.push(if base.contains('?') { '&' } else { '?' });
+        loc.push(if scan::find(base, b'?').is_some() {
+            '&'
+        } else {
+            '?'
+        });
         loc.push_str(query);
     }
     loc.push_str(fragment);

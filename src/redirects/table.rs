@@ -9,6 +9,7 @@
 use super::config::{ApplyTo, DuringShift, QueryMode, TableConfig};
 use super::normalize::{build_location, Matching, Normalized};
 use super::Hit;
+use crate::scan;
 use http::StatusCode;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -255,7 +256,7 @@ impl RedirectTable {
         pq: &str,
         prefix_only: bool,
     ) -> Option<Found> {
-        let (path, query) = match pq.split_once('?') {
+        let (path, query) = match scan::split_once(pq, b'?') {
             Some((p, q)) => (p, Some(q)),
             None => (pq, None),
         };

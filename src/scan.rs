@@ -1,0 +1,109 @@
+//! Splitting request text at ASCII delimiters (`&`, `=`, `;`, `?`, `:`), on the request path.
+//!
+//! `str::split(char)` and friends go through the generic `CharSearcher`, whose per-call setup
+//! cost more than the search itself on 20-80 byte queries and cookies: callgrind counted ~1,600
+//! instructions per redirect in it, a tenth of the request. These helpers search bytes with
+//! `memchr` instead. Delimiters are ASCII, so every cut lands on a char boundary and the pieces
+//! stay `&str` without re-validation.
+
+/// Position of the first `byte` in `s`.
+#[inline]
+pub fn find(s: &str, byte: u8) -> Option<usize> {
+    debug_assert!(byte.is_ascii());
+    memchr::memchr(byte, s.as_bytes())
+}
+
+/// Position of the last `byte` in `s`.
+#[inline]
+pub fn rfind(s: &str, byte: u8) -> Option<usize> {
+    debug_assert!(byte.is_ascii());
+    memchr::memrchr(byte, s.as_bytes())
+}
+
+/// `s.split_once(byte as char)`.
+#[inline]
+pub fn split_once(s: &str, byte: u8) -> Option<(&str, &str)> {
+    find(s, byte).map(|i| (&s[..i], &s[i + 1..]))
+}
+
+/// `s.rsplit_once(byte as char)`.
+#[inline]
+pub fn rsplit_once(s: &str, byte: u8) -> Option<(&str, &str)> {
+    rfind(s, byte).map(|i| (&s[..i], &s[i + 1..]))
+}
+
+/// `s.split(byte as char)`: the same pieces, empty ones included (`"a&&b&"` gives `a`, ``,
+/// `b`, ``), and one empty piece for an empty `s`.
+#[inline]
+pub fn split(s: &str, byte: u8) -> Split<'_> {
+    debug_assert!(byte.is_ascii());
+    Split {
+        rest: Some(s),
+        byte,
+    }
+}
+
+/// Iterator of [`split`].
+#[derive(Debug, Clone)]
+pub struct Split<'a> {
+    rest: Option<&'a str>,
+    byte: u8,
+}
+
+impl<'a> Iterator for Split<'a> {
+    type Item = &'a str;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        match find(rest, self.byte) {
+            Some(i) => {
+                self.rest = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLES: &[&str] = &[
+        "",
+        "&",
+        "&&",
+        "a",
+        "a&",
+        "&a",
+        "a&&b&",
+        "route=product/product&product_id=42",
+        "k=v=w&x",
+        "é=ü&ß",
+        "[::1]:8080",
+        "shop.example:443",
+        "a; b=c ;d=\"e\"",
+    ];
+
+    #[test]
+    fn behaves_like_std() {
+        for s in SAMPLES {
+            for b in [b'&', b'=', b';', b':', b'?'] {
+                let c = b as char;
+                assert_eq!(
+                    split(s, b).collect::<Vec<_>>(),
+                    s.split(c).collect::<Vec<_>>(),
+                    "split {s:?} at {c:?}"
+                );
+                assert_eq!(split_once(s, b), s.split_once(c), "{s:?} {c:?}");
+                assert_eq!(rsplit_once(s, b), s.rsplit_once(c), "{s:?} {c:?}");
+                assert_eq!(find(s, b), s.find(c), "{s:?} {c:?}");
+                assert_eq!(rfind(s, b), s.rfind(c), "{s:?} {c:?}");
+            }
+        }
+    }
+}
