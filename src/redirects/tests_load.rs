@@ -327,7 +327,8 @@ fn hundred_thousand_rows_load_and_hit() {
     );
     assert!(l.table.lookup("", "/product.php?id=100000").is_none());
     let per_entry = l.report.overhead_bytes / l.table.len();
-    assert!(per_entry <= 60, "overhead {per_entry} B/entry");
+    // 16-byte slots at a load under 0.6, 24-byte entries, the miss filter: ~60-70 B (goal <= 150).
+    assert!(per_entry <= 80, "overhead {per_entry} B/entry");
 }
 
 #[test]
