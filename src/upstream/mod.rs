@@ -68,8 +68,8 @@ pub struct Upstream {
 
 /// How requests reach the storefront.
 enum Transport {
-    /// hyper-util's client: storefronts that may speak h2.
-    Legacy(Client<HttpsConnector<HttpConnector>, UpstreamBody>),
+    /// hyper-util's client: storefronts that may speak h2. Boxed: it is a few hundred bytes.
+    Legacy(Box<Client<HttpsConnector<HttpConnector>, UpstreamBody>>),
     /// cutover's HTTP/1.1 pool.
     Pool(Arc<Pool>),
 }
@@ -115,7 +115,7 @@ impl Upstream {
                 settings.connect_timeout,
             )))
         } else {
-            Transport::Legacy(
+            Transport::Legacy(Box::new(
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(settings.idle_timeout)
                     .pool_max_idle_per_host(settings.pool_max_idle)
@@ -123,7 +123,7 @@ impl Upstream {
                     .timer(TokioTimer::new())
                     .http2_only(settings.protocol == UpstreamProtocol::H2c)
                     .build(connector),
-            )
+            ))
         };
         let authority_header = HeaderValue::from_str(settings.authority.as_str())
             .expect("a parsed authority is a valid header value");
@@ -355,6 +355,7 @@ pub fn classify(err: &UpstreamError) -> UpstreamErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use UpstreamProtocol::{Auto, H2c, Http1};
 
     fn settings(scheme: &str, protocol: UpstreamProtocol) -> UpstreamSettings {
         UpstreamSettings {
@@ -374,7 +375,6 @@ mod tests {
 
     #[test]
     fn only_storefronts_that_are_always_http1_use_the_pool() {
-        use UpstreamProtocol::*;
         assert!(uses_pool(&settings("http", Auto)));
         assert!(uses_pool(&settings("http", Http1)));
         assert!(uses_pool(&settings("https", Http1)));
@@ -402,7 +402,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        let mut s = settings("http", UpstreamProtocol::Http1);
+        let mut s = settings("http", Http1);
         s.authority = addr.to_string().parse().unwrap();
         let up = Upstream::build(s).unwrap();
         let err = up

@@ -7,8 +7,10 @@
 //! pool needs no key at all: one idle stack per [`super::Upstream`].
 //!
 //! - Checkout pops the most recently used idle connection (LIFO keeps the warmest sockets busy
-//!   and lets the rest age out). Connections idle longer than `idle_timeout` are dropped there;
-//!   there is no timer per request or per connection.
+//!   and lets the rest age out). Connections idle longer than `idle_timeout` are dropped there,
+//!   and the oldest one at each checkin: lazily, with no timer per request or per connection
+//!   (a pool nobody uses keeps its idle sockets until the storefront closes them or the pool is
+//!   replaced by a reload with different settings).
 //! - A connection goes back when its response body ends (or is dropped at its end), from
 //!   [`ResponseBody`] itself: no task per request. Responses with `Connection: close`, HTTP/1.0
 //!   responses and upgrades never go back.
@@ -165,10 +167,16 @@ impl Pool {
         }
         let now = Instant::now();
         let mut idle = self.lock();
-        let evicted = if idle.len() >= self.max_idle {
-            idle.pop_front()
-        } else {
-            None
+        // The oldest connection makes room; it is also swept when it has outlived
+        // `idle_timeout` (at most one per checkin: the sweep stays O(1) on the request path).
+        let evicted = match idle.front() {
+            Some(old)
+                if idle.len() >= self.max_idle
+                    || now.saturating_duration_since(old.since) >= self.idle_timeout =>
+            {
+                idle.pop_front()
+            }
+            _ => None,
         };
         idle.push_back(Idle { tx, since: now });
         drop(idle);
@@ -223,12 +231,14 @@ impl Pool {
 }
 
 /// What a response body gives back to its pool when it ends.
+#[derive(Debug)]
 struct Checkin {
     tx: Sender,
     pool: Arc<Pool>,
 }
 
 /// A storefront's response body; returns its connection to the pool when the body ends.
+#[derive(Debug)]
 pub struct ResponseBody {
     inner: Incoming,
     checkin: Option<Checkin>,
