@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{HOST, SET_COOKIE, UPGRADE};
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -27,7 +27,7 @@ use crate::response::{self, AccessFields, Finish, ProxyBody};
 use crate::routing::{self, Decision, RequestView};
 use crate::scan;
 use crate::state::{SharedSnapshot, Snapshot};
-use crate::upstream::{self, Upstream, UpstreamErrorKind};
+use crate::upstream::{self, ResponseBody, Upstream, UpstreamError, UpstreamErrorKind};
 
 mod redirect;
 
@@ -111,13 +111,18 @@ fn idempotent(m: &Method) -> bool {
 
 enum SendError {
     HeaderTimeout,
-    Client(hyper_util::client::legacy::Error),
+    Client(UpstreamError),
 }
 
-async fn send(up: &Upstream, req: Request<UpstreamBody>) -> Result<Response<Incoming>, SendError> {
+/// Connect (retried once when `retry_connect`) and send, bounded by the response-header timeout.
+async fn send(
+    up: &Upstream,
+    req: Request<UpstreamBody>,
+    retry_connect: bool,
+) -> Result<Response<ResponseBody>, SendError> {
     match tokio::time::timeout(
         up.settings.response_header_timeout,
-        up.client().request(req),
+        up.send(req, retry_connect),
     )
     .await
     {
@@ -270,11 +275,7 @@ impl Proxy {
         };
         // Recorded without the override parameters: the staff token must not reach the list.
         let miss_pq = pq.clone();
-        let mut uri_parts = http::uri::Parts::default();
-        uri_parts.scheme = Some(up.settings.scheme.clone());
-        uri_parts.authority = Some(up.settings.authority.clone());
-        uri_parts.path_and_query = Some(pq);
-        let uri = Uri::from_parts(uri_parts).expect("scheme, authority and path make a URI");
+        let uri = up.request_uri(pq);
 
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
@@ -314,8 +315,9 @@ impl Proxy {
         }
 
         let body_empty = hyper::body::Body::is_end_stream(&body);
-        let replay = (idempotent(&parts.method) && body_empty && !upgrade)
-            .then(|| (parts.method.clone(), uri.clone(), parts.headers.clone()));
+        // Nothing reaches the storefront before the connection is up, so a bodyless idempotent
+        // request can safely be tried again when connecting fails.
+        let retry_connect = idempotent(&parts.method) && body_empty && !upgrade;
         let mut up_req = Request::new(if body_empty {
             UpstreamBody::Empty
         } else {
@@ -327,17 +329,7 @@ impl Proxy {
         *up_req.headers_mut() = parts.headers;
 
         let upstream_started = Instant::now();
-        let mut result = send(up, up_req).await;
-        if let (Err(SendError::Client(e)), Some((method, uri, headers))) = (&result, replay) {
-            if e.is_connect() {
-                tracing::debug!(request_id = ?request_id, storefront = %sf.name, error = %e, "connect failed; retrying once");
-                let mut again = Request::new(UpstreamBody::Empty);
-                *again.method_mut() = method;
-                *again.uri_mut() = uri;
-                *again.headers_mut() = headers;
-                result = send(up, again).await;
-            }
-        }
+        let result = send(up, up_req, retry_connect).await;
 
         let mut in_flight = Some(in_flight);
         let mut access = access;

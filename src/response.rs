@@ -11,13 +11,13 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::access_log::AccessEntry;
 use crate::body::{BoxError, IdleTimeout};
 use crate::metrics::InFlightGuard;
 use crate::routing::{Reason, RouteId, StorefrontId};
 use crate::state::Snapshot;
+use crate::upstream::ResponseBody;
 
 /// Runs once per request when its response body ends, fails or is dropped: the single place
 /// where a request is counted and logged, so a shopper who hangs up is counted too.
@@ -109,7 +109,7 @@ impl Drop for Finish {
 }
 
 enum Inner {
-    Stream(IdleTimeout<Incoming>),
+    Stream(IdleTimeout<ResponseBody>),
     Full(Option<Bytes>),
 }
 
@@ -124,7 +124,7 @@ pub struct ProxyBody {
 
 impl ProxyBody {
     /// A storefront's body, streamed with an idle bound.
-    pub fn stream(body: Incoming, idle: Duration, finish: Option<Finish>) -> Self {
+    pub fn stream(body: ResponseBody, idle: Duration, finish: Option<Finish>) -> Self {
         ProxyBody {
             inner: Inner::Stream(IdleTimeout::new(body, idle)),
             finish: finish.map(Box::new),

@@ -155,6 +155,13 @@ async fn reset_after_headers_truncates_a_chunked_response() {
 /// attempt, and a dropped attempt can be followed by a working one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failure_is_retried_once_for_get_and_never_for_post() {
+    // `auto` over https: hyper-util's client (ALPN may pick h2); `http1`: cutover's own pool.
+    for protocol in ["auto", "http1"] {
+        connect_retry_rule(protocol).await;
+    }
+}
+
+async fn connect_retry_rule(protocol: &str) {
     let old = Backend::echo("old").await;
     let dir = tempfile::tempdir().unwrap();
     let (flaky, ca) = tls::flaky_https("new", dir.path()).await;
@@ -163,7 +170,7 @@ async fn connect_failure_is_retried_once_for_get_and_never_for_post() {
         .store_extra(
             "new",
             &format!(
-                "tls = {{ ca_file = \"{}\" }}\npool_max_idle = 0",
+                "tls = {{ ca_file = \"{}\" }}\npool_max_idle = 0\nprotocol = \"{protocol}\"",
                 ca.display()
             ),
         );
