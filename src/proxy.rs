@@ -120,7 +120,7 @@ async fn send(
     req: Request<UpstreamBody>,
     retry_connect: bool,
 ) -> Result<Response<ResponseBody>, SendError> {
-    match tokio::time::timeout(
+    match crate::timer::timeout(
         up.settings.response_header_timeout,
         up.send(req, retry_connect),
     )

@@ -104,14 +104,16 @@ impl Drop for ConnGuard {
 /// Per-connection protocol settings, read from the snapshot in force when the connection opens.
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // One timer per connection: it keeps the connection's armed timer entry (see `timer`).
+    let timer = LazyTimer::new();
     b.http1()
-        .timer(LazyTimer)
+        .timer(timer.clone())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers)
         .keep_alive(true);
     b.http2()
-        .timer(LazyTimer)
+        .timer(timer)
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
         .initial_stream_window_size(256 * 1024)

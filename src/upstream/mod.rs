@@ -181,7 +181,9 @@ impl Upstream {
                 }
                 pool.send(req, retry_connect).await
             }
-            Transport::Legacy(client) => {
+            // Boxed: hyper-util's futures are large, and this one would otherwise make every
+            // proxied request's future (pooled ones included) kilobytes bigger.
+            Transport::Legacy(client) => Box::pin(async move {
                 // hyper-util's client consumes the request, so a retry needs a copy.
                 let replay = retry_connect.then(|| {
                     (
@@ -204,7 +206,8 @@ impl Upstream {
                 result
                     .map(|resp| resp.map(ResponseBody::unpooled))
                     .map_err(UpstreamError::Legacy)
-            }
+            })
+            .await,
         }
     }
 }

@@ -107,9 +107,12 @@ impl Pool {
         req: http::Request<UpstreamBody>,
         retry_connect: bool,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
+        // Connecting is boxed, here and below: its futures (TCP, TLS, handshake) are kilobytes,
+        // and inline they would be part of every request's future, pooled or not, and copied
+        // with it.
         let (mut tx, reused) = match self.checkout().await {
             Some(tx) => (tx, true),
-            None => (self.connect(retry_connect).await?, false),
+            None => (Box::pin(self.connect(retry_connect)).await?, false),
         };
         let resp = match tx.try_send_request(req).await {
             Ok(resp) => resp,
@@ -118,7 +121,7 @@ impl Pool {
                 // request, body untouched, goes out once more on a fresh connection.
                 Some(req) if reused => {
                     tracing::debug!(error = %e.error(), "pooled storefront connection was closed; sending on a new one");
-                    tx = self.connect(retry_connect).await?;
+                    tx = Box::pin(self.connect(retry_connect)).await?;
                     tx.send_request(req).await.map_err(UpstreamError::Send)?
                 }
                 _ => return Err(UpstreamError::Send(e.into_error())),
