@@ -89,14 +89,15 @@ fn valid_request_id(v: &HeaderValue) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
-/// 128 random bits as 32 lowercase hex digits, formatted without `format!`.
+/// 128 random bits as 32 lowercase hex digits, formatted without `format!`, a byte (two
+/// digits) per step.
 fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut n = fastrand::u128(..);
+    let bytes = fastrand::u128(..).to_be_bytes();
     let mut id = [0u8; 32];
-    for b in id.iter_mut().rev() {
-        *b = HEX[(n & 0xf) as usize];
-        n >>= 4;
+    for (pair, b) in id.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
     HeaderValue::from_bytes(&id).expect("hex is a valid header value")
 }

@@ -155,10 +155,27 @@ pub enum DuringShift {
 
 /// Compiled `ignore_params`: exact names and `prefix*` globs, compared ASCII-case-insensitively
 /// because `UTM_Source` is still a tracking parameter.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct ParamFilter {
     exact: Vec<String>,
     prefixes: Vec<String>,
+    /// Which bytes (either case) a listed name or prefix starts with. Most parameters of a
+    /// request (`id`, `route`, `page`) are not tracking ones, and this rejects them with one load
+    /// instead of a compare against every listed name, on every parameter of every lookup.
+    first: [bool; 256],
+    /// A bare `*` ignores every parameter.
+    any: bool,
+}
+
+impl Default for ParamFilter {
+    fn default() -> Self {
+        ParamFilter {
+            exact: Vec::new(),
+            prefixes: Vec::new(),
+            first: [false; 256],
+            any: false,
+        }
+    }
 }
 
 impl ParamFilter {
@@ -166,10 +183,23 @@ impl ParamFilter {
         let mut f = ParamFilter::default();
         for p in patterns {
             let p = p.trim().to_ascii_lowercase();
-            match p.strip_suffix('*') {
-                Some(prefix) => f.prefixes.push(prefix.to_string()),
-                None if !p.is_empty() => f.exact.push(p),
-                None => {}
+            let pattern = match p.strip_suffix('*') {
+                Some(prefix) => {
+                    f.prefixes.push(prefix.to_string());
+                    prefix
+                }
+                None if !p.is_empty() => {
+                    f.exact.push(p.clone());
+                    &p
+                }
+                None => continue,
+            };
+            match pattern.bytes().next() {
+                Some(b) => {
+                    f.first[usize::from(b)] = true;
+                    f.first[usize::from(b.to_ascii_uppercase())] = true;
+                }
+                None => f.any = true,
             }
         }
         f
@@ -177,6 +207,12 @@ impl ParamFilter {
 
     /// `name` is the canonical (percent-normalised) parameter name.
     pub(crate) fn matches(&self, name: &str) -> bool {
+        let Some(&b) = name.as_bytes().first() else {
+            return self.any;
+        };
+        if !self.any && !self.first[usize::from(b)] {
+            return false;
+        }
         self.exact.iter().any(|e| e.eq_ignore_ascii_case(name))
             || self.prefixes.iter().any(|p| {
                 name.len() >= p.len()
@@ -255,6 +291,12 @@ mod tests {
         assert!(f.matches("gclid"));
         assert!(!f.matches("id"));
         assert!(!f.matches("gclidx"));
+        assert!(!f.matches(""));
+        let f = ParamFilter::new(&["Ref".into(), "x_*".into()]);
+        assert!(f.matches("ref") && f.matches("REF") && f.matches("X_y") && f.matches("x_"));
+        assert!(!f.matches("re") && !f.matches("xy"));
+        let all = ParamFilter::new(&["*".into()]);
+        assert!(all.matches("anything") && all.matches("Z") && all.matches(""));
     }
 
     #[test]
