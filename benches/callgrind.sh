@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by callgrind: a figure that, unlike requests/s, does not move
+# with whatever else runs on a shared machine, so two builds can be compared one after the other.
+#
+#   benches/callgrind.sh proxy      # GET proxied to a fixed backend (nginx `return 200`, 1 KiB)
+#   benches/callgrind.sh redirect   # answers from a 10^4-row redirect plan (ROWS to change)
+#
+# cutover runs under `valgrind --tool=callgrind` with `serve --workers 1`; h2load (HTTP/1.1, 8
+# connections) sends WARMUP requests, the counters are zeroed, then N requests are counted. The
+# count covers every thread of the process (the idle ones cost nothing) and includes the event
+# loop, so it is the whole cost of a request in user space. Kernel time is not counted.
+#
+# env: CUTOVER=path/to/cutover (default target/release/cutover), N (20000), WARMUP (2000),
+#      ROWS (10000), KEEP=1 keeps the callgrind output (for callgrind_annotate) and prints its path.
+set -euo pipefail
+mode=${1:-proxy}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+source "$here/redirects/lib.sh"
+need valgrind; need callgrind_control; need callgrind_annotate; need h2load; need nginx; need curl
+N=${N:-20000}; WARMUP=${WARMUP:-2000}
+PORT=18611; BACKEND_PORT=18081
+
+case $mode in
+  proxy)
+    body=$(head -c 1024 /dev/zero | tr '\0' 'x')
+    sed -e "s|@PREFIX@|$WORK|g" -e "s|@BODY@|$body|" "$here/proxy/backend.conf" >"$WORK/backend.conf"
+    nginx -e "$WORK/backend.err" -p "$WORK" -c "$WORK/backend.conf" -g "user root;" 2>>"$WORK/backend.err" &
+    PIDS+=($!)
+    sed -e "s|127.0.0.1:18083|127.0.0.1:$PORT|" "$here/proxy/cutover.toml" >"$WORK/cutover.toml"
+    wait_http "http://127.0.0.1:$BACKEND_PORT/" 30
+    for i in $(seq 8); do echo "http://127.0.0.1:$PORT/p"; done >"$WORK/urls.txt"
+    ;;
+  redirect)
+    gen_plan "${ROWS:-10000}" a >"$WORK/plan.csv"
+    gen_urls "$WORK/plan.csv" 2000 | sed "s|^|http://127.0.0.1:$PORT|" >"$WORK/urls.txt"
+    cutover_config "$WORK/plan.csv" "$PORT" "$((PORT + 1))" >"$WORK/cutover.toml"
+    ;;
+  *) echo "usage: $0 proxy|redirect" >&2; exit 2 ;;
+esac
+
+out=$WORK/callgrind.out
+valgrind --tool=callgrind --callgrind-out-file="$out" \
+  "$CUTOVER" --log warn serve --workers 1 --config "$WORK/cutover.toml" >"$WORK/cutover.log" 2>&1 &
+CG_PID=$!
+PIDS+=("$CG_PID")
+wait_http "http://127.0.0.1:$PORT/" 120
+# A returning shopper: send back the cohort cookie cutover sets on the first visit.
+cookie=$(curl -si "$(head -1 "$WORK/urls.txt")" | awk -F'[:;] *' 'tolower($1) == "set-cookie" { print $2 }')
+h2load --h1 -n "$WARMUP" -c 8 -i "$WORK/urls.txt" -H "Cookie: $cookie" >/dev/null
+callgrind_control -z "$CG_PID" >/dev/null
+result=$(h2load --h1 -n "$N" -c 8 -i "$WORK/urls.txt" -H "Cookie: $cookie")
+callgrind_control -d "$CG_PID" >/dev/null
+grep -E '^requests:|^status codes:' <<<"$result"
+sleep 1
+dump=$(ls -t "$out".* | head -1)
+total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+echo "$mode: $((total / N)) instructions per request ($N requests, $(basename "$CUTOVER"))"
+if [ "${KEEP:-0}" = 1 ]; then
+  cp "$dump" /tmp/cutover-callgrind.out
+  echo "kept: /tmp/cutover-callgrind.out"
+fi
