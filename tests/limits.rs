@@ -140,6 +140,40 @@ async fn a_client_sending_headers_slowly_is_cut_off_at_header_read_timeout() {
     assert_eq!(get_new_conn(proxy.addr, "/", &[]).await.status, 200);
 }
 
+/// On a keep-alive connection each request head gets its own `header_read_timeout`, counted from
+/// when the proxy starts waiting for it. cutover's timer (src/timer.rs) keeps the timer entry
+/// armed for the previous request's deadline and moves the deadline lazily: the old deadline
+/// passing must neither close the connection early nor leave the next head unbounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_on_a_keep_alive_connection_gets_its_own_header_timeout() {
+    let (proxy, old, _new) = proxy_with("header_read_timeout = \"2s\"").await;
+    let mut s = raw::connect(proxy.addr).await;
+    // Request 1's head takes 1 s: the entry is armed for t=2 s; request 2 starts at ~t=1 s.
+    s.write_all(b"GET /one HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.write_all(b"Host: shop.test\r\n\r\n").await.unwrap();
+    let first = raw::read_response(&mut s).await.expect("first response");
+    assert_eq!(first.status, 200);
+    // Request 2: started at once, finished at ~t=2.5 s, after request 1's deadline (2 s) and
+    // before its own (~3 s).
+    s.write_all(b"GET /two HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"Host: shop.test\r\n\r\n").await.unwrap();
+    let second = raw::read_response(&mut s)
+        .await
+        .expect("the connection was cut at the previous request's deadline");
+    assert_eq!(second.status, 200);
+    assert_eq!(old.connections(), 1, "one upstream connection, reused");
+    // Request 3 never finishes its head: cut off, within a bound.
+    s.write_all(b"GET /three HTTP/1.1\r\n").await.unwrap();
+    let (got, closed) = raw::read_until_close(&mut s, Duration::from_secs(8)).await;
+    assert!(
+        closed,
+        "a stalled third head was held for 8 s with a 2 s header timeout"
+    );
+    assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 408"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_sends_nothing_is_cut_off_at_header_read_timeout() {
     let (proxy, _old, _new) = proxy_with("header_read_timeout = \"1s\"").await;

@@ -2,9 +2,9 @@
 //! O(path segments).
 //!
 //! Every key and target lives in one arena `String`; an [`Entry`] is 24 bytes of offsets, and
-//! the two hash indexes are open-addressing arrays of entry numbers (with a hash tag) compared
-//! against the arena. No per-entry allocation: a million rows cost a handful of allocations, load fast and
-//! free fast.
+//! the two hash indexes are open-addressing arrays of 16-byte slots (entry number, hash tag, and
+//! where the key is in the arena) compared against the arena. No per-entry allocation: a million
+//! rows cost a handful of allocations, load fast and free fast.
 
 use super::config::{ApplyTo, DuringShift, QueryMode, TableConfig};
 use super::normalize::{build_location, Matching, Normalized};
