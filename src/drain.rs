@@ -37,7 +37,9 @@ pub const LINGER: Duration = Duration::from_millis(500);
 pub struct Activity {
     born: Instant,
     in_flight: AtomicUsize,
-    /// Milliseconds since `born` of the last request start or end, or of the drain start.
+    /// Milliseconds since `born` of the last request start or end since the drain started, or of
+    /// the drain start. Only `quiet` (after the drain started) reads it, and the drain start
+    /// sets it past every earlier request, so requests skip the clock read until then.
     last_ms: AtomicU64,
     h2: AtomicBool,
     draining: AtomicBool,
@@ -61,6 +63,14 @@ impl Activity {
 
     fn touch(&self) {
         self.last_ms.fetch_max(self.now_ms(), Ordering::AcqRel);
+    }
+
+    /// `touch` for request starts and ends: a clock read and an atomic max per request buy
+    /// nothing before the drain starts.
+    fn touch_if_draining(&self) {
+        if self.draining.load(Ordering::Acquire) {
+            self.touch();
+        }
     }
 
     /// From now on responses close the connection.
@@ -100,7 +110,7 @@ impl Activity {
             self.h2.store(true, Ordering::Release);
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.touch();
+        self.touch_if_draining();
         Track {
             handling,
             guard: Some(InFlight(Arc::clone(self))),
@@ -152,7 +162,7 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
+        self.0.touch_if_draining();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -208,7 +218,12 @@ mod tests {
             "a body in flight holds the connection"
         );
         drop(resp);
-        tokio::time::sleep(LINGER + Duration::from_millis(100)).await;
+        tokio::time::sleep(LINGER / 2).await;
+        assert!(
+            !quiet.is_finished(),
+            "a request that ends during the drain restarts the linger"
+        );
+        tokio::time::sleep(LINGER / 2 + Duration::from_millis(100)).await;
         assert!(quiet.is_finished());
     }
 
