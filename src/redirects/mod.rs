@@ -108,16 +108,8 @@ impl Hit {
 pub fn load(cfg: &TableConfig, ctx: &LoadContext<'_>) -> Result<Loaded, LoadErrors> {
     let path = ctx.base_dir.join(&cfg.file);
     let file = path.display().to_string();
-    let mut errs = LoadErrors::default();
-    if !validate::STATUSES.contains(&cfg.default_status) {
-        errs.push(LoadError::BadStatus {
-            file: file.clone(),
-            line: 0,
-            url: "(default_status in the config)".into(),
-            value: cfg.default_status.to_string(),
-        });
-        return Err(errs);
-    }
+    // A bad default status is reported without reading the file, as `load_bytes` would.
+    check_default_status(cfg, &file)?;
     let data = std::fs::read(&path).map_err(|e| {
         let mut errs = LoadErrors::default();
         errs.push(LoadError::Read {
@@ -126,7 +118,7 @@ pub fn load(cfg: &TableConfig, ctx: &LoadContext<'_>) -> Result<Loaded, LoadErro
         });
         errs
     })?;
-    load_bytes(cfg, ctx, &data)
+    build(cfg, ctx, file, &data)
 }
 
 /// [`load`] on bytes already in memory: the CSV as if read from `base_dir/cfg.file` (that path
@@ -138,16 +130,32 @@ pub fn load_bytes(
     data: &[u8],
 ) -> Result<Loaded, LoadErrors> {
     let file = ctx.base_dir.join(&cfg.file).display().to_string();
-    let mut errs = LoadErrors::default();
-    if !validate::STATUSES.contains(&cfg.default_status) {
-        errs.push(LoadError::BadStatus {
-            file: file.clone(),
-            line: 0,
-            url: "(default_status in the config)".into(),
-            value: cfg.default_status.to_string(),
-        });
-        return Err(errs);
+    check_default_status(cfg, &file)?;
+    build(cfg, ctx, file, data)
+}
+
+fn check_default_status(cfg: &TableConfig, file: &str) -> Result<(), LoadErrors> {
+    if validate::STATUSES.contains(&cfg.default_status) {
+        return Ok(());
     }
+    let mut errs = LoadErrors::default();
+    errs.push(LoadError::BadStatus {
+        file: file.to_string(),
+        line: 0,
+        url: "(default_status in the config)".into(),
+        value: cfg.default_status.to_string(),
+    });
+    Err(errs)
+}
+
+/// Validates and builds the table from the CSV bytes of `file`.
+fn build(
+    cfg: &TableConfig,
+    ctx: &LoadContext<'_>,
+    file: String,
+    data: &[u8],
+) -> Result<Loaded, LoadErrors> {
+    let mut errs = LoadErrors::default();
     // Rows <= newlines + 1 and URL text <= file size: size everything once, no rehashing.
     let rows = data.iter().filter(|&&b| b == b'\n').count() + 1;
     let mut table = RedirectTable::with_capacity(cfg, rows, data.len());

@@ -16,8 +16,13 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use rustls::pki_types::CertificateDer;
-use rustls::RootCertStore;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::{client::TlsStream, TlsConnector};
 
 const RSA_PKCS8: &str = include_str!("testdata/rsa-pkcs8.pem");
 const RSA_PKCS1: &str = include_str!("testdata/rsa-pkcs1.pem");
@@ -218,4 +223,35 @@ fn replace_atomically(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("tmp-rotate");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A client that verifies the server against `roots`, offering `alpn`, without session
+/// resumption.
+pub fn client_config(roots: RootCertStore, alpn: &[&[u8]]) -> ClientConfig {
+    let mut cfg = ClientConfig::builder_with_provider(Arc::new(crate::tls::provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // Resumed sessions report the certificate of the original handshake;
+    // the tests want to see what a full handshake presents.
+    cfg.resumption = rustls::client::Resumption::disabled();
+    cfg
+}
+
+/// Connects and completes a TLS handshake, sending `sni` as the server name.
+pub async fn handshake(
+    addr: SocketAddr,
+    sni: &str,
+    cfg: Arc<ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    TlsConnector::from(cfg).connect(name, tcp).await
+}
+
+/// The leaf certificate the server presented.
+pub fn presented(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream.get_ref().1.peer_certificates().unwrap()[0].clone()
 }

@@ -18,8 +18,12 @@ use super::stores::RecordingStore;
 use super::upstream::{bind_local, serve_auto, serve_h1, spawn_accept, Backend};
 use super::wait::SLOW_WAIT;
 
-/// Certificates come from the library's test kit, shared with its unit tests.
-pub use cutover::tls::testkit::{TestCa as Ca, TestLeaf as Leaf, Validity};
+use cutover::tls::testkit;
+/// Certificates, and the TLS client's connect and "what was presented", come from the
+/// library's test kit, shared with its unit tests.
+pub use cutover::tls::testkit::{
+    handshake as connect, presented, TestCa as Ca, TestLeaf as Leaf, Validity,
+};
 
 /// A server config presenting `leaf` (its chain and key), offering `alpn`.
 pub fn server_config(leaf: &Leaf, alpn: &[&[u8]]) -> rustls::ServerConfig {
@@ -43,22 +47,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(cutover::tls::provider())
 }
 
-fn finish(mut cfg: ClientConfig, alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    // A resumed session reports the certificate of the original handshake; the tests want
-    // what a full handshake presents.
-    cfg.resumption = rustls::client::Resumption::disabled();
-    Arc::new(cfg)
-}
-
 /// A client that verifies the server against `roots`, offering `alpn`.
 pub fn client(roots: RootCertStore, alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    let cfg = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    finish(cfg, alpn)
+    Arc::new(testkit::client_config(roots, alpn))
 }
 
 /// A client that accepts any certificate (it only looks at which one is presented).
@@ -71,23 +62,11 @@ pub fn client_any(alpn: &[&[u8]], send_sni: bool) -> Arc<ClientConfig> {
         .with_custom_certificate_verifier(Arc::new(cutover::tls::AcceptAnyServerCert::new(&p)))
         .with_no_client_auth();
     cfg.enable_sni = send_sni;
-    finish(cfg, alpn)
-}
-
-/// TCP connect + TLS handshake with `sni` as the server name.
-pub async fn connect(
-    addr: SocketAddr,
-    sni: &str,
-    cfg: Arc<ClientConfig>,
-) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from(sni.to_string()).unwrap();
-    TlsConnector::from(cfg).connect(name, tcp).await
-}
-
-/// The leaf certificate the server presented.
-pub fn presented(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
-    stream.get_ref().1.peer_certificates().unwrap()[0].clone()
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // A resumed session reports the certificate of the original handshake; the tests want
+    // what a full handshake presents.
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Arc::new(cfg)
 }
 
 /// The ALPN protocol the server picked.
