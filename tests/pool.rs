@@ -11,9 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;
+use support::raw;
 use support::upstream::{bind_local, read_head, serve_h1, spawn_raw};
 use support::{Backend, Client, ConfigSpec, InProc, WAIT};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A config sending every shopper to `new`, with extra lines for `new`.
 fn all_new(old: &Backend, new: &Backend, extra: &str) -> ConfigSpec {
@@ -171,5 +172,85 @@ async fn pool_max_idle_bounds_the_idle_connections() {
         new.connections(),
         BURST + (BURST - 2),
         "two idle connections were kept and reused, the other four were closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_reach_the_storefront_whole_in_either_framing() {
+    let old = Backend::echo("old").await;
+    let new = Backend::echo("new").await;
+    let proxy = InProc::start(&all_new(&old, &new, "")).await;
+    let host = format!("Host: {}\r\n", proxy.addr);
+    // Chunked from the shopper (length unknown): re-chunked to the storefront.
+    let chunked = format!(
+        "POST /up HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    );
+    // A declared length is kept.
+    let sized = format!("PUT /up HTTP/1.1\r\n{host}Content-Length: 11\r\n\r\nhello world");
+    for (request, framing) in [(chunked, "transfer-encoding"), (sized, "content-length")] {
+        let mut s = raw::connect(proxy.addr).await;
+        s.write_all(request.as_bytes()).await.unwrap();
+        let resp = raw::read_response(&mut s).await.expect("a response");
+        assert_eq!(resp.status, 200, "{framing}");
+        let seen = new.seen().pop().expect("the storefront saw the request");
+        assert_eq!(seen.body_len, 11, "{framing}: the whole body arrived");
+        assert!(
+            seen.header(framing).is_some(),
+            "{framing}: {:?}",
+            seen.headers
+        );
+    }
+}
+
+/// A storefront that answers `413` as soon as it has a request head, without reading the body,
+/// and keeps the connection open.
+async fn refuses_bodies(name: &str) -> Backend {
+    let (listener, _) = bind_local().await;
+    spawn_raw(name, listener, move |mut stream, log, _| async move {
+        let mut buf = Vec::new();
+        if read_head(&mut stream, &mut buf, &log).await.is_none() {
+            return;
+        }
+        log.requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let resp = b"HTTP/1.1 413 Payload Too Large\r\nx-backend: new\r\ncontent-length: 0\r\n\r\n";
+        if stream.write_all(resp).await.is_err() {
+            return;
+        }
+        // Whatever else arrives is read and ignored until the proxy hangs up.
+        let mut sink = [0u8; 16 * 1024];
+        while let Ok(Ok(n)) = tokio::time::timeout(WAIT, stream.read(&mut sink)).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storefront_answering_before_the_body_ends_is_not_kept_waiting() {
+    let old = Backend::counting("old").await;
+    let new = refuses_bodies("new").await;
+    // The shopper's body stalls; only the storefront's early answer can end the exchange
+    // before the (long) body idle timeout.
+    let spec = all_new(&old, &new, "").limits("body_idle_timeout = \"60s\"");
+    let proxy = InProc::start(&spec).await;
+    for round in 0..2 {
+        let mut s = raw::connect(proxy.addr).await;
+        let head = format!(
+            "POST /big HTTP/1.1\r\nHost: {}\r\nContent-Length: 16777216\r\n\r\n",
+            proxy.addr
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&vec![b'x'; 64 * 1024]).await.unwrap();
+        let resp = raw::read_response(&mut s)
+            .await
+            .expect("the storefront's answer, while the body is still owed");
+        assert_eq!(resp.status, 413, "round {round}");
+    }
+    assert_eq!(
+        new.connections(),
+        2,
+        "a connection whose request body was cut short is never reused"
     );
 }

@@ -26,6 +26,7 @@ use crate::body::{BoxError, UpstreamBody};
 use crate::config::raw::{HostHeader, UpstreamProtocol};
 use crate::tls::UpstreamTlsOptions;
 
+pub mod h1;
 pub mod pool;
 
 pub use pool::{Pool, ResponseBody};
@@ -112,7 +113,6 @@ impl Upstream {
                 target,
                 settings.pool_max_idle,
                 settings.idle_timeout,
-                settings.connect_timeout,
             )))
         } else {
             Transport::Legacy(Box::new(
@@ -228,8 +228,10 @@ pub enum UpstreamError {
     Legacy(hyper_util::client::legacy::Error),
     /// The pool could not connect (TCP, TLS, or the connect timeout): nothing was sent.
     Connect(BoxError),
-    /// The pool's connection failed while sending or waiting for the response head.
+    /// An upgrade request's connection (hyper's client) failed before the response head.
     Send(hyper::Error),
+    /// The pool's connection failed while sending or waiting for the response head.
+    H1(h1::H1Error),
 }
 
 impl UpstreamError {
@@ -238,7 +240,7 @@ impl UpstreamError {
         match self {
             UpstreamError::Legacy(e) => e.is_connect(),
             UpstreamError::Connect(_) => true,
-            UpstreamError::Send(_) => false,
+            UpstreamError::Send(_) | UpstreamError::H1(_) => false,
         }
     }
 
@@ -248,6 +250,7 @@ impl UpstreamError {
             UpstreamError::Legacy(e) => e,
             UpstreamError::Connect(e) => &**e,
             UpstreamError::Send(e) => e,
+            UpstreamError::H1(e) => e,
         }
     }
 }
@@ -331,6 +334,17 @@ pub fn classify(err: &UpstreamError) -> UpstreamErrorKind {
             Some(std::io::ErrorKind::TimedOut) => UpstreamErrorKind::Timeout,
             _ => UpstreamErrorKind::Connect,
         };
+    }
+    if let UpstreamError::H1(e) = err {
+        match e {
+            h1::H1Error::Closed => return UpstreamErrorKind::Reset,
+            h1::H1Error::Parse(_) | h1::H1Error::Invalid(_) | h1::H1Error::TooLarge => {
+                return UpstreamErrorKind::Protocol
+            }
+            // Socket errors fall through to the io kinds below; a shopper's body failure is
+            // sorted out by the proxy before it gets here.
+            h1::H1Error::Write(_) | h1::H1Error::Read(_) | h1::H1Error::Body(_) => {}
+        }
     }
     if let Some(h) = chain(dyn_err).find_map(|e| e.downcast_ref::<hyper::Error>()) {
         if h.is_timeout() {

@@ -1,23 +1,28 @@
-//! cutover's own HTTP/1.1 connection pool, on `hyper::client::conn::http1`.
+//! cutover's own HTTP/1.1 connection pool.
 //!
 //! Why not hyper-util's legacy `Client`: on the HTTP/1.1 path it hashed its pool key twice per
 //! request, moved a large `send_request` future around, spawned a task per request to put the
 //! connection back, and consumed the request, so the proxy cloned every idempotent request's
 //! headers just in case a connect failure had to be retried. A storefront is one origin, so this
-//! pool needs no key at all: one idle stack per [`super::Upstream`].
+//! pool needs no key at all: one idle stack per [`super::Upstream`]. Its connections are
+//! [`h1::Conn`]s, driven from the request's own task (see that module for why).
 //!
 //! - Checkout pops the most recently used idle connection (LIFO keeps the warmest sockets busy
 //!   and lets the rest age out). Connections idle longer than `idle_timeout` are dropped there,
 //!   and the oldest one at each checkin: lazily, with no timer per request or per connection
 //!   (a pool nobody uses keeps its idle sockets until the storefront closes them or the pool is
-//!   replaced by a reload with different settings).
+//!   replaced by a reload with different settings). A connection the storefront has closed
+//!   (or sent anything on while idle) is noticed at checkout, without a system call.
 //! - A connection goes back when its response body ends (or is dropped at its end), from
 //!   [`ResponseBody`] itself: no task per request. Responses with `Connection: close`, HTTP/1.0
-//!   responses and upgrades never go back.
+//!   responses, bodies delimited by the end of the connection, and a request body the
+//!   storefront answered before it was all sent never go back.
 //! - The connection is obtained before the request is sent, so a connect failure can be retried
-//!   without a copy of the request; and a pooled connection the storefront closed before the
-//!   request was written hands the request back (`TrySendError`), so that case is retried on a
-//!   fresh connection the way hyper-util's `retry_canceled_requests` did.
+//!   without a copy of the request. A pooled connection that fails before any byte of the
+//!   response arrives was closed by the storefront while idle (the race the checkout test
+//!   cannot see); a bodyless idempotent request is then sent once more on a fresh connection.
+//! - Upgrade requests (WebSocket) go through hyper's connection-level client on a connection of
+//!   their own, which hands the socket over to the tunnel on a 101.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -27,22 +32,23 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Response, StatusCode, Uri, Version};
+use http::header::UPGRADE;
+use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_rustls::HttpsConnector;
+use hyper::client::conn::http1;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
+use super::h1::{self, Conn};
 use super::UpstreamError;
-use crate::body::UpstreamBody;
-
-type Sender = SendRequest<UpstreamBody>;
+use crate::body::{BoxError, UpstreamBody};
 
 /// An idle connection and when it became idle.
 struct Idle {
-    tx: Sender,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -51,14 +57,10 @@ pub struct Pool {
     connector: HttpsConnector<HttpConnector>,
     /// `scheme://authority/`, what the connector resolves and connects to.
     target: Uri,
-    h1: http1::Builder,
     /// Oldest at the front, most recently used at the back.
     idle: Mutex<VecDeque<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
-    /// Bound on waiting for a pooled connection whose dispatcher has not yet noticed that its
-    /// previous exchange ended; beyond it the connection is dropped and another one is used.
-    ready_bound: Duration,
 }
 
 impl std::fmt::Debug for Pool {
@@ -77,16 +79,13 @@ impl Pool {
         target: Uri,
         max_idle: usize,
         idle_timeout: Duration,
-        ready_bound: Duration,
     ) -> Self {
         Pool {
             connector,
             target,
-            h1: http1::Builder::new(),
             idle: Mutex::new(VecDeque::new()),
             max_idle,
             idle_timeout,
-            ready_bound,
         }
     }
 
@@ -100,72 +99,95 @@ impl Pool {
         self.lock().len()
     }
 
-    /// Sends `req`, on a pooled connection when there is one. `retry_connect`: a failed connect
-    /// is tried once more (only for idempotent requests without a body; the caller decides).
+    /// Sends `req`, on a pooled connection when there is one. `retry_connect`: the request is
+    /// idempotent and has no body, so a failed connect (or a pooled connection found closed) is
+    /// tried once more; the caller decides.
     pub async fn send(
         self: &Arc<Self>,
-        req: http::Request<UpstreamBody>,
+        req: Request<UpstreamBody>,
         retry_connect: bool,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
-        // Connecting is boxed, here and below: its futures (TCP, TLS, handshake) are kilobytes,
-        // and inline they would be part of every request's future, pooled or not, and copied
-        // with it.
-        let (mut tx, reused) = match self.checkout().await {
-            Some(tx) => (tx, true),
+        if req.headers().contains_key(UPGRADE) {
+            return Box::pin(self.send_upgrade(req, retry_connect)).await;
+        }
+        let (parts, body) = req.into_parts();
+        // Connecting is boxed, here and below: its futures (TCP, TLS) are kilobytes, and inline
+        // they would be part of every request's future, pooled or not, and copied with it.
+        let (mut conn, reused) = match self.checkout() {
+            Some(conn) => (conn, true),
             None => (Box::pin(self.connect(retry_connect)).await?, false),
         };
-        let resp = match tx.try_send_request(req).await {
-            Ok(resp) => resp,
-            Err(mut e) => match e.take_message() {
-                // Nothing was written: the storefront had closed the idle connection. The
-                // request, body untouched, goes out once more on a fresh connection.
-                Some(req) if reused => {
-                    tracing::debug!(error = %e.error(), "pooled storefront connection was closed; sending on a new one");
-                    tx = Box::pin(self.connect(retry_connect)).await?;
-                    tx.send_request(req).await.map_err(UpstreamError::Send)?
-                }
-                _ => return Err(UpstreamError::Send(e.into_error())),
-            },
+        let head = match conn.send(&parts, body).await {
+            Ok(head) => head,
+            Err(e) if reused && retry_connect && !conn.received() => {
+                tracing::debug!(error = %e, "pooled storefront connection was closed; sending on a new one");
+                conn = Box::pin(self.connect(retry_connect)).await?;
+                conn.send(&parts, UpstreamBody::Empty)
+                    .await
+                    .map_err(UpstreamError::H1)?
+            }
+            Err(e) => return Err(UpstreamError::H1(e)),
         };
-        Ok(self.wrap(resp, tx))
+        let pool = head.reusable.then(|| Arc::clone(self));
+        let mut resp = Response::new(ResponseBody {
+            inner: Inner::H1 {
+                body: h1::Body::new(conn, head.framing, head.reusable),
+                pool,
+            },
+        });
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        Ok(resp)
     }
 
-    /// The most recently used idle connection that can take a request now.
-    async fn checkout(&self) -> Option<Sender> {
-        loop {
-            let mut tx = self.pop()?;
-            if tx.is_ready() {
-                return Some(tx);
+    /// An upgrade request, on a connection of its own that hyper hands over to the tunnel.
+    async fn send_upgrade(
+        &self,
+        req: Request<UpstreamBody>,
+        retry_connect: bool,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let io = self.connect_io(retry_connect).await?;
+        let (mut tx, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Connect(Box::new(e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upgraded storefront connection ended with an error");
             }
-            // The previous response ended but the connection task has not run since; it is a
-            // matter of a scheduler turn. A connection that fails or stalls is dropped.
-            if let Ok(Ok(())) = tokio::time::timeout(self.ready_bound, tx.ready()).await {
-                return Some(tx);
+        });
+        let resp = tx.send_request(req).await.map_err(UpstreamError::Send)?;
+        Ok(resp.map(ResponseBody::unpooled))
+    }
+
+    /// The most recently used idle connection that is still usable.
+    fn checkout(&self) -> Option<Box<Conn>> {
+        loop {
+            let mut conn = self.pop()?;
+            if conn.idle_is_usable() {
+                return Some(conn);
             }
         }
     }
 
-    fn pop(&self) -> Option<Sender> {
+    fn pop(&self) -> Option<Box<Conn>> {
         let now = Instant::now();
         let mut idle = self.lock();
-        while let Some(c) = idle.pop_back() {
-            if now.saturating_duration_since(c.since) >= self.idle_timeout {
-                // LIFO: everything below has been idle longer still. Dropped outside the lock.
-                let stale = std::mem::take(&mut *idle);
-                drop(idle);
-                drop((c, stale));
-                return None;
-            }
-            if !c.tx.is_closed() {
-                return Some(c.tx);
-            }
+        let c = idle.pop_back()?;
+        if now.saturating_duration_since(c.since) >= self.idle_timeout {
+            // LIFO: everything below has been idle longer still. Dropped outside the lock.
+            let stale = std::mem::take(&mut *idle);
+            drop(idle);
+            drop((c, stale));
+            return None;
         }
-        None
+        Some(c.conn)
     }
 
     /// Puts a connection whose exchange ended back on top of the stack.
-    fn checkin(&self, tx: Sender) {
-        if self.max_idle == 0 || tx.is_closed() {
+    fn checkin(&self, conn: Box<Conn>) {
+        if self.max_idle == 0 {
             return;
         }
         let now = Instant::now();
@@ -181,13 +203,21 @@ impl Pool {
             }
             _ => None,
         };
-        idle.push_back(Idle { tx, since: now });
+        idle.push_back(Idle { conn, since: now });
         drop(idle);
         drop(evicted);
     }
 
     /// A new connection; `retry`: one more attempt if the first fails.
-    async fn connect(&self, retry: bool) -> Result<Sender, UpstreamError> {
+    async fn connect(&self, retry: bool) -> Result<Box<Conn>, UpstreamError> {
+        let io = self.connect_io(retry).await?;
+        Ok(Box::new(Conn::new(TokioIo::new(io))))
+    }
+
+    async fn connect_io(
+        &self,
+        retry: bool,
+    ) -> Result<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>, UpstreamError> {
         match self.connect_once().await {
             Err(e) if retry => {
                 tracing::debug!(target_uri = %self.target, error = %e, "connect failed; retrying once");
@@ -197,68 +227,53 @@ impl Pool {
         }
     }
 
-    async fn connect_once(&self) -> Result<Sender, UpstreamError> {
+    async fn connect_once(
+        &self,
+    ) -> Result<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>, UpstreamError> {
         let mut connector = self.connector.clone();
         poll_fn(|cx| connector.poll_ready(cx))
             .await
             .map_err(UpstreamError::Connect)?;
-        let io = connector
+        connector
             .call(self.target.clone())
             .await
-            .map_err(UpstreamError::Connect)?;
-        let (tx, conn) = self
-            .h1
-            .handshake(io)
-            .await
-            .map_err(|e| UpstreamError::Connect(Box::new(e)))?;
-        // One task per connection (not per request): it drives the socket, and hands it over
-        // to the WebSocket tunnel when the storefront answers 101.
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "storefront connection ended with an error");
-            }
-        });
-        Ok(tx)
+            .map_err(UpstreamError::Connect)
     }
-
-    fn wrap(self: &Arc<Self>, resp: Response<Incoming>, tx: Sender) -> Response<ResponseBody> {
-        let reusable = resp.status() != StatusCode::SWITCHING_PROTOCOLS
-            && resp.version() == Version::HTTP_11
-            && !crate::headers::connection_has(resp.headers(), "close");
-        let checkin = reusable.then(|| Checkin {
-            tx,
-            pool: Arc::clone(self),
-        });
-        resp.map(|inner| ResponseBody { inner, checkin })
-    }
-}
-
-/// What a response body gives back to its pool when it ends.
-#[derive(Debug)]
-struct Checkin {
-    tx: Sender,
-    pool: Arc<Pool>,
 }
 
 /// A storefront's response body; returns its connection to the pool when the body ends.
 #[derive(Debug)]
 pub struct ResponseBody {
-    inner: Incoming,
-    checkin: Option<Checkin>,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    /// From hyper: hyper-util's client, or an upgrade.
+    Hyper(Incoming),
+    /// From the pool; `pool` is where the connection goes back, if it may.
+    H1 {
+        body: h1::Body,
+        pool: Option<Arc<Pool>>,
+    },
 }
 
 impl ResponseBody {
-    /// A body whose connection is managed elsewhere (hyper-util's client).
+    /// A body whose connection is managed by hyper.
     pub fn unpooled(inner: Incoming) -> Self {
         ResponseBody {
-            inner,
-            checkin: None,
+            inner: Inner::Hyper(inner),
         }
     }
+}
 
-    fn done(&mut self) {
-        if let Some(c) = self.checkin.take() {
-            c.pool.checkin(c.tx);
+/// Hands the connection back once the body has ended.
+fn checkin_if_done(body: &mut h1::Body, pool: &mut Option<Arc<Pool>>) {
+    if pool.is_some() {
+        if let Some(conn) = body.take_idle() {
+            if let Some(pool) = pool.take() {
+                pool.checkin(conn);
+            }
         }
     }
 }
@@ -267,37 +282,44 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         // Dropped at its end (hyper's server stops polling once `is_end_stream` says so, and
         // bodiless responses are never polled): the connection is reusable. Dropped earlier, the
-        // rest of the body is still on the wire and the connection must close.
-        if self.inner.is_end_stream() {
-            self.done();
+        // rest of the body is still on the wire and the connection closes with the body.
+        if let Inner::H1 { body, pool } = &mut self.inner {
+            checkin_if_done(body, pool);
         }
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.done(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.done(),
-            Poll::Ready(Some(Err(_))) => this.checkin = None,
-            _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().inner {
+            Inner::Hyper(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            Inner::H1 { body, pool } => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                if polled.is_ready() {
+                    checkin_if_done(body, pool);
+                }
+                polled
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Hyper(inner) => inner.is_end_stream(),
+            Inner::H1 { body, .. } => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Hyper(inner) => inner.size_hint(),
+            Inner::H1 { body, .. } => body.size_hint(),
+        }
     }
 }

@@ -1,0 +1,139 @@
+//! Message framing: the request head as it goes out, and how a response body is delimited.
+
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, StatusCode, Version};
+
+use super::{Framing, H1Error};
+
+/// Writes the request head into `out`; returns (chunked, Content-Length owed).
+///
+/// Framing follows hyper's client: a request without a body keeps whatever `Content-Length`
+/// it came with; a body of known length goes out with `Content-Length`, any other body chunked.
+pub(super) fn encode_head(
+    out: &mut Vec<u8>,
+    parts: &Parts,
+    empty: bool,
+    exact: Option<u64>,
+) -> (bool, u64) {
+    out.clear();
+    let declared = parts.headers.get(CONTENT_LENGTH).and_then(content_length);
+    let (chunked, length, add_length) = match exact {
+        _ if empty => (false, 0, false),
+        Some(n) => (false, n, declared != Some(n)),
+        None => (true, 0, false),
+    };
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && (chunked || add_length)) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if add_length {
+        out.extend_from_slice(b"content-length: ");
+        push_decimal(out, length);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    (chunked, length)
+}
+
+pub(super) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+pub(super) fn push_hex(out: &mut Vec<u8>, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(HEX[(n >> (i * 4) & 0xf) as usize]);
+    }
+}
+
+/// A `Content-Length` value: digits only (a list of equal values is accepted, as RFC 9110
+/// section 8.6 allows).
+pub(super) fn content_length(value: &HeaderValue) -> Option<u64> {
+    let mut found = None;
+    for part in value.as_bytes().split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        match found {
+            Some(prev) if prev != n => return None,
+            _ => found = Some(n),
+        }
+    }
+    found
+}
+
+/// How the response body is delimited (RFC 9112 section 6.3), and whether the connection
+/// survives it.
+pub(super) fn response_framing(
+    head_request: bool,
+    status: StatusCode,
+    version: Version,
+    headers: &mut HeaderMap,
+) -> Result<(Framing, bool), H1Error> {
+    let mut reusable = version == Version::HTTP_11
+        && !crate::headers::connection_has(headers, "close")
+        && status != StatusCode::SWITCHING_PROTOCOLS;
+    if head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Empty, reusable));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        if headers.contains_key(CONTENT_LENGTH) {
+            // Both: Transfer-Encoding wins, and the connection is not trusted afterwards.
+            headers.remove(CONTENT_LENGTH);
+            reusable = false;
+        }
+        let last = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+            .map(<[u8]>::trim_ascii);
+        return Ok(match last {
+            Some(coding) if coding.eq_ignore_ascii_case(b"chunked") => (Framing::Chunked, reusable),
+            _ => (Framing::Close, false),
+        });
+    }
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let Some(first) = lengths.next() else {
+        return Ok((Framing::Close, false));
+    };
+    let n = content_length(first).ok_or(H1Error::Invalid("Content-Length"))?;
+    if lengths.any(|v| content_length(v) != Some(n)) {
+        return Err(H1Error::Invalid("conflicting Content-Length values"));
+    }
+    Ok((Framing::Length(n), reusable))
+}
