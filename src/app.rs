@@ -359,11 +359,13 @@ impl App {
     /// With `limits.drain_delay`, listeners keep accepting that long after readiness turns off
     /// (the time a load balancer needs to notice), then close.
     pub async fn drain(self) -> bool {
-        self.ready.store(false, Ordering::Release);
+        // Connections learn of the drain before `/readyz` says so: whoever sees readiness off
+        // (a load balancer, a test) must already get `Connection: close` answers.
+        self.server.start_draining();
         self.draining.store(true, Ordering::Release);
+        self.ready.store(false, Ordering::Release);
         handover::notify_stopping();
         let delay = self.proxy.state().load().limits.drain_delay;
-        self.server.start_draining();
         if !delay.is_zero() && !self.handover.handed_over() {
             tracing::info!(
                 delay_secs = delay.as_secs_f64(),

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use bytes::Bytes;
+use http::header::Entry;
 use http::header::{
     CONNECTION, COOKIE, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
@@ -31,14 +32,14 @@ pub static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// `Via`.
 pub static VIA: HeaderName = HeaderName::from_static("via");
 
-/// Whether `Connection` lists `token` (case-insensitive).
+/// Whether `Connection` lists `token` (case-insensitive). Works on the bytes: most messages
+/// carry one short `Connection` value, often none.
 pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
 }
 
 /// Removes hop-by-hop headers and every header named in `Connection`. With `upgrade`, the
@@ -104,18 +105,18 @@ pub struct Hop<'a> {
     pub client: IpAddr,
     /// `http` or `https`, as the shopper connected to us.
     pub proto: &'static str,
-    /// The Host the shopper asked for (may be empty for HTTP/1.0 without Host).
-    pub host: &'a str,
+    /// The Host the shopper asked for (none for HTTP/1.0 without Host).
+    pub host: Option<&'a HeaderValue>,
 }
 
 /// An IP address as text, formatted on the stack (the longest IPv6 text is 39 bytes).
-struct IpText {
+pub(crate) struct IpText {
     buf: [u8; 48],
     len: usize,
 }
 
 impl IpText {
-    fn new(ip: IpAddr) -> Self {
+    pub(crate) fn new(ip: IpAddr) -> Self {
         let mut t = IpText {
             buf: [0; 48],
             len: 0,
@@ -148,7 +149,7 @@ impl IpText {
         self.len += 1;
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
@@ -165,24 +166,39 @@ impl std::fmt::Write for IpText {
     }
 }
 
-/// Sets `name` to the concatenation of `parts`, or appends `, <parts>` to a present, non-empty
-/// list value. Builds the value in one exactly-sized allocation that the header then owns.
+/// Sets `name` to the concatenation of `parts`, or appends `, <parts>` to the list already
+/// there. Several lines of a list header are one list (RFC 9110 section 5.3): they are folded
+/// into one line first. One hash lookup and one exactly-sized allocation that the header owns.
 fn append_or_set(headers: &mut HeaderMap, name: &HeaderName, parts: &[&[u8]]) {
-    let prev = match headers.get(name).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => Some(prev),
-        _ => None,
-    };
-    let len = prev.map_or(0, |p| p.len() + 2) + parts.iter().map(|p| p.len()).sum::<usize>();
-    let mut value = Vec::with_capacity(len);
-    if let Some(prev) = prev {
-        value.extend_from_slice(prev.as_bytes());
-        value.extend_from_slice(b", ");
-    }
-    for part in parts {
-        value.extend_from_slice(part);
-    }
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
-        headers.insert(name, v);
+    let own: usize = parts.iter().map(|p| p.len()).sum();
+    let mut value;
+    match headers.entry(name) {
+        Entry::Vacant(slot) => {
+            value = Vec::with_capacity(own);
+            for part in parts {
+                value.extend_from_slice(part);
+            }
+            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+                slot.insert(v);
+            }
+        }
+        Entry::Occupied(mut lines) => {
+            let before: usize = lines.iter().map(|v| v.len() + 2).sum();
+            value = Vec::with_capacity(before + own);
+            for line in lines.iter() {
+                let line = line.as_bytes().trim_ascii();
+                if !line.is_empty() {
+                    value.extend_from_slice(line);
+                    value.extend_from_slice(b", ");
+                }
+            }
+            for part in parts {
+                value.extend_from_slice(part);
+            }
+            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+                lines.insert(v);
+            }
+        }
     }
 }
 
@@ -192,56 +208,69 @@ fn append_or_set(headers: &mut HeaderMap, name: &HeaderName, parts: &[&[u8]]) {
 /// proto and host are ours unless `trust` says a load balancer in front already set them.
 pub fn add_forwarded(headers: &mut HeaderMap, hop: Hop<'_>, trust: bool) {
     let ip = IpText::new(hop.client);
-    // Several X-Forwarded-For lines are one list; fold them before appending.
-    let xff_lines = headers.get_all(&X_FORWARDED_FOR).iter().count();
-    if xff_lines > 1 {
-        let joined: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let joined = joined.join(", ");
-        if let Ok(v) = HeaderValue::from_str(&joined) {
-            headers.insert(&X_FORWARDED_FOR, v);
-        }
-    }
     append_or_set(headers, &X_FORWARDED_FOR, &[ip.as_bytes()]);
-    if !trust || !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
+    let proto = HeaderValue::from_static(hop.proto);
+    if trust {
+        headers.entry(&X_FORWARDED_PROTO).or_insert(proto);
+    } else {
+        headers.insert(&X_FORWARDED_PROTO, proto);
     }
-    if !hop.host.is_empty() && (!trust || !headers.contains_key(&X_FORWARDED_HOST)) {
-        if let Ok(v) = HeaderValue::from_str(hop.host) {
-            headers.insert(&X_FORWARDED_HOST, v);
+    // The shopper's own Host value, shared rather than copied.
+    let host = hop.host.filter(|h| !h.is_empty());
+    if let Some(host) = host {
+        if trust {
+            headers
+                .entry(&X_FORWARDED_HOST)
+                .or_insert_with(|| host.clone());
+        } else {
+            headers.insert(&X_FORWARDED_HOST, host.clone());
         }
     }
-    let (for_open, for_close): (&[u8], &[u8]) = match hop.client {
-        IpAddr::V4(_) => (b"for=", b""),
-        IpAddr::V6(_) => (b"for=\"[", b"]\""),
-    };
-    let host_ok = !hop.host.is_empty()
-        && hop
-            .host
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-    let (host_open, host, host_close): (&[u8], &[u8], &[u8]) = if host_ok {
-        (b";host=\"", hop.host.as_bytes(), b"\"")
-    } else {
-        (b"", b"", b"")
-    };
-    append_or_set(
-        headers,
-        &FORWARDED,
-        &[
-            for_open,
-            ip.as_bytes(),
-            for_close,
-            b";proto=",
-            hop.proto.as_bytes(),
-            host_open,
-            host,
-            host_close,
-        ],
-    );
+    let element = ForwardedElement::new(&ip, hop);
+    append_or_set(headers, &FORWARDED, &element.parts());
+}
+
+/// This hop's `Forwarded` element (RFC 7239): `for=<ip>;proto=<scheme>;host="<host>"`, as
+/// pieces borrowed from the hop, so it is written without being assembled first.
+pub(crate) struct ForwardedElement<'a> {
+    parts: [&'a [u8]; 8],
+}
+
+impl<'a> ForwardedElement<'a> {
+    /// The element for `hop`, whose address is `ip`. A host that cannot be a quoted string is
+    /// left out rather than escaped.
+    pub(crate) fn new(ip: &'a IpText, hop: Hop<'a>) -> Self {
+        let (for_open, for_close): (&[u8], &[u8]) = match hop.client {
+            IpAddr::V4(_) => (b"for=", b""),
+            IpAddr::V6(_) => (b"for=\"[", b"]\""),
+        };
+        let host = hop.host.map(HeaderValue::as_bytes).filter(|h| {
+            !h.is_empty()
+                && h.iter()
+                    .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        });
+        let (host_open, host, host_close): (&[u8], &[u8], &[u8]) = match host {
+            Some(host) => (b";host=\"", host, b"\""),
+            None => (b"", b"", b""),
+        };
+        ForwardedElement {
+            parts: [
+                for_open,
+                ip.as_bytes(),
+                for_close,
+                b";proto=",
+                hop.proto.as_bytes(),
+                host_open,
+                host,
+                host_close,
+            ],
+        }
+    }
+
+    /// The pieces, in order.
+    pub(crate) fn parts(&self) -> [&'a [u8]; 8] {
+        self.parts
+    }
 }
 
 /// Joins several `Cookie` fields into one, separated by "; ". Browsers send each cookie as its
@@ -262,14 +291,18 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends `Via: 1.1 cutover`.
-pub fn add_via(headers: &mut HeaderMap, version: http::Version) {
-    let v: &[u8] = if version == http::Version::HTTP_2 {
+/// This hop's `Via` element for a message received as `version`.
+pub(crate) fn via_value(version: http::Version) -> &'static [u8] {
+    if version == http::Version::HTTP_2 {
         b"2 cutover"
     } else {
         b"1.1 cutover"
-    };
-    append_or_set(headers, &VIA, &[v]);
+    }
+}
+
+/// Appends `Via: 1.1 cutover`.
+pub fn add_via(headers: &mut HeaderMap, version: http::Version) {
+    append_or_set(headers, &VIA, &[via_value(version)]);
 }
 
 #[cfg(test)]
@@ -317,12 +350,14 @@ mod tests {
         assert_eq!(h["te"], "trailers");
     }
 
+    static SHOP: HeaderValue = HeaderValue::from_static("shop.example");
+
     #[test]
     fn forwarded_headers_set_and_appended() {
         let hop = Hop {
             client: "10.0.0.9".parse().unwrap(),
             proto: "https",
-            host: "shop.example",
+            host: Some(&SHOP),
         };
         let mut fresh = HeaderMap::new();
         add_forwarded(&mut fresh, hop, false);
@@ -354,6 +389,27 @@ mod tests {
         let mut trusted = map(&[("x-forwarded-proto", "http")]);
         add_forwarded(&mut trusted, hop, true);
         assert_eq!(trusted["x-forwarded-proto"], "http");
+        assert_eq!(trusted["x-forwarded-host"], "shop.example", "absent: ours");
+
+        // Every line of a list header survives, in order, as one line.
+        let mut lines = map(&[
+            ("forwarded", "for=1.1.1.1"),
+            ("forwarded", " "),
+            ("forwarded", "for=2.2.2.2;proto=http"),
+            ("via", "1.1 edge"),
+            ("via", "1.1 lb"),
+        ]);
+        add_forwarded(&mut lines, hop, false);
+        add_via(&mut lines, http::Version::HTTP_11);
+        let all: Vec<_> = lines.get_all("forwarded").iter().collect();
+        assert_eq!(
+            all,
+            ["for=1.1.1.1, for=2.2.2.2;proto=http, for=10.0.0.9;proto=https;host=\"shop.example\""]
+        );
+        assert_eq!(
+            lines.get_all("via").iter().collect::<Vec<_>>(),
+            ["1.1 edge, 1.1 lb, 1.1 cutover"]
+        );
     }
 
     #[test]
@@ -411,7 +467,7 @@ mod tests {
         let hop = Hop {
             client: "::1".parse().unwrap(),
             proto: "http",
-            host: "",
+            host: None,
         };
         add_forwarded(&mut h, hop, false);
         assert_eq!(h["forwarded"], "for=\"[::1]\";proto=http");

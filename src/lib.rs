@@ -52,6 +52,7 @@ pub mod handover;
 pub mod headers;
 pub mod health;
 pub mod metrics;
+pub mod outgoing;
 pub mod proxy;
 pub mod redirects;
 pub mod reload;

@@ -22,6 +22,7 @@ use crate::config::raw::HostHeader;
 use crate::force;
 use crate::headers::{self, Hop};
 use crate::metrics::Metrics;
+use crate::outgoing::Outgoing;
 use crate::redirects::MissedRedirects;
 use crate::response::{self, AccessFields, Finish, ProxyBody};
 use crate::routing::{self, Decision, RequestView};
@@ -119,14 +120,13 @@ enum SendError {
 async fn send(
     up: &Upstream,
     req: Request<UpstreamBody>,
+    outgoing: &Outgoing<'_>,
     retry_connect: bool,
 ) -> Result<Response<ResponseBody>, SendError> {
-    match crate::timer::timeout(
-        up.settings.response_header_timeout,
-        up.send(req, retry_connect),
-    )
-    .await
-    {
+    // Pinned where it is built: `timeout` then holds a pointer, not the kilobyte-sized future,
+    // which would otherwise be copied at every hand-over.
+    let exchange = std::pin::pin!(up.send(req, outgoing, retry_connect));
+    match crate::timer::timeout(up.settings.response_header_timeout, exchange).await {
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(e)) => Err(SendError::Client(e)),
         Err(_) => Err(SendError::HeaderTimeout),
@@ -249,9 +249,10 @@ impl Proxy {
         });
         let (mut parts, body) = req.into_parts();
         let client_version = parts.version;
+        // `Upgrade` first: a standard name's lookup is cheaper than scanning `Connection`.
         let upgrade = client_version == Version::HTTP_11
-            && headers::connection_has(&parts.headers, "upgrade")
-            && parts.headers.contains_key(UPGRADE);
+            && parts.headers.contains_key(UPGRADE)
+            && headers::connection_has(&parts.headers, "upgrade");
         let client_upgrade = if upgrade {
             parts.extensions.remove::<OnUpgrade>()
         } else {
@@ -283,37 +284,29 @@ impl Proxy {
         if client_version == Version::HTTP_2 {
             headers::join_cookies(h);
         }
-        h.remove(&snap.overrides.header);
-        h.remove(&force::TOKEN_HEADER_NAME);
-        let host_str = host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
-        let hop = Hop {
-            client: conn.peer.ip(),
-            proto: if conn.tls { "https" } else { "http" },
-            host: host_str,
+        // What cutover sets travels beside the shopper's headers and is written with them.
+        let reason = HeaderValue::from_static(decision.reason.as_str());
+        let decision_headers = snap.headers.decision_upstream;
+        let outgoing = Outgoing {
+            hop: Hop {
+                client: conn.peer.ip(),
+                proto: if conn.tls { "https" } else { "http" },
+                host: host.as_ref(),
+            },
+            trust_forwarded: snap.headers.trust_forwarded,
+            via: snap.headers.via.then_some(client_version),
+            host: match up.settings.host_header {
+                HostHeader::Upstream => Some(&up.authority_header),
+                HostHeader::Client => host.as_ref(),
+            },
+            remove: [&snap.overrides.header, &force::TOKEN_HEADER_NAME],
+            set: [
+                Some((&snap.headers.request_id, request_id)),
+                decision_headers.then_some((&STOREFRONT_HEADER, &sf.name_header)),
+                decision_headers.then_some((&REASON_HEADER, &reason)),
+                decision_headers.then_some((&GENERATION_HEADER, &snap.generation_header)),
+            ],
         };
-        headers::add_forwarded(h, hop, snap.headers.trust_forwarded);
-        if snap.headers.via {
-            headers::add_via(h, client_version);
-        }
-        match up.settings.host_header {
-            HostHeader::Upstream => {
-                h.insert(HOST, up.authority_header.clone());
-            }
-            HostHeader::Client => {
-                if let Some(host) = host {
-                    h.insert(HOST, host);
-                }
-            }
-        }
-        h.insert(snap.headers.request_id.clone(), request_id.clone());
-        if snap.headers.decision_upstream {
-            h.insert(STOREFRONT_HEADER.clone(), sf.name_header.clone());
-            h.insert(
-                REASON_HEADER.clone(),
-                HeaderValue::from_static(decision.reason.as_str()),
-            );
-            h.insert(GENERATION_HEADER.clone(), snap.generation_header.clone());
-        }
 
         let body_empty = hyper::body::Body::is_end_stream(&body);
         // Nothing reaches the storefront before the connection is up, so a bodyless idempotent
@@ -330,7 +323,7 @@ impl Proxy {
         *up_req.headers_mut() = parts.headers;
 
         let upstream_started = Instant::now();
-        let result = send(up, up_req, retry_connect).await;
+        let result = send(up, up_req, &outgoing, retry_connect).await;
 
         let mut in_flight = Some(in_flight);
         let mut access = access;

@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{BoxError, UpstreamBody};
 use crate::config::raw::{HostHeader, UpstreamProtocol};
+use crate::outgoing::Outgoing;
 use crate::tls::UpstreamTlsOptions;
 
 pub mod h1;
@@ -170,20 +171,22 @@ impl Upstream {
     pub async fn send(
         &self,
         mut req: Request<UpstreamBody>,
+        outgoing: &Outgoing<'_>,
         retry_connect: bool,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         match &self.transport {
             Transport::Pool(pool) => {
                 // hyper-util's client added a missing Host from the URI; so does this path.
-                if !req.headers().contains_key(HOST) {
+                if outgoing.host.is_none() && !req.headers().contains_key(HOST) {
                     req.headers_mut()
                         .insert(HOST, self.authority_header.clone());
                 }
-                pool.send(req, retry_connect).await
+                pool.send(req, outgoing, retry_connect).await
             }
             // Boxed: hyper-util's futures are large, and this one would otherwise make every
             // proxied request's future (pooled ones included) kilobytes bigger.
             Transport::Legacy(client) => Box::pin(async move {
+                outgoing.apply(req.headers_mut());
                 // hyper-util's client consumes the request, so a retry needs a copy.
                 let replay = retry_connect.then(|| {
                     (
@@ -422,8 +425,20 @@ mod tests {
         let mut s = settings("http", Http1);
         s.authority = addr.to_string().parse().unwrap();
         let up = Upstream::build(s).unwrap();
+        let outgoing = Outgoing {
+            hop: crate::headers::Hop {
+                client: std::net::Ipv4Addr::LOCALHOST.into(),
+                proto: "http",
+                host: None,
+            },
+            trust_forwarded: false,
+            via: None,
+            host: None,
+            remove: [&crate::force::TOKEN_HEADER_NAME; 2],
+            set: [None; 4],
+        };
         let err = up
-            .send(Request::new(UpstreamBody::Empty), true)
+            .send(Request::new(UpstreamBody::Empty), &outgoing, true)
             .await
             .expect_err("nothing listens");
         assert!(err.is_connect());

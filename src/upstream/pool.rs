@@ -45,6 +45,7 @@ use tower_service::Service;
 use super::h1::{self, Conn};
 use super::UpstreamError;
 use crate::body::{BoxError, UpstreamBody};
+use crate::outgoing::Outgoing;
 
 /// An idle connection and when it became idle.
 struct Idle {
@@ -104,10 +105,12 @@ impl Pool {
     /// tried once more; the caller decides.
     pub async fn send(
         self: &Arc<Self>,
-        req: Request<UpstreamBody>,
+        mut req: Request<UpstreamBody>,
+        outgoing: &Outgoing<'_>,
         retry_connect: bool,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         if req.headers().contains_key(UPGRADE) {
+            outgoing.apply(req.headers_mut());
             return Box::pin(self.send_upgrade(req, retry_connect)).await;
         }
         let (parts, body) = req.into_parts();
@@ -117,12 +120,12 @@ impl Pool {
             Some(conn) => (conn, true),
             None => (Box::pin(self.connect(retry_connect)).await?, false),
         };
-        let head = match conn.send(&parts, body).await {
+        let head = match conn.send(&parts, Some(outgoing), body).await {
             Ok(head) => head,
             Err(e) if reused && retry_connect && !conn.received() => {
                 tracing::debug!(error = %e, "pooled storefront connection was closed; sending on a new one");
                 conn = Box::pin(self.connect(retry_connect)).await?;
-                conn.send(&parts, UpstreamBody::Empty)
+                conn.send(&parts, Some(outgoing), UpstreamBody::Empty)
                     .await
                     .map_err(UpstreamError::H1)?
             }

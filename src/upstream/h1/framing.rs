@@ -5,14 +5,17 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, Version};
 
 use super::{Framing, H1Error};
+use crate::outgoing::Outgoing;
 
-/// Writes the request head into `out`; returns (chunked, Content-Length owed).
+/// Writes the request head into `out`, with the headers the proxy sets (`outgoing`);
+/// returns (chunked, Content-Length owed).
 ///
 /// Framing follows hyper's client: a request without a body keeps whatever `Content-Length`
 /// it came with; a body of known length goes out with `Content-Length`, any other body chunked.
 pub(super) fn encode_head(
     out: &mut Vec<u8>,
     parts: &Parts,
+    outgoing: Option<&Outgoing<'_>>,
     empty: bool,
     exact: Option<u64>,
 ) -> (bool, u64) {
@@ -32,14 +35,20 @@ pub(super) fn encode_head(
         target.as_bytes()
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
-        if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && (chunked || add_length)) {
-            continue;
+    match outgoing {
+        Some(o) => o.write(out, &parts.headers, !(chunked || add_length)),
+        None => {
+            for (name, value) in &parts.headers {
+                if name == TRANSFER_ENCODING || (name == CONTENT_LENGTH && (chunked || add_length))
+                {
+                    continue;
+                }
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");

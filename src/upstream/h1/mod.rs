@@ -31,6 +31,7 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use crate::body::{BoxError, UpstreamBody};
+use crate::outgoing::Outgoing;
 
 /// The socket, plain or TLS, as the connector hands it over.
 pub type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
@@ -209,12 +210,18 @@ impl Conn {
     /// Sends a request and waits for its response head. The body streams as the shopper sends
     /// it; a storefront that answers before taking all of it (a 413, a redirect) is not kept
     /// waiting, and its connection is not reused.
-    pub async fn send(&mut self, parts: &Parts, body: UpstreamBody) -> Result<Head, H1Error> {
+    pub async fn send(
+        &mut self,
+        parts: &Parts,
+        outgoing: Option<&Outgoing<'_>>,
+        body: UpstreamBody,
+    ) -> Result<Head, H1Error> {
         self.received = false;
         let head_request = parts.method == Method::HEAD;
         let (chunked, left) = encode_head(
             &mut self.out,
             parts,
+            outgoing,
             body.is_end_stream(),
             body.size_hint().exact(),
         );

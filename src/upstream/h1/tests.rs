@@ -20,7 +20,7 @@ fn parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
 
 fn head_of(p: &Parts, empty: bool, exact: Option<u64>) -> (String, bool, u64) {
     let mut out = Vec::new();
-    let (chunked, left) = encode_head(&mut out, p, empty, exact);
+    let (chunked, left) = encode_head(&mut out, p, None, empty, exact);
     (String::from_utf8(out).unwrap(), chunked, left)
 }
 
@@ -235,7 +235,7 @@ async fn storefront(
 async fn exchange(conn: Conn, path: &str) -> (Result<Head, H1Error>, Box<Conn>) {
     let mut conn = Box::new(conn);
     let p = parts("GET", path, &[("host", "shop")]);
-    let head = conn.send(&p, UpstreamBody::Empty).await;
+    let head = conn.send(&p, None, UpstreamBody::Empty).await;
     (head, conn)
 }
 
