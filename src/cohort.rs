@@ -122,16 +122,24 @@ pub struct CohortPolicy {
 }
 
 /// Looks up a cookie by name across every `Cookie` header (h2 clients may send several).
+///
+/// Works on the bytes: a `Cookie` header is often long, and only the one value is validated as
+/// text (a foreign cookie that is not UTF-8 no longer hides ours).
 pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| scan::split(v, b';'))
-        .find_map(|pair| {
-            let (k, v) = scan::split_once(pair.trim(), b'=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    let name = name.as_bytes();
+    headers.get_all(COOKIE).iter().find_map(|v| {
+        scan::split_bytes(v.as_bytes(), b';').find_map(|pair| {
+            let rest = pair.trim_ascii_start().strip_prefix(name)?;
+            let mut value = rest.trim_ascii_start().strip_prefix(b"=")?.trim_ascii();
+            while let [b'"', inner @ ..] = value {
+                value = inner;
+            }
+            while let [inner @ .., b'"'] = value {
+                value = inner;
+            }
+            std::str::from_utf8(value).ok()
         })
+    })
 }
 
 /// Decodes and verifies a cookie value. `None` means absent, forged, or from another key: the
@@ -142,33 +150,36 @@ pub fn decode(
     storefront_id: impl Fn(&str) -> Option<StorefrontId>,
 ) -> Option<Decoded> {
     let (payload, mac) = scan::rsplit_once(value, b'.')?;
+    if mac.is_empty() || mac.len() > 16 {
+        return None;
+    }
     let mac = u64::from_str_radix(mac, 16).ok()?;
     if keys.mac(payload) != mac {
         return None;
     }
-    let mut parts = payload.splitn(3, '.');
-    if parts.next()? != "v1" {
+    let (version, rest) = scan::split_once(payload, b'.')?;
+    if version != "v1" {
         return None;
     }
-    let bucket: u16 = parts.next()?.parse().ok()?;
+    let (bucket, pin_text) = scan::split_once(rest, b'.')?;
+    let bucket = parse_decimal(bucket).and_then(|b| u16::try_from(b).ok())?;
     if bucket >= BUCKETS {
         return None;
     }
-    let pin_text = parts.next()?;
     if pin_text == "-" {
         return Some(Decoded {
             cookie: CohortCookie { bucket, pin: None },
             stale_pin: false,
         });
     }
-    let mut pin_parts = pin_text.splitn(3, '~');
-    let kind = match pin_parts.next()? {
+    let (kind, rest) = scan::split_once(pin_text, b'~')?;
+    let kind = match kind {
         "s" => PinKind::Split,
         "o" => PinKind::Override,
         _ => return None,
     };
-    let name = pin_parts.next()?;
-    let issued: u64 = pin_parts.next()?.parse().ok()?;
+    let (name, issued) = scan::split_once(rest, b'~')?;
+    let issued = parse_decimal(issued)?;
     // A pin to a storefront that no longer exists is dropped, the bucket kept.
     let pin = storefront_id(name).map(|storefront| Pin {
         storefront,
@@ -179,6 +190,14 @@ pub fn decode(
         cookie: CohortCookie { bucket, pin },
         stale_pin: pin.is_none(),
     })
+}
+
+/// Digits only (`str::parse` also takes a leading `+`), at most 19 of them.
+fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.bytes().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// A verified cookie, and whether part of it referred to something gone.
@@ -263,6 +282,7 @@ impl FreshBuckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn ids(name: &str) -> Option<StorefrontId> {
         match name {
@@ -317,7 +337,16 @@ mod tests {
         assert!(decode(&good, &CohortKeys::derive("other"), ids).is_none());
         let forged = good.replacen("5000", "0001", 1);
         assert!(decode(&forged, &keys, ids).is_none());
-        for junk in ["", "1234", "v1.1.-", "v1.99999.-.00", "v2.1.-.zz", "...."] {
+        for junk in [
+            "",
+            "1234",
+            "v1.1.-",
+            "v1.99999.-.00",
+            "v2.1.-.zz",
+            "....",
+            "v1.+5.-.00",
+            "v1.5.-.00000000000000000",
+        ] {
             assert!(decode(junk, &keys, ids).is_none(), "{junk}");
         }
     }
@@ -378,6 +407,19 @@ mod tests {
         h.append(COOKIE, "sid=\"xyz\"".parse().unwrap());
         assert_eq!(find_cookie(&h, "cutover_cohort"), Some("abc"));
         assert_eq!(find_cookie(&h, "sid"), Some("xyz"));
-        assert_eq!(find_cookie(&h, "cutover"), None);
+        assert_eq!(
+            find_cookie(&h, "cutover"),
+            None,
+            "a prefix of a name is not the name"
+        );
+        // Spaces around `=`, a cookie that is not UTF-8 before ours, an empty value.
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"x=\xff; k = v ;e=").unwrap(),
+        );
+        assert_eq!(find_cookie(&h, "k"), Some("v"));
+        assert_eq!(find_cookie(&h, "e"), Some(""));
+        assert_eq!(find_cookie(&h, "x"), None, "not text");
     }
 }

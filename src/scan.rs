@@ -69,6 +69,41 @@ impl<'a> Iterator for Split<'a> {
     }
 }
 
+/// [`split`] over bytes (a header value that need not be text).
+#[inline]
+pub fn split_bytes(s: &[u8], byte: u8) -> SplitBytes<'_> {
+    SplitBytes {
+        rest: Some(s),
+        byte,
+    }
+}
+
+/// Iterator of [`split_bytes`].
+#[derive(Debug, Clone)]
+pub struct SplitBytes<'a> {
+    rest: Option<&'a [u8]>,
+    byte: u8,
+}
+
+impl<'a> Iterator for SplitBytes<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        match memchr::memchr(self.byte, rest) {
+            Some(i) => {
+                self.rest = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +138,11 @@ mod tests {
                 assert_eq!(rsplit_once(s, b), s.rsplit_once(c), "{s:?} {c:?}");
                 assert_eq!(find(s, b), s.find(c), "{s:?} {c:?}");
                 assert_eq!(rfind(s, b), s.rfind(c), "{s:?} {c:?}");
+                assert_eq!(
+                    split_bytes(s.as_bytes(), b).collect::<Vec<_>>(),
+                    s.as_bytes().split(|&x| x == b).collect::<Vec<_>>(),
+                    "split_bytes {s:?} at {c:?}"
+                );
             }
         }
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION};
+use http::header::{CONTENT_TYPE, HOST, LOCATION};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
@@ -80,8 +80,7 @@ impl Proxy {
                 if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(location)) {
                     r.headers_mut().insert(LOCATION, v);
                 }
-                r.headers_mut()
-                    .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+                // `Content-Length: 0` comes from hyper, which frames the empty body itself.
                 r
             }
             None => {
