@@ -24,7 +24,7 @@ use crate::headers::{self, Hop};
 use crate::metrics::Metrics;
 use crate::outgoing::Outgoing;
 use crate::redirects::MissedRedirects;
-use crate::response::{self, AccessFields, Finish, ProxyBody};
+use crate::response::{self, new_request_id, AccessFields, Finish, ProxyBody};
 use crate::routing::{self, Decision, RequestView};
 use crate::scan;
 use crate::state::{SharedSnapshot, Snapshot};
@@ -88,19 +88,6 @@ fn valid_request_id(v: &HeaderValue) -> bool {
         && b.len() <= 128
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-}
-
-/// 128 random bits as 32 lowercase hex digits, formatted without `format!`, a byte (two
-/// digits) per step.
-fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = fastrand::u128(..).to_be_bytes();
-    let mut id = [0u8; 32];
-    for (pair, b) in id.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0xf)];
-    }
-    HeaderValue::from_bytes(&id).expect("hex is a valid header value")
 }
 
 /// Idempotent per RFC 9110: safe to send again when nothing reached the storefront.
@@ -169,16 +156,19 @@ impl Proxy {
         let started = Instant::now();
         let snap = self.state.load_full();
         let rid_header = &snap.headers.request_id;
-        let request_id = match req.headers().get(rid_header) {
-            Some(v) if valid_request_id(v) => v.clone(),
-            _ => new_request_id(),
-        };
+        // A shopper's own id is kept; a fresh one is made only when something will carry it
+        // (a redirect with the access log off never does).
+        let given = req
+            .headers()
+            .get(rid_header)
+            .filter(|v| valid_request_id(v))
+            .cloned();
         let path_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
         if path_len > snap.limits.max_uri_length {
             return Ok(response::local(
                 StatusCode::URI_TOO_LONG,
                 "the URL is too long",
-                &request_id,
+                &given.unwrap_or_else(new_request_id),
                 rid_header,
             ));
         }
@@ -188,7 +178,7 @@ impl Proxy {
             return Ok(response::local(
                 StatusCode::BAD_REQUEST,
                 "more than one Host header",
-                &request_id,
+                &given.unwrap_or_else(new_request_id),
                 rid_header,
             ));
         }
@@ -196,7 +186,7 @@ impl Proxy {
             return Ok(response::local(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "CONNECT is not supported",
-                &request_id,
+                &given.unwrap_or_else(new_request_id),
                 rid_header,
             ));
         }
@@ -215,14 +205,15 @@ impl Proxy {
             routing::decide(&snap, &view, now, || self.fresh.next())
         };
         if decision.override_refused {
-            tracing::debug!(request_id = ?request_id, "override refused");
+            tracing::debug!(request_id = ?given, "override refused");
         }
         if decision.newly_assigned {
             snap.metrics.assigned(decision.storefront);
         }
-        if let Some(resp) = self.redirect(&snap, &req, &decision, conn, &request_id, started) {
+        if let Some(resp) = self.redirect(&snap, &req, &decision, conn, given.as_ref(), started) {
             return Ok(resp);
         }
+        let request_id = given.unwrap_or_else(new_request_id);
         // Boxed: forwarding holds a few KB of state across awaits. Inline, it would make every
         // request's future that big, and hyper and the drain tracker move the future by value,
         // so each request (redirects and local answers included) would copy kilobytes.
@@ -335,7 +326,7 @@ impl Proxy {
             reason: decision.reason,
             status,
             upstream_ttfb: ttfb,
-            request_id: request_id.clone(),
+            request_id: Some(request_id.clone()),
             method: parts.method.clone(),
             bytes: 0,
             complete: false,

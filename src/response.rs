@@ -36,8 +36,8 @@ pub struct Finish {
     pub status: StatusCode,
     /// Time to the storefront's response headers, when one answered.
     pub upstream_ttfb: Option<Duration>,
-    /// Request id.
-    pub request_id: HeaderValue,
+    /// Request id; `None` until something needs one (see [`new_request_id`]).
+    pub request_id: Option<HeaderValue>,
     /// Method.
     pub method: Method,
     /// Body bytes sent to the shopper.
@@ -48,6 +48,19 @@ pub struct Finish {
     pub in_flight: Option<InFlightGuard>,
     /// What only the access log needs; `None` when it is off, so nothing is cloned for it.
     pub access: Option<AccessFields>,
+}
+
+/// 128 random bits as 32 lowercase hex digits, formatted without `format!`, a byte (two
+/// digits) per step.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = fastrand::u128(..).to_be_bytes();
+    let mut id = [0u8; 32];
+    for (pair, b) in id.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
+    }
+    HeaderValue::from_bytes(&id).expect("hex is a valid header value")
 }
 
 /// Request details kept for the access log line.
@@ -72,12 +85,17 @@ impl Drop for Finish {
             self.upstream_ttfb,
             total,
         );
+        if self.request_id.is_none()
+            && (self.access.is_some() || tracing::enabled!(tracing::Level::DEBUG))
+        {
+            self.request_id = Some(new_request_id());
+        }
         if let Some(a) = self.access.take() {
             let now = SystemTime::now();
             self.snap.access_log.log(AccessEntry {
                 // The entry's time is when the request arrived, as documented, not when it ended.
                 time: now.checked_sub(total).unwrap_or(now),
-                request_id: Some(self.request_id.clone()),
+                request_id: self.request_id.clone(),
                 method: self.method.clone(),
                 host: a.host,
                 uri: a.uri,

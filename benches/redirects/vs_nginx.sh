@@ -7,10 +7,11 @@
 # answer, whatever else runs.
 #
 #   cargo build --release && benches/redirects/vs_nginx.sh
-#   env: ROWS (1000000) RUNS (3) DURATION s (10) CONNS (32)
+#   env: ROWS (1000000) RUNS (3) DURATION s (10) CONNS (32) WARMUP s (2, untimed, each server,
+#        as benches/proxy/run.sh does: first-touch page faults and lazy setup are not the answer rate)
 source "$(dirname "$0")/lib.sh"
 need nginx; need wrk; need curl; need taskset
-ROWS=${ROWS:-1000000}; RUNS=${RUNS:-3}; DURATION=${DURATION:-10}; CONNS=${CONNS:-32}
+ROWS=${ROWS:-1000000}; RUNS=${RUNS:-3}; DURATION=${DURATION:-10}; CONNS=${CONNS:-32}; WARMUP=${WARMUP:-2}
 CPORT=18181; APORT=18191; NPORT=18182
 quiet_machine
 
@@ -78,6 +79,10 @@ measure() {
   awk -v n="$n" -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f\n", n / (t / hz) }' >>"$WORK/$name.cpu"
   echo "run $r $name: $(rps "$out") req/s, $n requests in $ticks CPU ticks: $(tail -1 "$WORK/$name.cpu") req per CPU-second"
 }
+echo "# warming up (${WARMUP} s each)"
+run_for() { local d=$1; shift; timeout $((d + 60)) taskset -c 1 wrk -t1 -c"$CONNS" -d"${d}s" -s "$WORK/urls.lua" "$@" >/dev/null; }
+run_for "$WARMUP" -H "Cookie: $cookie" "http://127.0.0.1:$CPORT/"
+run_for "$WARMUP" "http://127.0.0.1:$NPORT/"
 for r in $(seq "$RUNS"); do
   measure cutover "$CUTOVER_PID" -H "Cookie: $cookie" "http://127.0.0.1:$CPORT/"
   measure nginx "$nginx_worker" "http://127.0.0.1:$NPORT/"

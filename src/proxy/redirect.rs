@@ -24,7 +24,7 @@ impl Proxy {
         req: &Request<Incoming>,
         decision: &Decision,
         conn: ConnInfo,
-        request_id: &HeaderValue,
+        request_id: Option<&HeaderValue>,
         started: Instant,
     ) -> Option<Response<ProxyBody>> {
         if snap.redirects.is_empty() {
@@ -61,7 +61,7 @@ impl Proxy {
             reason: Reason::Redirect,
             status,
             upstream_ttfb: None,
-            request_id: request_id.clone(),
+            request_id: request_id.cloned(),
             method: req.method().clone(),
             bytes: 0,
             complete: false,
