@@ -32,6 +32,35 @@ pub struct OverridePolicy {
     pub token: Option<String>,
     /// How long an override pin holds.
     pub ttl: Duration,
+    /// Built from `query_param`.
+    pub prefilter: QueryPrefilter,
+}
+
+/// Tells queries that may carry the override or token parameter from those that cannot, with
+/// one vectorised substring search: the common query (neither) is then not split into pairs,
+/// which routing, the redirect lookup and the forwarded URI each did.
+#[derive(Debug, Clone)]
+pub struct QueryPrefilter {
+    finders: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl QueryPrefilter {
+    /// For the override parameter `query_param` and [`TOKEN_QUERY`].
+    pub fn new(query_param: &str) -> Self {
+        let mut finders = vec![memchr::memmem::Finder::new(query_param.as_bytes()).into_owned()];
+        // `cutover_token` contains `cutover`: one search covers both.
+        if !TOKEN_QUERY.contains(query_param) {
+            finders.push(memchr::memmem::Finder::new(TOKEN_QUERY.as_bytes()).into_owned());
+        }
+        QueryPrefilter { finders }
+    }
+
+    /// `false` only when neither parameter name occurs anywhere in `query`.
+    pub fn may_match(&self, query: &str) -> bool {
+        self.finders
+            .iter()
+            .any(|f| f.find(query.as_bytes()).is_some())
+    }
 }
 
 /// What the staff asked for.
@@ -79,7 +108,11 @@ pub fn read(
     let asked = headers
         .get(&policy.header)
         .and_then(|v| v.to_str().ok())
-        .or_else(|| query.and_then(|q| query_value(q, &policy.query_param)));
+        .or_else(|| {
+            query
+                .filter(|q| policy.prefilter.may_match(q))
+                .and_then(|q| query_value(q, &policy.query_param))
+        });
     let Some(asked) = asked else {
         return ForceRequest::None;
     };
@@ -112,6 +145,9 @@ pub fn read(
 /// The query without the override and token parameters, so storefront caches and analytics
 /// never see them. `None` when nothing needed removing (the common case: no allocation).
 pub fn strip_query(query: &str, policy: &OverridePolicy) -> Option<String> {
+    if !policy.prefilter.may_match(query) {
+        return None;
+    }
     let ours = |pair: &str| {
         let k = scan::split_once(pair, b'=').map_or(pair, |(k, _)| k);
         k == policy.query_param || k == TOKEN_QUERY
@@ -152,6 +188,7 @@ mod tests {
             header: HeaderName::from_static("x-cutover-force"),
             token: token.map(Into::into),
             ttl: Duration::from_secs(3600),
+            prefilter: QueryPrefilter::new("cutover"),
         }
     }
     fn ids(n: &str) -> Option<StorefrontId> {
@@ -251,5 +288,34 @@ mod tests {
         );
         assert_eq!(strip_path_and_query("/a", Some("x=1"), &p), None);
         assert_eq!(strip_path_and_query("/a", None, &p), None);
+    }
+
+    #[test]
+    fn the_prefilter_never_hides_either_parameter() {
+        // A renamed override parameter that `cutover_token` does not contain: two searches.
+        let mut p = policy(None);
+        p.query_param = "staff".into();
+        p.prefilter = QueryPrefilter::new("staff");
+        assert!(!p.prefilter.may_match("route=product&product_id=42"));
+        assert!(p.prefilter.may_match("a=1&staff=new"));
+        assert!(p.prefilter.may_match("cutover_token=x"));
+        assert_eq!(
+            strip_query("a=1&staff=new&cutover_token=t", &p).as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(
+            strip_query("a=1&cutover=new", &p),
+            None,
+            "not ours once renamed"
+        );
+        let headers = HeaderMap::new();
+        assert_eq!(
+            read(&p, &headers, Some("x=1&staff=old"), ids),
+            ForceRequest::Granted(Force::To(0))
+        );
+        assert_eq!(
+            read(&p, &headers, Some("x=1&cutover=old"), ids),
+            ForceRequest::None
+        );
     }
 }

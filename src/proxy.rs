@@ -62,15 +62,6 @@ pub struct Proxy {
     missed: Arc<MissedRedirects>,
 }
 
-/// The Host header, or the URI authority of an h2 request; `""` for HTTP/1.0 without Host.
-fn request_host<B>(req: &Request<B>) -> &str {
-    req.headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("")
-}
-
 /// `host` without `:port`, IPv6 brackets kept.
 pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
@@ -174,7 +165,9 @@ impl Proxy {
         }
         // RFC 9112 section 3.2: more than one Host is a 400; routing and the storefront must
         // never disagree about which one counts.
-        if req.headers().get_all(HOST).iter().nth(1).is_some() {
+        let mut hosts = req.headers().get_all(HOST).iter();
+        let host_header = hosts.next();
+        if hosts.next().is_some() {
             return Ok(response::local(
                 StatusCode::BAD_REQUEST,
                 "more than one Host header",
@@ -193,11 +186,17 @@ impl Proxy {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let host_full = request_host(&req);
+        // The Host header, or the URI authority of an h2 request; `""` for HTTP/1.0 without Host.
+        let host = strip_port(
+            host_header
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str()))
+                .unwrap_or(""),
+        );
         let decision = {
             let view = RequestView {
                 method: req.method(),
-                host: strip_port(host_full),
+                host,
                 path: req.uri().path(),
                 query: req.uri().query(),
                 headers: req.headers(),
@@ -210,7 +209,17 @@ impl Proxy {
         if decision.newly_assigned {
             snap.metrics.assigned(decision.storefront);
         }
-        if let Some(resp) = self.redirect(&snap, &req, &decision, conn, given.as_ref(), started) {
+        if let Some(resp) = self.redirect(
+            &snap,
+            &req,
+            &decision,
+            redirect::Asked {
+                conn,
+                started,
+                request_id: given.as_ref(),
+                host,
+            },
+        ) {
             return Ok(resp);
         }
         let request_id = given.unwrap_or_else(new_request_id);

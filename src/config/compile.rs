@@ -375,12 +375,14 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             ),
         }
     }
+    let query_param: String = ro
+        .query_param
+        .as_ref()
+        .map_or("cutover".into(), |q| q.get_ref().clone());
     let overrides = OverridePolicy {
         enabled: ro.enabled.unwrap_or(true),
-        query_param: ro
-            .query_param
-            .as_ref()
-            .map_or("cutover".into(), |q| q.get_ref().clone()),
+        prefilter: crate::force::QueryPrefilter::new(&query_param),
+        query_param,
         header: header.unwrap_or(HeaderName::from_static("x-cutover-force")),
         token,
         ttl: positive(

@@ -8,12 +8,24 @@ use http::header::{CONTENT_TYPE, HOST, LOCATION};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
-use super::{request_host, strip_port, ConnInfo, Proxy};
+use super::{ConnInfo, Proxy};
 use crate::force;
 use crate::redirects::{ApplyTo, GONE_BODY};
 use crate::response::{AccessFields, Finish, ProxyBody};
 use crate::routing::{Decision, Reason};
 use crate::state::Snapshot;
+
+/// What the request path knows about a request when it asks the redirect tables.
+pub(super) struct Asked<'a> {
+    /// The client connection.
+    pub conn: ConnInfo,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The shopper's own request id, if it sent a valid one.
+    pub request_id: Option<&'a HeaderValue>,
+    /// The requested host, without its port.
+    pub host: &'a str,
+}
 
 impl Proxy {
     /// Answers from the redirect tables when one has an entry. Tables that apply to the new
@@ -23,16 +35,20 @@ impl Proxy {
         snap: &Arc<Snapshot>,
         req: &Request<Incoming>,
         decision: &Decision,
-        conn: ConnInfo,
-        request_id: Option<&HeaderValue>,
-        started: Instant,
+        asked: Asked<'_>,
     ) -> Option<Response<ProxyBody>> {
+        let Asked {
+            conn,
+            started,
+            request_id,
+            host,
+        } = asked;
         if snap.redirects.is_empty() {
             return None;
         }
         let on_new = decision.storefront == snap.split.to;
         // `shop.example.` is `shop.example`, as the table keys it.
-        let host = strip_port(request_host(req)).trim_end_matches('.');
+        let host = host.trim_end_matches('.');
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             std::borrow::Cow::Owned(host.to_ascii_lowercase())
         } else {
