@@ -69,6 +69,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         for value in first.iter().chain(&rest) {
             let Ok(list) = value.to_str() else { continue };
             for token in list.split(',').map(str::trim) {
+                // The usual values name no header of their own: `keep-alive` is in the list
+                // below (removed only when present), `close` is an option, not a field.
+                if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") {
+                    continue;
+                }
                 if !(upgrade && token.eq_ignore_ascii_case("upgrade")) {
                     // Removal by `&str` parses the name without allocating; a token that is not
                     // a valid header name matches nothing.

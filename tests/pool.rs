@@ -254,3 +254,30 @@ async fn a_storefront_answering_before_the_body_ends_is_not_kept_waiting() {
         "a connection whose request body was cut short is never reused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_storefront_connection_is_reused_too() {
+    let old = Backend::counting("old").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (new, ca) = support::tls::flaky_https("new", dir.path()).await;
+    let spec = ConfigSpec::new(&old.url(), &format!("https://{}", new.addr), 100.0).store_extra(
+        "new",
+        &format!(
+            "tls = {{ ca_file = \"{}\" }}\nprotocol = \"http1\"",
+            ca.display()
+        ),
+    );
+    let proxy = InProc::start(&spec).await;
+    let client = Client::new(proxy.addr);
+    for i in 0..30 {
+        let r = client.get(&format!("/tls/{i}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.backend(), "new");
+    }
+    assert_eq!(new.requests(), 30);
+    assert_eq!(
+        new.connections(),
+        1,
+        "30 sequential requests over one pooled TLS connection"
+    );
+}
