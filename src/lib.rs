@@ -18,7 +18,10 @@
 //! - [`proxy`]: the hyper service; [`response`]: response bodies and per-request bookkeeping.
 //! - [`headers`]: hop-by-hop and forwarding headers. [`body`]: streaming bodies with idle bounds.
 //!   [`scan`]: splitting request text at ASCII delimiters without `CharSearcher` overhead.
-//! - [`upstream`]: pooled storefront clients and error classification.
+//! - [`outgoing`]: the headers cutover sets on a request to a storefront, written with the
+//!   shopper's rather than inserted into them.
+//! - [`upstream`]: storefront clients (the HTTP/1.1 pool and its inline client [`upstream::h1`],
+//!   hyper-util for h2) and error classification.
 //! - [`server`]: listeners, connection cap, protocol limits, graceful drain; [`timer`]: hyper's
 //!   timer with lazily re-armed deadlines; [`drain`]: closing
 //!   connections at request boundaries.
