@@ -38,16 +38,17 @@ pub fn rsplit_once(s: &str, byte: u8) -> Option<(&str, &str)> {
 pub fn split(s: &str, byte: u8) -> Split<'_> {
     debug_assert!(byte.is_ascii());
     Split {
-        rest: Some(s),
-        byte,
+        text: s,
+        bytes: split_bytes(s.as_bytes(), byte),
     }
 }
 
-/// Iterator of [`split`].
+/// Iterator of [`split`]: [`SplitBytes`], with each piece taken back as text (cut at an ASCII
+/// delimiter, so on a char boundary).
 #[derive(Debug, Clone)]
 pub struct Split<'a> {
-    rest: Option<&'a str>,
-    byte: u8,
+    text: &'a str,
+    bytes: SplitBytes<'a>,
 }
 
 impl<'a> Iterator for Split<'a> {
@@ -55,17 +56,9 @@ impl<'a> Iterator for Split<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<&'a str> {
-        let rest = self.rest?;
-        match find(rest, self.byte) {
-            Some(i) => {
-                self.rest = Some(&rest[i + 1..]);
-                Some(&rest[..i])
-            }
-            None => {
-                self.rest = None;
-                Some(rest)
-            }
-        }
+        let piece = self.bytes.next()?;
+        let start = piece.as_ptr() as usize - self.text.as_ptr() as usize;
+        Some(&self.text[start..start + piece.len()])
     }
 }
 
