@@ -162,7 +162,7 @@ pub fn decode(
         return None;
     }
     let (bucket, pin_text) = scan::split_once(rest, b'.')?;
-    let bucket = parse_decimal(bucket).and_then(|b| u16::try_from(b).ok())?;
+    let bucket = scan::parse_decimal(bucket.as_bytes()).and_then(|b| u16::try_from(b).ok())?;
     if bucket >= BUCKETS {
         return None;
     }
@@ -179,7 +179,7 @@ pub fn decode(
         _ => return None,
     };
     let (name, issued) = scan::split_once(rest, b'~')?;
-    let issued = parse_decimal(issued)?;
+    let issued = scan::parse_decimal(issued.as_bytes())?;
     // A pin to a storefront that no longer exists is dropped, the bucket kept.
     let pin = storefront_id(name).map(|storefront| Pin {
         storefront,
@@ -190,14 +190,6 @@ pub fn decode(
         cookie: CohortCookie { bucket, pin },
         stale_pin: pin.is_none(),
     })
-}
-
-/// Digits only (`str::parse` also takes a leading `+`), at most 19 of them.
-fn parse_decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(s.bytes().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// A verified cookie, and whether part of it referred to something gone.

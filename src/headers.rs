@@ -171,35 +171,43 @@ impl std::fmt::Write for IpText {
     }
 }
 
+/// Writes one line of a list header: the `lines` already there (several lines of a list header
+/// are one list, RFC 9110 section 5.3; blank ones dropped), then `ours`, comma-separated. Shared
+/// by the map path below and the request writer ([`crate::outgoing`]), so both fold alike.
+pub(crate) fn fold_list<'a>(
+    out: &mut Vec<u8>,
+    lines: impl Iterator<Item = &'a HeaderValue>,
+    ours: &[&[u8]],
+) {
+    for line in lines {
+        let line = line.as_bytes().trim_ascii();
+        if !line.is_empty() {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b", ");
+        }
+    }
+    for part in ours {
+        out.extend_from_slice(part);
+    }
+}
+
 /// Sets `name` to the concatenation of `parts`, or appends `, <parts>` to the list already
-/// there. Several lines of a list header are one list (RFC 9110 section 5.3): they are folded
-/// into one line first. One hash lookup and one exactly-sized allocation that the header owns.
+/// there (folded into one line). One hash lookup and one exactly-sized allocation that the
+/// header owns.
 fn append_or_set(headers: &mut HeaderMap, name: &HeaderName, parts: &[&[u8]]) {
     let own: usize = parts.iter().map(|p| p.len()).sum();
-    let mut value;
     match headers.entry(name) {
         Entry::Vacant(slot) => {
-            value = Vec::with_capacity(own);
-            for part in parts {
-                value.extend_from_slice(part);
-            }
+            let mut value = Vec::with_capacity(own);
+            fold_list(&mut value, std::iter::empty(), parts);
             if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
                 slot.insert(v);
             }
         }
         Entry::Occupied(mut lines) => {
             let before: usize = lines.iter().map(|v| v.len() + 2).sum();
-            value = Vec::with_capacity(before + own);
-            for line in lines.iter() {
-                let line = line.as_bytes().trim_ascii();
-                if !line.is_empty() {
-                    value.extend_from_slice(line);
-                    value.extend_from_slice(b", ");
-                }
-            }
-            for part in parts {
-                value.extend_from_slice(part);
-            }
+            let mut value = Vec::with_capacity(before + own);
+            fold_list(&mut value, lines.iter(), parts);
             if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
                 lines.insert(v);
             }

@@ -147,18 +147,11 @@ fn line(out: &mut Vec<u8>, name: &[u8], parts: &[&[u8]]) {
 fn list(out: &mut Vec<u8>, h: &HeaderMap, present: bool, name: &HeaderName, ours: &[&[u8]]) {
     out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
-    if present {
-        for value in h.get_all(name) {
-            let value = value.as_bytes().trim_ascii();
-            if !value.is_empty() {
-                out.extend_from_slice(value);
-                out.extend_from_slice(b", ");
-            }
-        }
-    }
-    for part in ours {
-        out.extend_from_slice(part);
-    }
+    let lines = present
+        .then(|| h.get_all(name).iter())
+        .into_iter()
+        .flatten();
+    headers::fold_list(out, lines, ours);
     out.extend_from_slice(b"\r\n");
 }
 

@@ -62,6 +62,16 @@ impl<'a> Iterator for Split<'a> {
     }
 }
 
+/// Digits only, at most 19 of them (so no overflow), as protocol fields want them: `str::parse`
+/// also takes a leading `+`.
+#[inline]
+pub fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
 /// [`split`] over bytes (a header value that need not be text).
 #[inline]
 pub fn split_bytes(s: &[u8], byte: u8) -> SplitBytes<'_> {

@@ -87,12 +87,8 @@ pub(super) fn push_hex(out: &mut Vec<u8>, n: u64) {
 /// section 8.6 allows).
 pub(super) fn content_length(value: &HeaderValue) -> Option<u64> {
     let mut found = None;
-    for part in value.as_bytes().split(|&b| b == b',') {
-        let part = part.trim_ascii();
-        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    for part in crate::scan::split_bytes(value.as_bytes(), b',') {
+        let n = crate::scan::parse_decimal(part.trim_ascii())?;
         match found {
             Some(prev) if prev != n => return None,
             _ => found = Some(n),

@@ -71,16 +71,6 @@ pub enum H1Error {
     Body(#[source] BoxError),
 }
 
-impl H1Error {
-    /// The socket-level error, if that is what it was.
-    pub fn io_kind(&self) -> Option<io::ErrorKind> {
-        match self {
-            H1Error::Write(e) | H1Error::Read(e) => Some(e.kind()),
-            _ => None,
-        }
-    }
-}
-
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
