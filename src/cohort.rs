@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::header::COOKIE;
-use http::HeaderMap;
 use siphasher::sip::SipHasher13;
 
+use crate::request_headers::RequestHeaders;
 use crate::routing::StorefrontId;
 use crate::scan;
 
@@ -125,10 +125,10 @@ pub struct CohortPolicy {
 ///
 /// Works on the bytes: a `Cookie` header is often long, and only the one value is validated as
 /// text (a foreign cookie that is not UTF-8 no longer hides ours).
-pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn find_cookie<'a>(headers: impl Into<RequestHeaders<'a>>, name: &str) -> Option<&'a str> {
     let name = name.as_bytes();
-    headers.get_all(COOKIE).iter().find_map(|v| {
-        scan::split_bytes(v.as_bytes(), b';').find_map(|pair| {
+    headers.into().get_all(&COOKIE).find_map(|v| {
+        scan::split_bytes(v, b';').find_map(|pair| {
             let rest = pair.trim_ascii_start().strip_prefix(name)?;
             let mut value = rest.trim_ascii_start().strip_prefix(b"=")?.trim_ascii();
             while let [b'"', inner @ ..] = value {
@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn finds_cookie_among_several_headers() {
-        let mut h = HeaderMap::new();
+        let mut h = http::HeaderMap::new();
         h.append(COOKIE, "a=1; cutover_cohort=abc".parse().unwrap());
         h.append(COOKIE, "sid=\"xyz\"".parse().unwrap());
         assert_eq!(find_cookie(&h, "cutover_cohort"), Some("abc"));
@@ -405,7 +405,7 @@ mod tests {
             "a prefix of a name is not the name"
         );
         // Spaces around `=`, a cookie that is not UTF-8 before ours, an empty value.
-        let mut h = HeaderMap::new();
+        let mut h = http::HeaderMap::new();
         h.append(
             COOKIE,
             HeaderValue::from_bytes(b"x=\xff; k = v ;e=").unwrap(),

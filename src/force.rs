@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
+use crate::request_headers::RequestHeaders;
 use crate::routing::StorefrontId;
 use crate::scan;
 
@@ -101,13 +102,13 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 /// Reads an override from the header first, then the query.
 pub fn read(
     policy: &OverridePolicy,
-    headers: &HeaderMap,
+    headers: RequestHeaders<'_>,
     query: Option<&str>,
     storefront_id: impl Fn(&str) -> Option<StorefrontId>,
 ) -> ForceRequest {
     let asked = headers
         .get(&policy.header)
-        .and_then(|v| v.to_str().ok())
+        .and_then(|v| std::str::from_utf8(v).ok())
         .or_else(|| {
             query
                 .filter(|q| policy.prefilter.may_match(q))
@@ -120,14 +121,11 @@ pub fn read(
         return ForceRequest::Refused;
     }
     if let Some(token) = &policy.token {
-        let given = headers
-            .get(&TOKEN_HEADER_NAME)
-            .map(|v| v.as_bytes())
-            .or_else(|| {
-                query
-                    .and_then(|q| query_value(q, TOKEN_QUERY))
-                    .map(str::as_bytes)
-            });
+        let given = headers.get(&TOKEN_HEADER_NAME).or_else(|| {
+            query
+                .and_then(|q| query_value(q, TOKEN_QUERY))
+                .map(str::as_bytes)
+        });
         if !given.is_some_and(|g| same_secret(g, token.as_bytes())) {
             return ForceRequest::Refused;
         }
@@ -197,6 +195,7 @@ mod tests {
 
     #[test]
     fn table() {
+        use http::HeaderMap;
         let mut forced = HeaderMap::new();
         forced.insert("x-cutover-force", "old".parse().unwrap());
         let mut with_token = HeaderMap::new();
@@ -255,12 +254,12 @@ mod tests {
             ),
         ];
         for (i, (p, h, q, want)) in cases.iter().enumerate() {
-            assert_eq!(read(p, h, *q, ids), *want, "case {i}");
+            assert_eq!(read(p, (*h).into(), *q, ids), *want, "case {i}");
         }
         let mut off = policy(None);
         off.enabled = false;
         assert_eq!(
-            read(&off, &none, Some("cutover=new"), ids),
+            read(&off, (&none).into(), Some("cutover=new"), ids),
             ForceRequest::Refused
         );
     }
@@ -308,13 +307,13 @@ mod tests {
             None,
             "not ours once renamed"
         );
-        let headers = HeaderMap::new();
+        let headers = http::HeaderMap::new();
         assert_eq!(
-            read(&p, &headers, Some("x=1&staff=old"), ids),
+            read(&p, (&headers).into(), Some("x=1&staff=old"), ids),
             ForceRequest::Granted(Force::To(0))
         );
         assert_eq!(
-            read(&p, &headers, Some("x=1&cutover=old"), ids),
+            read(&p, (&headers).into(), Some("x=1&cutover=old"), ids),
             ForceRequest::None
         );
     }

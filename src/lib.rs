@@ -12,7 +12,8 @@
 //! Modules, one concern each:
 //! - [`config`]: raw structs, values, validation and compilation with file:line errors.
 //! - [`state`]: the immutable [`state::Snapshot`] and its shared handle.
-//! - [`routing`]: the pure routing decision (rules, split, pins, override).
+//! - [`routing`]: the pure routing decision (rules, split, pins, override), reading headers
+//!   through [`request_headers`] (hyper's map, or the raw head the HTTP/1 [`front`] parsed).
 //! - [`cohort`]: the signed cohort cookie, buckets and pins.
 //! - [`force`]: staff override (`?cutover=new`).
 //! - [`proxy`]: the hyper service; [`response`]: response bodies and per-request bookkeeping.
@@ -22,7 +23,9 @@
 //!   shopper's rather than inserted into them.
 //! - [`upstream`]: storefront clients (the HTTP/1.1 pool and its inline client [`upstream::h1`],
 //!   hyper-util for h2) and error classification.
-//! - [`server`]: listeners, connection cap, protocol limits, graceful drain; [`timer`]: hyper's
+//! - [`server`]: listeners, connection cap, protocol limits, graceful drain. [`front`]: HTTP/1
+//!   connections start there, where redirects are answered from the raw head; anything else is
+//!   handed to hyper. [`timer`]: hyper's
 //!   timer with lazily re-armed deadlines; [`drain`]: closing
 //!   connections at request boundaries.
 //! - [`reload`]: file watch, SIGHUP and admin changes -> compile -> swap; history.
@@ -49,6 +52,7 @@ pub mod control;
 pub mod demo;
 pub mod drain;
 pub mod force;
+pub mod front;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handover;
@@ -59,6 +63,7 @@ pub mod outgoing;
 pub mod proxy;
 pub mod redirects;
 pub mod reload;
+pub mod request_headers;
 pub mod response;
 pub mod routing;
 pub mod scan;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{HOST, SET_COOKIE, UPGRADE};
+use http::header::{HOST, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -17,7 +17,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{ClientBodyError, IdleTimeout, UpstreamBody};
-use crate::cohort::{self, FreshBuckets};
+use crate::cohort::FreshBuckets;
 use crate::config::raw::HostHeader;
 use crate::force;
 use crate::headers::{self, Hop};
@@ -30,7 +30,10 @@ use crate::scan;
 use crate::state::{SharedSnapshot, Snapshot};
 use crate::upstream::{self, ResponseBody, Upstream, UpstreamError, UpstreamErrorKind};
 
+mod decorate;
 mod redirect;
+
+use decorate::Decoration;
 
 /// Header naming the storefront, to the shopper (optional) and to the storefront.
 pub static STOREFRONT_HEADER: http::HeaderName =
@@ -199,7 +202,7 @@ impl Proxy {
                 host,
                 path: req.uri().path(),
                 query: req.uri().query(),
-                headers: req.headers(),
+                headers: req.headers().into(),
             };
             routing::decide(&snap, &view, now, || self.fresh.next())
         };
@@ -470,32 +473,7 @@ impl Proxy {
         decision: &Decision,
         conn: ConnInfo,
     ) {
-        let tls = conn.tls;
-        let h = resp.headers_mut();
-        if tls {
-            if let Some(hsts) = snap
-                .listeners
-                .get(conn.listener)
-                .and_then(|l| l.hsts.as_ref())
-            {
-                h.insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-            }
-        }
-        if snap.headers.storefront_response {
-            h.insert(
-                STOREFRONT_HEADER.clone(),
-                snap.storefronts[decision.storefront].name_header.clone(),
-            );
-        }
-        if let Some(cookie) = &decision.set_cookie {
-            let value = cohort::encode(cookie, &snap.cohort.keys, |id| {
-                snap.storefronts[id].name.clone()
-            });
-            let header = cohort::set_cookie_header(&snap.cohort, &value, tls);
-            if let Ok(v) = HeaderValue::from_str(&header) {
-                h.append(SET_COOKIE, v);
-            }
-        }
+        Decoration::new(snap, decision, conn).apply(resp.headers_mut());
     }
 }
 

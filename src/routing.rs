@@ -16,10 +16,11 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
 
 use crate::cohort::{self, CohortCookie, Pin, PinKind};
 use crate::force::{self, Force, ForceRequest};
+use crate::request_headers::RequestHeaders;
 use crate::state::Snapshot;
 
 /// Index of a storefront in [`Snapshot::storefronts`].
@@ -133,8 +134,8 @@ impl Matcher {
         }
         if let Some((name, value)) = &self.header {
             let ok = match value {
-                None => req.headers.contains_key(name),
-                Some(v) => req.headers.get_all(name).iter().any(|x| x == v),
+                None => req.headers.contains(name),
+                Some(v) => req.headers.get_all(name).any(|x| x == v.as_bytes()),
             };
             if !ok {
                 return false;
@@ -194,7 +195,7 @@ pub struct RequestView<'a> {
     /// Raw query, if any.
     pub query: Option<&'a str>,
     /// Headers.
-    pub headers: &'a HeaderMap,
+    pub headers: RequestHeaders<'a>,
 }
 
 /// The outcome: where to send the request, why, and what to tell the shopper's browser.

@@ -87,7 +87,7 @@ impl Req {
             host: self.host,
             path: self.path,
             query: self.query,
-            headers: &self.headers,
+            headers: (&self.headers).into(),
         };
         decide(snap, &view, now, || fresh)
     }

@@ -62,6 +62,21 @@ impl<'a> Iterator for Split<'a> {
     }
 }
 
+/// `n` in decimal, appended: the counterpart of [`parse_decimal`] for heads cutover writes.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 /// Digits only, at most 19 of them (so no overflow), as protocol fields want them: `str::parse`
 /// also takes a leading `+`.
 #[inline]

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::drain::Activity;
+use crate::front::{self, Outcome};
 use crate::metrics::TlsMetrics;
 use crate::proxy::{ConnInfo, Proxy};
 use crate::state::Limits;
@@ -353,6 +354,16 @@ async fn serve_connection<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let _open = proxy.metrics().client_connection();
+    let accepted = tokio::time::Instant::now();
+    // Redirects are answered by the front until a request is hyper's (see `front`).
+    let (stream, served_by_front) = {
+        let drain = stopped(&mut draining);
+        tokio::pin!(drain);
+        match front::serve(&proxy, stream, info, &limits, drain).await {
+            Outcome::Closed => return,
+            Outcome::HandOff { io, served } => (io, served),
+        }
+    };
     let b = builder(&limits);
     let activity = Activity::new();
     let tracker = Arc::clone(&activity);
@@ -360,7 +371,7 @@ async fn serve_connection<I>(
     // sniffing waits for bytes with no deadline: a client that connects and sends nothing (or a
     // few bytes of the h2 preface) would hold its connection slot forever. So the first request
     // must reach the service within `header_read_timeout` of the accept.
-    let served = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicBool::new(served_by_front));
     let seen = Arc::clone(&served);
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         seen.store(true, Ordering::Relaxed);
@@ -368,7 +379,9 @@ async fn serve_connection<I>(
     });
     // Checked before the sleep is polled: once a request was served, this branch is never
     // ready and costs one load per wake-up instead of a timer poll.
-    let mut deadline = Box::pin(tokio::time::sleep(limits.header_read_timeout));
+    let mut deadline = Box::pin(tokio::time::sleep_until(
+        accepted + limits.header_read_timeout,
+    ));
     let first_request_deadline = std::future::poll_fn(move |cx| {
         if served.load(Ordering::Relaxed) {
             return std::task::Poll::Pending;

@@ -37,7 +37,7 @@ pub(super) fn load_redirects(
             host: host.unwrap_or(""),
             path,
             query: None,
-            headers: &no_headers,
+            headers: (&no_headers).into(),
         };
         routes
             .iter()

@@ -1,18 +1,22 @@
-//! Answers from the redirect tables, after routing and before any storefront is asked.
+//! Answers from the redirect tables, after routing and before any storefront is asked: as a
+//! hyper response, or written straight into the HTTP/1 front's output (see `front`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, LOCATION};
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
-use super::{ConnInfo, Proxy};
+use super::decorate::{header_line, Decoration};
+use super::{strip_port, valid_request_id, ConnInfo, Proxy};
 use crate::force;
+use crate::front::{write, Head};
 use crate::redirects::{ApplyTo, GONE_BODY};
+use crate::request_headers::RequestHeaders;
 use crate::response::{AccessFields, Finish, ProxyBody};
-use crate::routing::{Decision, Reason};
+use crate::routing::{self, Decision, Reason, RequestView};
 use crate::state::Snapshot;
 
 /// What the request path knows about a request when it asks the redirect tables.
@@ -26,6 +30,8 @@ pub(super) struct Asked<'a> {
     /// The requested host, without its port.
     pub host: &'a str,
 }
+
+const GONE_TYPE: &str = "text/plain; charset=utf-8";
 
 impl Proxy {
     /// Answers from the redirect tables when one has an entry. Tables that apply to the new
@@ -43,6 +49,138 @@ impl Proxy {
             request_id,
             host,
         } = asked;
+        let uri = req.uri();
+        let (status, location) = self.find_redirect(
+            snap,
+            decision,
+            host,
+            uri.path(),
+            uri.query(),
+            uri.path_and_query().map_or("/", |p| p.as_str()),
+        )?;
+        let mut finish = redirect_finish(Arc::clone(snap), decision, status, started);
+        finish.request_id = request_id.cloned();
+        finish.method = req.method().clone();
+        finish.access = snap.access_log.is_enabled().then(|| AccessFields {
+            uri: uri.clone(),
+            host: req.headers().get(HOST).cloned(),
+            client_ip: conn.peer.ip(),
+        });
+        let mut resp = match location {
+            Some(location) => {
+                let mut r = Response::new(ProxyBody::empty(Some(finish)));
+                // The table built it from visible ASCII only; taking the String's buffer saves
+                // a copy.
+                if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(location)) {
+                    r.headers_mut().insert(LOCATION, v);
+                }
+                // `Content-Length: 0` comes from hyper, which frames the empty body itself.
+                r
+            }
+            None => {
+                let mut r = Response::new(ProxyBody::full(GONE_BODY, Some(finish)));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(GONE_TYPE));
+                r
+            }
+        };
+        *resp.status_mut() = status;
+        Decoration::new(snap, decision, conn).apply(resp.headers_mut());
+        Some(resp)
+    }
+
+    /// The HTTP/1 front's question: does a redirect table answer this head? If so the whole
+    /// response (the same head and body [`Proxy::redirect`] gives hyper) is appended to `out`,
+    /// and its bookkeeping is returned, to be dropped once the bytes are written. `None` leaves
+    /// the request to hyper with nothing counted, so `handle` decides it afresh.
+    pub(crate) fn answer_front(
+        &self,
+        conn: ConnInfo,
+        head: &Head<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Finish> {
+        let started = Instant::now();
+        let snap = self.state.load();
+        // `handle`'s checks that answer locally (414, two Hosts) are hyper's to make.
+        if snap.redirects.is_empty() || head.target.len() > snap.limits.max_uri_length {
+            return None;
+        }
+        let headers = RequestHeaders::Raw(head.headers);
+        let host = strip_port(std::str::from_utf8(head.host).ok()?);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let view = RequestView {
+            method: &head.method,
+            host,
+            path: head.path,
+            query: head.query,
+            headers,
+        };
+        let decision = routing::decide(&snap, &view, now, || self.fresh.next());
+        let (status, location) =
+            self.find_redirect(&snap, &decision, host, head.path, head.query, head.target)?;
+        // Answered from here on: counted and logged as `handle` does.
+        let request_id = headers
+            .get(&snap.headers.request_id)
+            .and_then(|v| HeaderValue::from_bytes(v).ok())
+            .filter(valid_request_id);
+        if decision.override_refused {
+            tracing::debug!(request_id = ?request_id, "override refused");
+        }
+        if decision.newly_assigned {
+            snap.metrics.assigned(decision.storefront);
+        }
+        write::status_line(out, status);
+        let body = match &location {
+            Some(location) => {
+                // The check `HeaderValue` makes on hyper's path.
+                if HeaderValue::from_str(location).is_ok() {
+                    header_line(out, LOCATION.as_str(), location.as_bytes());
+                }
+                ""
+            }
+            None => {
+                header_line(out, CONTENT_TYPE.as_str(), GONE_TYPE.as_bytes());
+                GONE_BODY
+            }
+        };
+        Decoration::new(&snap, &decision, conn).write(out);
+        // hyper's framing: a HEAD answer has the GET answer's length and no body, and no length
+        // at all when that body is empty.
+        let is_head = head.method == Method::HEAD;
+        write::end_head(out, (!is_head || !body.is_empty()).then_some(body.len()));
+        let sent = if is_head { "" } else { body };
+        out.extend_from_slice(sent.as_bytes());
+        let access = snap.access_log.is_enabled().then(|| AccessFields {
+            uri: Uri::try_from(head.target).unwrap_or_default(),
+            host: HeaderValue::from_bytes(head.host).ok(),
+            client_ip: conn.peer.ip(),
+        });
+        let mut finish = redirect_finish(
+            arc_swap::Guard::into_inner(snap),
+            &decision,
+            status,
+            started,
+        );
+        finish.request_id = request_id;
+        finish.method = head.method.clone();
+        finish.bytes = sent.len() as u64;
+        finish.access = access;
+        Some(finish)
+    }
+
+    /// The tables' answer: the status to send and the `Location` (`None`: 410), counted as
+    /// served. `pq` is the request's path and query as received.
+    fn find_redirect(
+        &self,
+        snap: &Snapshot,
+        decision: &Decision,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        pq: &str,
+    ) -> Option<(StatusCode, Option<String>)> {
         if snap.redirects.is_empty() {
             return None;
         }
@@ -56,12 +194,8 @@ impl Proxy {
         };
         // The override parameters are cutover's own, as on the way to a storefront: left in,
         // `?cutover=new` would change a query key (no match) or ride along into the Location.
-        let stripped =
-            force::strip_path_and_query(req.uri().path(), req.uri().query(), &snap.overrides);
-        let pq = match &stripped {
-            Some(pq) => pq.as_str(),
-            None => req.uri().path_and_query().map_or("/", |p| p.as_str()),
-        };
+        let stripped = force::strip_path_and_query(path, query, &snap.overrides);
+        let pq = stripped.as_deref().unwrap_or(pq);
         let hit = snap
             .redirects
             .iter()
@@ -69,47 +203,30 @@ impl Proxy {
             .find_map(|r| r.table.lookup(&host, pq))?;
         let status = hit.status(snap.split.share_bp == 10_000);
         snap.metrics.redirect_served(status);
-        let finish = Finish {
-            started,
-            snap: Arc::clone(snap),
-            storefront: decision.storefront,
-            route: decision.route,
-            reason: Reason::Redirect,
-            status,
-            upstream_ttfb: None,
-            request_id: request_id.cloned(),
-            method: req.method().clone(),
-            bytes: 0,
-            complete: false,
-            in_flight: None,
-            access: snap.access_log.is_enabled().then(|| AccessFields {
-                uri: req.uri().clone(),
-                host: req.headers().get(HOST).cloned(),
-                client_ip: conn.peer.ip(),
-            }),
-        };
-        let mut resp = match hit.location {
-            Some(location) => {
-                let mut r = Response::new(ProxyBody::empty(Some(finish)));
-                // The table built it from visible ASCII only; taking the String's buffer saves
-                // a copy.
-                if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(location)) {
-                    r.headers_mut().insert(LOCATION, v);
-                }
-                // `Content-Length: 0` comes from hyper, which frames the empty body itself.
-                r
-            }
-            None => {
-                let mut r = Response::new(ProxyBody::full(GONE_BODY, Some(finish)));
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                r
-            }
-        };
-        *resp.status_mut() = status;
-        self.decorate(snap, &mut resp, decision, conn);
-        Some(resp)
+        Some((status, hit.location))
+    }
+}
+
+/// A redirect's bookkeeping, less what depends on which server parsed the request.
+fn redirect_finish(
+    snap: Arc<Snapshot>,
+    decision: &Decision,
+    status: StatusCode,
+    started: Instant,
+) -> Finish {
+    Finish {
+        started,
+        snap,
+        storefront: decision.storefront,
+        route: decision.route,
+        reason: Reason::Redirect,
+        status,
+        upstream_ttfb: None,
+        request_id: None,
+        method: Method::GET,
+        bytes: 0,
+        complete: false,
+        in_flight: None,
+        access: None,
     }
 }

@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Version};
 
 use super::{Framing, H1Error};
 use crate::outgoing::Outgoing;
+use crate::scan;
 
 /// Writes the request head into `out`, with the headers the proxy sets (`outgoing`);
 /// returns (chunked, Content-Length owed).
@@ -54,25 +55,11 @@ pub(super) fn encode_head(
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     } else if add_length {
         out.extend_from_slice(b"content-length: ");
-        push_decimal(out, length);
+        scan::push_decimal(out, length);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     (chunked, length)
-}
-
-pub(super) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 pub(super) fn push_hex(out: &mut Vec<u8>, n: u64) {

@@ -1,0 +1,320 @@
+//! The HTTP/1 front (src/front): redirects answered from the raw head, and the hand-over to
+//! hyper. One connection starts on the front, moves to hyper at its first proxied request, and
+//! keeps going there: the answers on both sides of that move must be the same answers.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cutover::app::App;
+use support::metrics::read_lines;
+use support::raw::{self, RawResp};
+use support::redirects::config;
+use support::stores::{path_store, PathStore};
+use support::{bounded, Dir};
+use tokio::io::AsyncWriteExt;
+
+const PLAN: &str = "old_url,new_url,status
+/old-lamp,/products/lamp,301
+/removed,,410
+/old-sale?id=7,/collections/sale,308
+";
+
+const TABLE: &str = r#"
+[[redirects]]
+name = "plan"
+file = "plan.csv"
+"#;
+
+struct Fixture {
+    dir: Dir,
+    app: App,
+    addr: SocketAddr,
+    new: PathStore,
+    _old: PathStore,
+}
+
+async fn start(limits: &str) -> Fixture {
+    let old = path_store("old", &[]).await;
+    let new = path_store("new", &[]).await;
+    let dir = Dir::new();
+    dir.write("plan.csv", PLAN);
+    let text = format!("{}\n{limits}", config(old.addr, new.addr, 100.0, TABLE));
+    let path = dir.write("cutover.toml", &text);
+    let app = cutover::app::start(&path).await.expect("proxy starts");
+    Fixture {
+        addr: app.addresses[0],
+        dir,
+        app,
+        new,
+        _old: old,
+    }
+}
+
+/// A first visit (no cohort cookie) at a 100% share: the split sends it to `new`.
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+}
+
+/// Header names of a response, sorted, less the ones that differ by nature (`date`,
+/// `set-cookie` values are compared separately) or by position (`connection` on the last).
+fn names(r: &RawResp) -> Vec<String> {
+    let mut n: Vec<String> = r
+        .headers
+        .iter()
+        .map(|(k, _)| k.clone())
+        .filter(|k| k != "connection")
+        .collect();
+    n.sort();
+    n
+}
+
+fn same_answer(front: &RawResp, hyper: &RawResp, what: &str) {
+    assert_eq!(front.status, hyper.status, "{what}: status");
+    assert_eq!(front.body, hyper.body, "{what}: body");
+    assert_eq!(names(front), names(hyper), "{what}: header names");
+    // The cookie's value carries a random bucket; its attributes must match.
+    let attributes = |v: &str| v.split_once(';').map(|(_, a)| a.to_string());
+    for (name, value) in &front.headers {
+        if name == "set-cookie" {
+            assert_eq!(
+                attributes(value),
+                hyper.header(name).and_then(attributes),
+                "{what}: {name}"
+            );
+        } else if name != "date" {
+            assert_eq!(Some(value.as_str()), hyper.header(name), "{what}: {name}");
+        }
+    }
+    assert!(front.has("date"), "{what}: date");
+}
+
+/// Pipelined on one connection: three answers from the front, a page from the storefront (the
+/// hand-over), then the same three requests again, now answered through hyper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_answers_as_hyper_does_and_hands_over_mid_connection() {
+    let f = start("").await;
+    let asks = [
+        ("a redirect", get("/old-lamp")),
+        ("a 410", get("/removed")),
+        ("a query key", get("/old-sale?id=7")),
+    ];
+    let mut bytes = String::new();
+    for (_, req) in &asks {
+        bytes.push_str(req);
+    }
+    bytes.push_str(&get("/a-page"));
+    for (_, req) in &asks {
+        bytes.push_str(req);
+    }
+    bytes.push_str("GET /old-lamp HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n");
+    let (got, closed) = raw::exchange(f.addr, bytes.as_bytes()).await;
+    assert!(closed, "Connection: close is honoured after the hand-over");
+    assert_eq!(got.len(), 8, "every pipelined request answered: {got:#?}");
+
+    assert_eq!(
+        (got[0].status, got[0].header("location")),
+        (301, Some("/products/lamp"))
+    );
+    assert_eq!(got[1].status, 410);
+    assert_eq!(got[1].body, b"This page has been removed.\n");
+    assert_eq!(
+        got[1].header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        (got[2].status, got[2].header("location")),
+        (308, Some("/collections/sale"))
+    );
+    assert_eq!(got[3].status, 200);
+    assert_eq!(got[3].body, b"new /a-page");
+    assert_eq!(f.new.hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+    for (i, (what, _)) in asks.iter().enumerate() {
+        same_answer(&got[i], &got[i + 4], what);
+    }
+    same_answer(&got[0], &got[7], "the redirect before a close");
+    assert_eq!(got[7].header("connection"), Some("close"));
+    // A shopper without a cohort cookie gets one from either path.
+    for r in [&got[0], &got[4]] {
+        assert!(
+            r.header("set-cookie")
+                .is_some_and(|c| c.starts_with("cutover_cohort=")),
+            "{r:?}"
+        );
+    }
+}
+
+/// HEAD is answered with the GET answer's head and no body, on either path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_requests_get_heads_only() {
+    let f = start("").await;
+    for path in ["/old-lamp", "/removed"] {
+        let head = format!("HEAD {path} HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+        // Alone on its connection: the front answers, then the client closes.
+        let mut s = raw::connect(f.addr).await;
+        s.write_all(head.as_bytes()).await.unwrap();
+        let (front, _) = raw::read_until_close(&mut s, Duration::from_millis(500)).await;
+        // After a proxied request: hyper answers.
+        let mut s = raw::connect(f.addr).await;
+        s.write_all(get("/a-page").as_bytes()).await.unwrap();
+        assert_eq!(raw::read_response(&mut s).await.unwrap().status, 200);
+        s.write_all(head.as_bytes()).await.unwrap();
+        let (hyper, _) = raw::read_until_close(&mut s, Duration::from_millis(500)).await;
+        let (fs, fh) = raw::response_head(&front);
+        let (hs, hh) = raw::response_head(&hyper);
+        assert_eq!(fs, hs, "{path}");
+        let length = |h: &[(String, String)]| {
+            h.iter()
+                .find(|(k, _)| k == "content-length")
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(length(&fh), length(&hh), "{path}: content-length");
+        for raw in [&front, &hyper] {
+            assert!(
+                raw.ends_with(b"\r\n\r\n"),
+                "{path}: no body after a HEAD answer: {:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+}
+
+/// A head that arrives a few bytes at a time is answered once whole, and the connection then
+/// serves the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_in_pieces_is_answered_once_whole() {
+    let f = start("").await;
+    let mut s = raw::connect(f.addr).await;
+    let req = get("/old-lamp");
+    for piece in req.as_bytes().chunks(7) {
+        s.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = raw::read_response(&mut s).await.expect("answered");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("/products/lamp"))
+    );
+    s.write_all(get("/removed").as_bytes()).await.unwrap();
+    assert_eq!(
+        raw::read_response(&mut s).await.expect("second").status,
+        410
+    );
+}
+
+/// Requests the front leaves alone reach hyper intact, bytes already read included: a body, a
+/// malformed head (400 from hyper), an oversized one (431), HTTP/1.0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_front_does_not_answer_reaches_hyper_whole() {
+    let f = start("").await;
+    let post = "POST /old-lamp HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    let (got, _) = raw::exchange(f.addr, post.as_bytes()).await;
+    assert_eq!(
+        got.first().map(|r| (r.status, r.header("location"))),
+        Some((301, Some("/products/lamp"))),
+        "a POST to an old URL is redirected by hyper's path: {got:?}"
+    );
+    let (got, _) = raw::exchange(f.addr, b"GET /p HTTP/1.1\r\nHo st: x\r\n\r\n").await;
+    assert_eq!(got.first().map(|r| r.status), Some(400));
+    let big = format!(
+        "GET /old-lamp HTTP/1.1\r\nHost: shop.test\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(70 * 1024)
+    );
+    let (got, _) = raw::exchange(f.addr, big.as_bytes()).await;
+    assert_eq!(got.first().map(|r| r.status), Some(431));
+    let old_http = "GET /old-lamp HTTP/1.0\r\nHost: shop.test\r\n\r\n";
+    let (got, closed) = raw::exchange(f.addr, old_http.as_bytes()).await;
+    assert_eq!(got.first().map(|r| r.status), Some(301));
+    assert!(closed, "HTTP/1.0 without keep-alive closes");
+}
+
+/// After an answer, the next head has `header_read_timeout` from then: a connection that goes
+/// quiet on the front is closed, and one that keeps asking is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_on_the_front_is_closed_at_header_read_timeout() {
+    let f = start("[limits]\nheader_read_timeout = \"1s\"\n").await;
+    let mut s = raw::connect(f.addr).await;
+    for _ in 0..3 {
+        // 3 × 600 ms: longer than one timeout in all, shorter than it between answers.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        s.write_all(get("/old-lamp").as_bytes()).await.unwrap();
+        assert_eq!(
+            raw::read_response(&mut s).await.expect("answered").status,
+            301
+        );
+    }
+    s.write_all(b"GET /old-lamp HTTP/1.1\r\n").await.unwrap();
+    let (got, closed) = raw::read_until_close(&mut s, Duration::from_secs(8)).await;
+    assert!(
+        closed,
+        "a stalled head on the front was held for 8 s with a 1 s timeout"
+    );
+    assert!(got.is_empty(), "closed without an answer, as hyper does");
+}
+
+/// A redirect the front answers is counted and logged like any other: one access log line with
+/// the shopper's request id (or a generated one), the path without its query, and the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn front_answers_are_logged() {
+    let f = start("[access_log]\nenabled = true\npath = \"access.log\"\n").await;
+    let asks =
+        "GET /old-sale?id=7 HTTP/1.1\r\nHost: shop.test:8080\r\nX-Request-Id: front-1\r\n\r\n\
+                GET /removed HTTP/1.1\r\nHost: shop.test\r\nConnection: keep-alive\r\n\r\n";
+    let mut s = raw::connect(f.addr).await;
+    s.write_all(asks.as_bytes()).await.unwrap();
+    assert_eq!(raw::read_response(&mut s).await.unwrap().status, 308);
+    let log = f.dir.path("access.log");
+    let lines = bounded("two access log lines", async {
+        loop {
+            let l = read_lines(&log);
+            if l.len() >= 2 {
+                break l;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let v: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(v[0]["request_id"], "front-1");
+    assert_eq!(v[0]["status"], 308);
+    assert_eq!(v[0]["reason"], "redirect");
+    assert_eq!(v[0]["storefront"], "new");
+    assert_eq!(v[0]["method"], "GET");
+    assert_eq!(v[0]["host"], "shop.test:8080");
+    assert_eq!(v[0]["path"], "/old-sale");
+    assert_eq!(v[0]["bytes_sent"], 0);
+    assert_eq!(v[1]["status"], 410);
+    assert_eq!(v[1]["bytes_sent"], "This page has been removed.\n".len());
+    assert_eq!(
+        v[1]["request_id"].as_str().map(str::len),
+        Some(32),
+        "generated"
+    );
+}
+
+/// A drain reaches a connection that is waiting on the front: a request sent just after it
+/// began is still answered, with `Connection: close`, and the connection then closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_closes_front_connections_at_a_request_boundary() {
+    let f = start("").await;
+    let mut s = raw::connect(f.addr).await;
+    s.write_all(get("/old-lamp").as_bytes()).await.unwrap();
+    let first = raw::read_response(&mut s).await.unwrap();
+    assert_eq!((first.status, first.header("connection")), (301, None));
+    let drained = tokio::spawn(f.app.drain());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(get("/old-lamp").as_bytes()).await.unwrap();
+    let (rest, closed) = raw::read_until_close(&mut s, Duration::from_secs(5)).await;
+    let rest = raw::parse_all(&rest);
+    assert_eq!(rest.len(), 1, "answered during the drain: {rest:?}");
+    assert_eq!(
+        (rest[0].status, rest[0].header("connection")),
+        (301, Some("close"))
+    );
+    assert!(closed, "closed after the answer");
+    assert!(bounded("the drain", drained).await.unwrap(), "clean drain");
+}
