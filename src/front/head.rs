@@ -109,33 +109,43 @@ pub(crate) fn parse<'b>(
 /// such a target the same way; anything else (`#`, brackets, quotes, absolute-form, `*`) is left
 /// to it.
 fn plain_target(t: &[u8]) -> bool {
-    t.first() == Some(&b'/')
-        && t.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b':'
-                        | b'@'
-                        | b'/'
-                        | b'?'
-                        | b'%'
-                )
-        })
+    t.first() == Some(&b'/') && t.iter().all(|&b| TARGET_BYTES[usize::from(b)])
 }
+
+/// Unreserved, sub-delims, `:`, `@`, `/`, `?` and `%`: a table, since every byte of every
+/// target is checked.
+static TARGET_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+                    | b'?'
+                    | b'%'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// A header that changes nothing about framing or the connection. `Connection` is fine when it
 /// only says `keep-alive` (browsers send it); `close` and `upgrade` are hyper's to honour.
