@@ -153,7 +153,7 @@ pub fn decode(
     if mac.is_empty() || mac.len() > 16 {
         return None;
     }
-    let mac = u64::from_str_radix(mac, 16).ok()?;
+    let mac = scan::parse_hex(mac.as_bytes())?;
     if keys.mac(payload) != mac {
         return None;
     }

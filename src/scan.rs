@@ -87,6 +87,25 @@ pub fn parse_decimal(s: &[u8]) -> Option<u64> {
     Some(s.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
 }
 
+/// Hex digits (either case), at most 16 of them: [`parse_decimal`]'s rules in base 16, without
+/// `from_str_radix`'s per-character `char::to_digit` (a cohort cookie's MAC is parsed on every
+/// request).
+#[inline]
+pub fn parse_hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return None,
+        };
+        Some(n << 4 | u64::from(v))
+    })
+}
+
 /// [`split`] over bytes (a header value that need not be text).
 #[inline]
 pub fn split_bytes(s: &[u8], byte: u8) -> SplitBytes<'_> {
@@ -162,6 +181,20 @@ mod tests {
                     "split_bytes {s:?} at {c:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn hex_is_parsed_as_from_str_radix_does_without_a_sign() {
+        for t in ["0", "f", "F", "06bb19dc81709d40", "FFFFFFFFFFFFFFFF", "aB3"] {
+            assert_eq!(
+                parse_hex(t.as_bytes()),
+                u64::from_str_radix(t, 16).ok(),
+                "{t}"
+            );
+        }
+        for t in ["", "+1", "-1", "g", "1 ", "10000000000000000"] {
+            assert_eq!(parse_hex(t.as_bytes()), None, "{t}");
         }
     }
 }

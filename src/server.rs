@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -20,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::drain::Activity;
-use crate::front::{self, Outcome};
+use crate::front::{self, Outcome, Prefixed};
 use crate::metrics::TlsMetrics;
 use crate::proxy::{ConnInfo, Proxy};
 use crate::state::Limits;
@@ -355,8 +356,11 @@ async fn serve_connection<I>(
 {
     let _open = proxy.metrics().client_connection();
     let accepted = tokio::time::Instant::now();
-    // Redirects are answered by the front until a request is hyper's (see `front`).
-    let (stream, served_by_front) = {
+    // Redirects are answered by the front until a request is hyper's (see `front`). Without a
+    // redirect table there is nothing for it to answer, and hyper starts at once.
+    let (stream, served_by_front) = if proxy.state().load().redirects.is_empty() {
+        (Prefixed::new(BytesMut::new(), stream), false)
+    } else {
         let drain = stopped(&mut draining);
         tokio::pin!(drain);
         match front::serve(&proxy, stream, info, &limits, drain).await {
