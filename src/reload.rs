@@ -238,8 +238,9 @@ pub fn load_startup(path: &Path, metrics: &Metrics) -> Result<Startup, ConfigErr
 }
 
 impl Reloader {
-    /// A reloader for `path` feeding `state`. Without [`Reloader::adopt`], the first admin
-    /// change compiles against the file as it is on disk.
+    /// A reloader for `path` feeding `state`. Unlike [`Reloader::from_startup`], it has no
+    /// startup load to continue from: the first admin change compiles against the file as it is
+    /// on disk.
     pub fn new(path: PathBuf, state: SharedSnapshot, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Reloader {
             path,

@@ -277,7 +277,7 @@ impl AccessLog {
     }
 
     /// Writes every line queued so far and returns once the writer has flushed them: for shutdown,
-    /// since a line otherwise waits up to [`COALESCE`] for its batch. Waits for buffer space like
+    /// since a line otherwise waits up to `COALESCE` for its batch. Waits for buffer space like
     /// any sender; bound it with a timeout. A no-op when the log is disabled.
     pub async fn flush(&self) {
         if let Some(tx) = &self.tx {

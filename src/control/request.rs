@@ -94,7 +94,7 @@ fn unauthorized(message: &str) -> AdminResponse {
     r
 }
 
-/// Reads the whole body, at most [`MAX_BODY`] bytes and within [`BODY_TIMEOUT`].
+/// Reads the whole body, at most `MAX_BODY` bytes and within `BODY_TIMEOUT`.
 pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, AdminResponse> {
     let declared = req
         .headers()

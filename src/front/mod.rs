@@ -9,7 +9,7 @@
 //! 301`, ~12,000 instructions all told).
 //!
 //! So an HTTP/1 connection starts here. The front reads into one buffer, parses each head with
-//! httparse into stack slots, and asks [`Proxy::answer_front`]: routing runs on the raw headers
+//! httparse into stack slots, and asks `Proxy::answer_front`: routing runs on the raw headers
 //! (through [`crate::request_headers`]), and a table hit is written straight into the output.
 //! Pipelined heads are answered in order and written with one system call.
 //!

@@ -25,7 +25,7 @@ const SHARDS: usize = 8;
 pub struct MissedEntry {
     /// Empty unless the sketch keeps hosts apart ([`MissedRedirects::per_host`]).
     pub host: String,
-    /// Path and query, tracking parameters removed, at most [`MAX_KEY_BYTES`].
+    /// Path and query, tracking parameters removed, at most `MAX_KEY_BYTES`.
     pub path: String,
     /// Upper bound of the true count.
     pub count: u64,
