@@ -8,12 +8,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cutover::app::App;
+use cutover::front::{self, Outcome};
+use cutover::proxy::ConnInfo;
+use cutover::state::Limits;
 use support::metrics::read_lines;
 use support::raw::{self, RawResp};
 use support::redirects::config;
 use support::stores::{path_store, PathStore};
 use support::{bounded, Dir};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PLAN: &str = "old_url,new_url,status
 /old-lamp,/products/lamp,301
@@ -317,4 +320,76 @@ async fn a_drain_closes_front_connections_at_a_request_boundary() {
     );
     assert!(closed, "closed after the answer");
     assert!(bounded("the drain", drained).await.unwrap(), "clean drain");
+}
+
+/// The front itself, driven over an in-memory stream: it answers the redirects (hyper never sees
+/// them), stops at the first request that is not one, and hands over exactly the bytes it did
+/// not answer. This is what the tests above cannot tell apart from hyper answering everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_answers_redirects_itself_and_hands_over_the_rest_unread() {
+    let f = start("").await;
+    let conn = ConnInfo {
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        tls: false,
+        listener: 0,
+    };
+    let serve = |server: tokio::io::DuplexStream| {
+        let proxy = std::sync::Arc::clone(&f.app.proxy);
+        tokio::spawn(async move {
+            let drain = std::future::pending::<()>();
+            tokio::pin!(drain);
+            front::serve(&proxy, server, conn, &Limits::default(), drain).await
+        })
+    };
+
+    // Two redirects, then a page and a redirect after it: the front answers the first two.
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let task = serve(server);
+    let rest = format!("{}{}", get("/a-page"), get("/removed"));
+    let sent = format!("{}{}{rest}", get("/old-lamp"), get("/old-sale?id=7"));
+    client.write_all(sent.as_bytes()).await.unwrap();
+    let outcome = bounded("the hand-over", task).await.unwrap();
+    let Outcome::HandOff { mut io, served } = outcome else {
+        panic!("a request for a page must be handed to hyper");
+    };
+    assert!(served, "the front answered the redirects before it");
+    let mut unread = vec![0u8; rest.len()];
+    io.read_exact(&mut unread).await.unwrap();
+    assert_eq!(
+        String::from_utf8(unread).unwrap(),
+        rest,
+        "handed over whole"
+    );
+    drop(io);
+    let mut answers = Vec::new();
+    client.read_to_end(&mut answers).await.unwrap();
+    let answers = raw::parse_all(&answers);
+    let got: Vec<_> = answers
+        .iter()
+        .map(|r| (r.status, r.header("location")))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (301, Some("/products/lamp")),
+            (308, Some("/collections/sale"))
+        ]
+    );
+
+    // Only redirects, then the client hangs up: all answered, nothing handed over.
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let task = serve(server);
+    client.write_all(get("/removed").as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = client.read(&mut buf).await.unwrap();
+    assert_eq!(
+        raw::parse_all(&buf[..n]).first().map(|r| r.status),
+        Some(410)
+    );
+    client.shutdown().await.unwrap();
+    drop(client);
+    assert!(matches!(
+        bounded("the close", task).await.unwrap(),
+        Outcome::Closed
+    ));
 }
