@@ -7,6 +7,11 @@
 #   cargo build --release && benches/redirects/reload_p99.sh
 #   env: ROWS (1000000) RUNS (3) DURATION s (20) CONNS (8) DELAY_MS per request and connection (1)
 #        CPU_CUTOVER (0) CPU_WRK (1): taskset CPU lists
+#        BUSY (0): 1 keeps cutover's CPU busy in both phases with a nice-19 spinner. On a VM an
+#        idle vCPU wakes slowly (the hypervisor halts it): at this light load the p99 without
+#        reloads is then mostly that wake-up, which a reload (keeping the CPU busy) removes and a
+#        spinner removes too. With BUSY=1 both phases run on a busy CPU, so the ratio is the
+#        reload's own cost. The spinner yields to cutover at once (nice 19).
 source "$(dirname "$0")/lib.sh"
 need wrk; need curl; need taskset
 ROWS=${ROWS:-1000000}; RUNS=${RUNS:-3}; DURATION=${DURATION:-20}; CONNS=${CONNS:-8}
@@ -21,6 +26,11 @@ gen_urls "$WORK/plan.csv" 20000 >"$WORK/urls.txt"
 wrk_script "$WORK/urls.txt" "$DELAY_MS" >"$WORK/urls.lua"
 cutover_config "$WORK/plan.csv" "$CPORT" "$APORT" >"$WORK/cutover.toml"
 start_cutover "$WORK/cutover.toml" "$CPU_CUTOVER"
+if [ "${BUSY:-0}" = 1 ]; then
+  taskset -c "$CPU_CUTOVER" nice -n 19 sh -c 'while :; do :; done' &
+  PIDS+=($!)
+  echo "# a nice-19 spinner keeps CPU $CPU_CUTOVER busy in both phases"
+fi
 wait_http "http://127.0.0.1:$CPORT/" 120
 probe=$(head -1 "$WORK/urls.txt")
 cookie=$(curl -si "http://127.0.0.1:$CPORT$probe" | awk -F'[:;] *' 'tolower($1) == "set-cookie" { print $2 }')
