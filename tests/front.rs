@@ -393,3 +393,28 @@ async fn the_front_answers_redirects_itself_and_hands_over_the_rest_unread() {
         Outcome::Closed
     ));
 }
+
+/// A header line that never ends is not buffered without bound: once the head reaches
+/// `max_header_bytes` it goes to hyper, which answers 431, even though the front only re-parses
+/// a partial head when a line of it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_header_line_is_431_at_the_size_limit() {
+    let f = start("[limits]\nmax_header_bytes = \"16KiB\"\n").await;
+    let mut s = raw::connect(f.addr).await;
+    s.write_all(b"GET /old-lamp HTTP/1.1\r\nHost: shop.test\r\nX-Big: ")
+        .await
+        .unwrap();
+    let chunk = [b'v'; 1024];
+    for _ in 0..24 {
+        if s.write_all(&chunk).await.is_err() {
+            break; // answered and closed already
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (got, _) = raw::read_until_close(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&got[..got.len().min(200)])
+    );
+}

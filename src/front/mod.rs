@@ -87,14 +87,17 @@ where
     let timer = LazyTimer::new();
     let mut deadline = timer.sleep(limits.header_read_timeout);
     let mut served = false;
+    // Whether the buffer may hold more than the last parse saw: see the read below.
+    let mut parse = true;
     loop {
-        let hand_off = loop {
-            match step(proxy, conn, &buf, limits, &mut out, &mut pending) {
-                Step::Answered(len) => buf.advance(len),
-                Step::Partial => break false,
-                Step::HandOff => break true,
-            }
-        };
+        let hand_off = parse
+            && loop {
+                match step(proxy, conn, &buf, limits, &mut out, &mut pending) {
+                    Step::Answered(len) => buf.advance(len),
+                    Step::Partial => break false,
+                    Step::HandOff => break true,
+                }
+            };
         if !out.is_empty() {
             let written = async {
                 io.write_all(&out).await?;
@@ -125,11 +128,21 @@ where
             // of a partial head back to the start instead of allocating.
             buf.reserve(READ_SIZE);
         }
+        let before = buf.len();
         tokio::select! {
             biased;
             read = io.read_buf(&mut buf) => match read {
                 Ok(0) => return Outcome::Closed,
-                Ok(_) => {}
+                // A partial head is parsed again only once a line of it has ended (or it
+                // reached the size limit, where parsing hands it to hyper's 431): a head sent a
+                // byte at a time would otherwise be parsed from its start after every byte,
+                // quadratic in its length. The first bytes of a head are always parsed, so what
+                // is not HTTP/1 at all goes to hyper (and its 400) at once.
+                Ok(_) => {
+                    parse = before == 0
+                        || buf.len() >= limits.max_header_bytes
+                        || memchr::memchr(b'\n', &buf[before..]).is_some();
+                }
                 Err(e) => {
                     tracing::debug!(peer = %conn.peer, error = %e, "client connection ended with an error");
                     return Outcome::Closed;
