@@ -55,6 +55,15 @@ pub async fn status(addr: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&b).unwrap()
 }
 
+/// `GET /admin/status` as JSON, or `None` when the connection fails: for polling across a
+/// handover, where the old process may close its admin socket under a request.
+pub async fn try_status(addr: SocketAddr) -> Option<serde_json::Value> {
+    let (s, _, b) = request_fresh(addr, Method::GET, "/admin/status", &[], None)
+        .await
+        .ok()?;
+    (s == StatusCode::OK).then(|| serde_json::from_slice(&b).ok())?
+}
+
 /// Share in force (percent), from `/admin/status`.
 pub async fn share(addr: SocketAddr) -> f64 {
     status(addr).await["split"]["new_share"].as_f64().unwrap()
