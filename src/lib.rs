@@ -72,3 +72,4 @@ pub mod state;
 pub mod timer;
 pub mod tls;
 pub mod upstream;
+pub(crate) mod wire;

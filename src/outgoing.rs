@@ -15,6 +15,7 @@ use http::header::{FORWARDED, HOST, VIA};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
 use crate::headers::{self, Hop};
+use crate::wire;
 
 /// What the proxy sets on one request; borrowed from the request's own state and snapshot.
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +72,7 @@ impl Outgoing<'_> {
     /// writer frames the body itself.
     pub fn write(&self, out: &mut Vec<u8>, h: &HeaderMap, keep_length: bool) {
         if let Some(host) = self.host {
-            line(out, b"host", &[host.as_bytes()]);
+            wire::header_line(out, b"host", &[host.as_bytes()]);
         }
         let host = self.hop.host.filter(|v| !v.is_empty());
         let mut seen = Seen::default();
@@ -103,7 +104,7 @@ impl Outgoing<'_> {
                 _ => self.replaces(name),
             };
             if !skip {
-                line(out, name.as_str().as_bytes(), &[value.as_bytes()]);
+                wire::header_line(out, name.as_str().as_bytes(), &[value.as_bytes()]);
             }
         }
         let ip = headers::IpText::new(self.hop.client);
@@ -115,11 +116,11 @@ impl Outgoing<'_> {
             &[ip.as_bytes()],
         );
         if !(self.trust_forwarded && seen.xfp) {
-            line(out, b"x-forwarded-proto", &[self.hop.proto.as_bytes()]);
+            wire::header_line(out, b"x-forwarded-proto", &[self.hop.proto.as_bytes()]);
         }
         if let Some(host) = host {
             if !(self.trust_forwarded && seen.xfh) {
-                line(out, b"x-forwarded-host", &[host.as_bytes()]);
+                wire::header_line(out, b"x-forwarded-host", &[host.as_bytes()]);
             }
         }
         let element = headers::ForwardedElement::new(&ip, self.hop);
@@ -128,19 +129,9 @@ impl Outgoing<'_> {
             list(out, h, seen.via, &VIA, &[headers::via_value(version)]);
         }
         for (name, value) in self.set.iter().flatten() {
-            line(out, name.as_str().as_bytes(), &[value.as_bytes()]);
+            wire::header_line(out, name.as_str().as_bytes(), &[value.as_bytes()]);
         }
     }
-}
-
-/// `name: parts\r\n`.
-fn line(out: &mut Vec<u8>, name: &[u8], parts: &[&[u8]]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    for part in parts {
-        out.extend_from_slice(part);
-    }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// A list header: the shopper's lines (when `present`) folded into one, then ours appended.

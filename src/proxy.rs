@@ -186,9 +186,6 @@ impl Proxy {
                 rid_header,
             ));
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         // The Host header, or the URI authority of an h2 request; `""` for HTTP/1.0 without Host.
         let host = strip_port(
             host_header
@@ -196,22 +193,15 @@ impl Proxy {
                 .or_else(|| req.uri().authority().map(|a| a.as_str()))
                 .unwrap_or(""),
         );
-        let decision = {
-            let view = RequestView {
-                method: req.method(),
-                host,
-                path: req.uri().path(),
-                query: req.uri().query(),
-                headers: req.headers().into(),
-            };
-            routing::decide(&snap, &view, now, || self.fresh.next())
+        let view = RequestView {
+            method: req.method(),
+            host,
+            path: req.uri().path(),
+            query: req.uri().query(),
+            headers: req.headers().into(),
         };
-        if decision.override_refused {
-            tracing::debug!(request_id = ?given, "override refused");
-        }
-        if decision.newly_assigned {
-            snap.metrics.assigned(decision.storefront);
-        }
+        let decision = self.route(&snap, &view);
+        self.count_decision(&snap, &decision, given.as_ref());
         if let Some(resp) = self.redirect(
             &snap,
             &req,
@@ -231,6 +221,31 @@ impl Proxy {
         // so each request (redirects and local answers included) would copy kilobytes.
         let resp = Box::pin(self.forward(&snap, conn, req, &decision, &request_id, started)).await;
         Ok(resp)
+    }
+
+    /// Decides where a request goes, for either server's path (hyper's, or the HTTP/1 front).
+    fn route(&self, snap: &Snapshot, view: &RequestView<'_>) -> Decision {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        routing::decide(snap, view, now, || self.fresh.next())
+    }
+
+    /// What a decision leaves behind once the request is answered on it: the assignment metric
+    /// and the refused-override log line. Separate from [`Proxy::route`] because the front
+    /// decides requests it may then hand to hyper, which decides them again.
+    fn count_decision(
+        &self,
+        snap: &Snapshot,
+        decision: &Decision,
+        request_id: Option<&HeaderValue>,
+    ) {
+        if decision.override_refused {
+            tracing::debug!(request_id = ?request_id, "override refused");
+        }
+        if decision.newly_assigned {
+            snap.metrics.assigned(decision.storefront);
+        }
     }
 
     async fn forward(

@@ -13,7 +13,7 @@ use cutover::proxy::ConnInfo;
 use cutover::state::Limits;
 use support::metrics::read_lines;
 use support::raw::{self, RawResp};
-use support::redirects::config;
+use support::redirects::{config, PLAN_TABLE};
 use support::stores::{path_store, PathStore};
 use support::{bounded, Dir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,12 +23,6 @@ const PLAN: &str = "old_url,new_url,status
 /removed,,410
 /old-sale?id=7,/collections/sale,308
 ";
-
-const TABLE: &str = r#"
-[[redirects]]
-name = "plan"
-file = "plan.csv"
-"#;
 
 struct Fixture {
     dir: Dir,
@@ -43,7 +37,10 @@ async fn start(limits: &str) -> Fixture {
     let new = path_store("new", &[]).await;
     let dir = Dir::new();
     dir.write("plan.csv", PLAN);
-    let text = format!("{}\n{limits}", config(old.addr, new.addr, 100.0, TABLE));
+    let text = format!(
+        "{}\n{limits}",
+        config(old.addr, new.addr, 100.0, PLAN_TABLE)
+    );
     let path = dir.write("cutover.toml", &text);
     let app = cutover::app::start(&path).await.expect("proxy starts");
     Fixture {

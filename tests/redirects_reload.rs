@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::metrics::admin_metric;
 use support::process::ProxyProcess;
-use support::redirects::config;
+use support::redirects::{config, PLAN_TABLE};
 use support::stores::path_store;
 use support::wait::wait_for_every;
 use support::{Dir, HttpClient};
@@ -31,12 +31,6 @@ fn plan(v: u32) -> String {
 const BROKEN: &str =
     "old_url,new_url,status\n/page,/broken/page,301\n/x,/y,999\n/a,/a,301\n/blog/*,/news/*,301\n";
 
-const TABLE: &str = r#"
-[[redirects]]
-name = "plan"
-file = "plan.csv"
-"#;
-
 struct Running {
     proxy: ProxyProcess,
     client: HttpClient,
@@ -46,7 +40,10 @@ impl Running {
     async fn start(dir: &Dir) -> Running {
         let old = path_store("old", &[]).await;
         let new = path_store("new", &[]).await;
-        let cfg = dir.write("cutover.toml", &config(old.addr, new.addr, 100.0, TABLE));
+        let cfg = dir.write(
+            "cutover.toml",
+            &config(old.addr, new.addr, 100.0, PLAN_TABLE),
+        );
         let proxy = ProxyProcess::spawn_with(&cfg, &[], LIMIT);
         Running {
             proxy,
@@ -196,7 +193,10 @@ async fn reload_while_another_file_in_the_directory_keeps_changing() {
     let old = path_store("old", &[]).await;
     let new = path_store("new", &[]).await;
     let log = dir.path("access.log");
-    let extra = format!("{TABLE}\n[access_log]\nenabled = true\npath = {:?}\n", log);
+    let extra = format!(
+        "{PLAN_TABLE}\n[access_log]\nenabled = true\npath = {:?}\n",
+        log
+    );
     let cfg = dir.write("cutover.toml", &config(old.addr, new.addr, 100.0, &extra));
     let p = Running {
         proxy: ProxyProcess::spawn_with(&cfg, &[], LIMIT),

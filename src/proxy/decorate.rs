@@ -7,6 +7,7 @@ use super::{ConnInfo, STOREFRONT_HEADER};
 use crate::cohort;
 use crate::routing::Decision;
 use crate::state::Snapshot;
+use crate::wire;
 
 /// The storefront header, HSTS on TLS listeners, and the cohort cookie when it changed.
 ///
@@ -60,10 +61,18 @@ impl<'s> Decoration<'s> {
     /// Into an HTTP/1.1 response head, one `name: value\r\n` line each.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         if let Some(hsts) = self.hsts {
-            header_line(out, STRICT_TRANSPORT_SECURITY.as_str(), hsts.as_bytes());
+            wire::header_line(
+                out,
+                STRICT_TRANSPORT_SECURITY.as_str().as_bytes(),
+                &[hsts.as_bytes()],
+            );
         }
         if let Some(name) = self.storefront {
-            header_line(out, STOREFRONT_HEADER.as_str(), name.as_bytes());
+            wire::header_line(
+                out,
+                STOREFRONT_HEADER.as_str().as_bytes(),
+                &[name.as_bytes()],
+            );
         }
         // The same check `apply` makes: a value that is not a valid header is left out.
         if let Some(c) = self
@@ -71,15 +80,7 @@ impl<'s> Decoration<'s> {
             .as_ref()
             .filter(|c| HeaderValue::from_str(c).is_ok())
         {
-            header_line(out, SET_COOKIE.as_str(), c.as_bytes());
+            wire::header_line(out, SET_COOKIE.as_str().as_bytes(), &[c.as_bytes()]);
         }
     }
-}
-
-/// `name: value\r\n`.
-pub(crate) fn header_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }

@@ -2,22 +2,23 @@
 //! hyper response, or written straight into the HTTP/1 front's output (see `front`).
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
-use super::decorate::{header_line, Decoration};
+use super::decorate::Decoration;
 use super::{strip_port, valid_request_id, ConnInfo, Proxy};
 use crate::force;
 use crate::front::{write, Head};
 use crate::redirects::{ApplyTo, GONE_BODY};
 use crate::request_headers::RequestHeaders;
 use crate::response::{AccessFields, Finish, ProxyBody};
-use crate::routing::{self, Decision, Reason, RequestView};
+use crate::routing::{Decision, Reason, RequestView};
 use crate::state::Snapshot;
+use crate::wire;
 
 /// What the request path knows about a request when it asks the redirect tables.
 pub(super) struct Asked<'a> {
@@ -107,9 +108,6 @@ impl Proxy {
         }
         let headers = RequestHeaders::Raw(head.headers);
         let host = strip_port(std::str::from_utf8(head.host).ok()?);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let view = RequestView {
             method: &head.method,
             host,
@@ -117,7 +115,7 @@ impl Proxy {
             query: head.query,
             headers,
         };
-        let decision = routing::decide(&snap, &view, now, || self.fresh.next());
+        let decision = self.route(&snap, &view);
         let (status, location) =
             self.find_redirect(&snap, &decision, host, head.path, head.query, head.target)?;
         // Answered from here on: counted and logged as `handle` does.
@@ -125,23 +123,22 @@ impl Proxy {
             .get(&snap.headers.request_id)
             .and_then(|v| HeaderValue::from_bytes(v).ok())
             .filter(valid_request_id);
-        if decision.override_refused {
-            tracing::debug!(request_id = ?request_id, "override refused");
-        }
-        if decision.newly_assigned {
-            snap.metrics.assigned(decision.storefront);
-        }
+        self.count_decision(&snap, &decision, request_id.as_ref());
         write::status_line(out, status);
         let body = match &location {
             Some(location) => {
                 // The check `HeaderValue` makes on hyper's path.
                 if HeaderValue::from_str(location).is_ok() {
-                    header_line(out, LOCATION.as_str(), location.as_bytes());
+                    wire::header_line(out, LOCATION.as_str().as_bytes(), &[location.as_bytes()]);
                 }
                 ""
             }
             None => {
-                header_line(out, CONTENT_TYPE.as_str(), GONE_TYPE.as_bytes());
+                wire::header_line(
+                    out,
+                    CONTENT_TYPE.as_str().as_bytes(),
+                    &[GONE_TYPE.as_bytes()],
+                );
                 GONE_BODY
             }
         };

@@ -5,6 +5,14 @@ use std::net::SocketAddr;
 
 use super::KEY;
 
+/// One redirect table, `plan`, read from `plan.csv` beside the config, every option at its
+/// default: the `extra` of [`config`] for suites that need a single table.
+pub const PLAN_TABLE: &str = r#"
+[[redirects]]
+name = "plan"
+file = "plan.csv"
+"#;
+
 /// A config with two storefronts, `new_share` percent on `new`, listener and admin on port 0,
 /// and header routes so a test picks the side: `x-side: old` -> old, `x-side: new` -> new.
 /// `extra` (more `[[route]]` or `[[redirects]]` tables) is appended.

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Version};
 
 use super::{Framing, H1Error};
 use crate::outgoing::Outgoing;
-use crate::scan;
+use crate::wire;
 
 /// Writes the request head into `out`, with the headers the proxy sets (`outgoing`);
 /// returns (chunked, Content-Length owed).
@@ -44,19 +44,14 @@ pub(super) fn encode_head(
                 {
                     continue;
                 }
-                out.extend_from_slice(name.as_str().as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                wire::header_line(out, name.as_str().as_bytes(), &[value.as_bytes()]);
             }
         }
     }
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     } else if add_length {
-        out.extend_from_slice(b"content-length: ");
-        scan::push_decimal(out, length);
-        out.extend_from_slice(b"\r\n");
+        wire::content_length(out, length);
     }
     out.extend_from_slice(b"\r\n");
     (chunked, length)
