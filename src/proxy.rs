@@ -224,6 +224,7 @@ impl Proxy {
     }
 
     /// Decides where a request goes, for either server's path (hyper's, or the HTTP/1 front).
+    #[inline]
     fn route(&self, snap: &Snapshot, view: &RequestView<'_>) -> Decision {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -4,6 +4,7 @@
 
 /// `name: value\r\n`, the value given in pieces written back to back (a folded list, or a
 /// value and a suffix) so callers need not join them first.
+#[inline]
 pub(crate) fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[&[u8]]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -14,6 +15,7 @@ pub(crate) fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[&[u8]]) {
 }
 
 /// `content-length: n\r\n`.
+#[inline]
 pub(crate) fn content_length(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(b"content-length: ");
     crate::scan::push_decimal(out, n);
