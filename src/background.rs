@@ -1,6 +1,6 @@
 //! Work that must never compete with requests: compiling a reload, freeing a retired snapshot.
 //!
-//! Loading a 10^6-row redirect table costs about a second of CPU, freeing one ~100 ms. On a
+//! Loading a 10^6-row redirect table costs about a second of CPU, freeing one ~10-100 ms. On a
 //! saturated core, a loader at the workers' own priority takes that second from them one
 //! scheduler slice at a time, and requests that arrive meanwhile wait a slice (3-4 ms at p99).
 //! These jobs therefore run on a thread of their own at the lowest priority (nice 19, like a
@@ -57,7 +57,7 @@ where
 /// Lowers the calling thread (only it: Linux applies `setpriority(PRIO_PROCESS, tid)` to one
 /// thread) to [`NICE`]. Failing to is harmless: the job then runs at normal priority, as it
 /// would anywhere else.
-fn lower_priority(job: &'static str) {
+pub(crate) fn lower_priority(job: &'static str) {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE) {
         tracing::debug!(job, error = %e, "cannot lower the background thread's priority");

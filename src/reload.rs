@@ -550,13 +550,22 @@ pub fn publish(metrics: &Metrics, snap: &Snapshot) {
     metrics.reload(true, snap.generation);
 }
 
-/// Frees a retired snapshot on a low-priority thread once no request holds it any more.
-fn retire(old: Arc<Snapshot>) {
+/// Frees a retired snapshot on a low-priority thread once no request holds it any more. Its
+/// redirect tables' memory is kept for the next reload a little while (`redirects::spare`).
+fn retire(mut old: Arc<Snapshot>) {
     tokio::spawn(async move {
         while Arc::strong_count(&old) > 1 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if let Err(e) = crate::background::run("retire", move || drop(old)).await {
+        let free = move || {
+            if let Some(snap) = Arc::get_mut(&mut old) {
+                std::mem::take(&mut snap.redirects)
+                    .into_iter()
+                    .for_each(|r| crate::redirects::spare::recycle(r.table));
+            }
+            drop(old)
+        };
+        if let Err(e) = crate::background::run("retire", free).await {
             tracing::warn!(error = %e, "freeing a retired configuration failed");
         }
     });

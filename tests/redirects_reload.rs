@@ -291,3 +291,74 @@ async fn a_big_table_is_compiled_on_a_low_priority_thread() {
     assert_eq!(main, Some(0), "the main thread keeps the default priority");
     p.proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_build_in_the_retired_tables_memory_and_give_it_back_when_quiet() {
+    // Three versions of a 200,000-row plan (~25 MB of table). The first reload builds in fresh
+    // memory (the startup table is still serving); the second builds in the memory of the
+    // table the first one retired, which its log line says. Once reloads stop, that spare
+    // memory is released (redirects::spare::KEEP, 10 s) and the process shrinks back.
+    let big = |v: u32| {
+        let mut s = plan(v);
+        for i in 0..200_000 {
+            s.push_str(&format!("/old/item-{i},/v{v}/item-{i},301\n"));
+        }
+        s
+    };
+    // The load line of version v (the v-th: every version has the same entry count).
+    let reused_mb = |p: &Running, v: usize| {
+        let loads: Vec<_> = p
+            .proxy
+            .log_lines()
+            .into_iter()
+            .filter_map(|l| l["reused_memory_mb"].as_u64())
+            .collect();
+        loads.get(v - 1).copied()
+    };
+    let dir = Dir::new();
+    dir.write("plan.csv", &big(1));
+    let p = Running::start(&dir).await;
+    p.serves(1).await;
+    let mut rss = 0;
+    for v in [2, 3] {
+        dir.write_atomic("plan.csv", &big(v));
+        p.serves(v).await;
+        // Let the retire job hand the replaced table over (it polls every 100 ms).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rss = p.proxy.memory_kib().1;
+    }
+    let log = p.proxy.log_text();
+    assert_eq!(
+        reused_mb(&p, 1),
+        Some(0),
+        "startup builds in fresh memory\n{log}"
+    );
+    assert_eq!(
+        reused_mb(&p, 2),
+        Some(0),
+        "nothing retired yet at the first reload\n{log}"
+    );
+    assert!(
+        reused_mb(&p, 3).is_some_and(|mb| mb >= 10),
+        "the second reload built in the first one's retired table\n{log}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let quiet = loop {
+        let now = p.proxy.memory_kib().1;
+        if now + 12_000 < rss || std::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        quiet + 12_000 < rss,
+        "the spare memory was released once reloads stopped: {} MB after the reloads, {} MB later",
+        rss >> 10,
+        quiet >> 10
+    );
+    assert_eq!(
+        p.location("/old/item-199999").await.as_deref(),
+        Some("/v3/item-199999")
+    );
+    p.proxy.stop().await;
+}

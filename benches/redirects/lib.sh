@@ -117,6 +117,8 @@ requests() { awk '/ requests in / { print $1 }' <<<"$1"; }
 # cpu_ticks PID: user + system CPU time of the process (all threads), in clock ticks.
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+# quartiles < numbers: "Q1-Q3" (nearest rank).
+quartiles() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 3) / 4)] "-" a[int((3 * NR + 3) / 4)] }'; }
 # Waits (at most WAIT_QUIET s, default 600) for the 1-minute load average to drop below
 # QUIET_LOAD (default 1.0), then prints it: other work on the machine skews every figure.
 quiet_machine() {

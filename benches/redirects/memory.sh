@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Resident memory of cutover with a large redirect plan: after startup, at the peak of a reload
-# (the next table is built beside the one serving), and once the retired table is freed. Sizes
-# the memory limit of a deployment (deploy/kubernetes/deployment.yaml).
+# (the next table is built beside the one serving, in the memory of the table the previous
+# reload retired), and once reloads stop and that spare memory is released
+# (redirects::spare::KEEP, 10 s). Sizes the memory limit of a deployment
+# (deploy/kubernetes/deployment.yaml).
 #
 #   cargo build --release && benches/redirects/memory.sh
-#   env: ROWS (1000000) RELOADS (3) WAIT s per reload (4)
+#   env: ROWS (1000000) RELOADS (3) WAIT s per reload (4) QUIET s after the last (15)
 source "$(dirname "$0")/lib.sh"
 need curl
 ROWS=${ROWS:-1000000}; RELOADS=${RELOADS:-3}; WAIT=${WAIT:-4}
@@ -26,3 +28,5 @@ for _ in $(seq "$RELOADS"); do
   sleep "$WAIT"
   memory "$WAIT s after swapping in version $v"
 done
+sleep "${QUIET:-15}"
+memory "${QUIET:-15} s later, no reload since"

@@ -77,7 +77,11 @@ pub(super) fn load_redirects(
                     .lines()
                     .find(|l| !l.starts_with("warning"))
                     .unwrap_or("");
-                tracing::info!(table = %cfg.name, "{summary}");
+                tracing::info!(
+                    table = %cfg.name,
+                    reused_memory_mb = r.reused_bytes >> 20,
+                    "{summary}"
+                );
                 for w in text.lines().filter(|l| l.starts_with("warning")) {
                     tracing::warn!(table = %cfg.name, "{w}");
                 }

@@ -18,6 +18,7 @@ mod error;
 mod missed;
 mod normalize;
 mod report;
+pub mod spare;
 mod table;
 mod validate;
 
@@ -110,15 +111,24 @@ pub fn load(cfg: &TableConfig, ctx: &LoadContext<'_>) -> Result<Loaded, LoadErro
     let file = path.display().to_string();
     // A bad default status is reported without reading the file, as `load_bytes` would.
     check_default_status(cfg, &file)?;
-    let data = std::fs::read(&path).map_err(|e| {
-        let mut errs = LoadErrors::default();
-        errs.push(LoadError::Read {
-            file: file.clone(),
-            reason: e.to_string(),
-        });
-        errs
-    })?;
-    build(cfg, ctx, file, &data)
+    let mut data = spare::take_read();
+    let read = std::fs::File::open(&path).and_then(|mut f| {
+        use std::io::Read;
+        f.read_to_end(&mut data)
+    });
+    let built = match read {
+        Ok(_) => build(cfg, ctx, file, &data),
+        Err(e) => {
+            let mut errs = LoadErrors::default();
+            errs.push(LoadError::Read {
+                file,
+                reason: e.to_string(),
+            });
+            Err(errs)
+        }
+    };
+    spare::keep_read(data);
+    built
 }
 
 /// [`load`] on bytes already in memory: the CSV as if read from `base_dir/cfg.file` (that path
@@ -148,22 +158,35 @@ fn check_default_status(cfg: &TableConfig, file: &str) -> Result<(), LoadErrors>
     Err(errs)
 }
 
-/// Validates and builds the table from the CSV bytes of `file`.
+/// Validates and builds the table from the CSV bytes of `file`, in a retired table's memory
+/// when one is kept.
 fn build(
     cfg: &TableConfig,
     ctx: &LoadContext<'_>,
     file: String,
     data: &[u8],
 ) -> Result<Loaded, LoadErrors> {
+    let mem = spare::take_table(data.len()).unwrap_or_default();
+    build_in(cfg, ctx, file, data, mem)
+}
+
+fn build_in(
+    cfg: &TableConfig,
+    ctx: &LoadContext<'_>,
+    file: String,
+    data: &[u8],
+    mem: table::Buffers,
+) -> Result<Loaded, LoadErrors> {
     let mut errs = LoadErrors::default();
     // Rows <= newlines + 1 and URL text <= file size: size everything once, no rehashing.
     let rows = data.iter().filter(|&&b| b == b'\n').count() + 1;
-    let mut table = RedirectTable::with_capacity(cfg, rows, data.len());
     let mut report = Report {
         table: cfg.name.clone(),
         file: file.clone(),
+        reused_bytes: mem.bytes(),
         ..Report::default()
     };
+    let mut table = RedirectTable::with_capacity(cfg, rows, data.len(), mem);
     let allow = config::HostAllowList::new(&cfg.allowed_hosts);
     let mut sink = validate::RowSink {
         file: &file,

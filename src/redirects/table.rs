@@ -72,12 +72,12 @@ fn tag(hash: u64) -> u64 {
 }
 
 impl Slots {
-    fn with_capacity(n: usize) -> Self {
+    /// Room for `n` keys, in `buf`'s memory if it [`fits`].
+    fn reusing(buf: Vec<Slot>, n: usize) -> Self {
         let cap = (n.saturating_mul(5) / 3 + 1).max(8).next_power_of_two();
-        Slots {
-            slots: vec![EMPTY_SLOT; cap],
-            len: 0,
-        }
+        let mut slots = reuse(buf, cap, 0);
+        slots.resize(cap, EMPTY_SLOT);
+        Slots { slots, len: 0 }
     }
 
     /// `eq(entry, key offset, key length)` confirms a tag match.
@@ -137,10 +137,13 @@ struct MissFilter {
 }
 
 impl MissFilter {
-    fn with_capacity(n: usize) -> Self {
+    /// Sized for `n` keys, in `bits`' memory if it [`fits`].
+    fn reusing(bits: Vec<u64>, n: usize) -> Self {
         let nbits = (n.saturating_mul(16)).max(64).next_power_of_two();
+        let mut bits = reuse(bits, nbits / 64, 0);
+        bits.resize(nbits / 64, 0);
         MissFilter {
-            bits: vec![0; nbits / 64],
+            bits,
             shift: 64 - nbits.trailing_zeros(),
         }
     }
@@ -196,22 +199,108 @@ thread_local! {
 /// Longest URL accepted in a table, to keep offsets in `u16`.
 pub(crate) const MAX_URL: usize = 8192;
 
+/// Whether a retired buffer with room for `cap` items suits a table needing `n`: enough room,
+/// and not so much that a small table would keep a big one's memory alive.
+fn fits(cap: usize, n: usize) -> bool {
+    cap >= n && cap <= n.saturating_mul(2).max(4096)
+}
+
+/// `v` emptied if its capacity [`fits`] `n` items; else a fresh vector with room for `n` and
+/// `headroom` more, so that a plan growing a little between reloads still fits next time.
+fn reuse<T>(mut v: Vec<T>, n: usize, headroom: usize) -> Vec<T> {
+    v.clear();
+    if fits(v.capacity(), n) {
+        return v;
+    }
+    drop(v);
+    Vec::with_capacity(n.saturating_add(headroom))
+}
+
+/// A table's big allocations without their contents: what a retired table leaves for the next
+/// load (see `spare`).
+#[derive(Default)]
+pub(crate) struct Buffers {
+    arena: String,
+    entries: Vec<Entry>,
+    exact: Vec<Slot>,
+    prefix: Vec<Slot>,
+    filter: Vec<u64>,
+}
+
+impl Buffers {
+    /// Buffers with an arena of `cap` bytes and nothing else.
+    #[cfg(test)]
+    pub(crate) fn with_arena(cap: usize) -> Self {
+        Buffers {
+            arena: String::with_capacity(cap),
+            ..Buffers::default()
+        }
+    }
+
+    pub(crate) fn arena_capacity(&self) -> usize {
+        self.arena.capacity()
+    }
+
+    /// Heap bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.arena.capacity()
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + (self.exact.capacity() + self.prefix.capacity()) * std::mem::size_of::<Slot>()
+            + self.filter.capacity() * 8
+    }
+}
+
 impl RedirectTable {
-    pub(crate) fn with_capacity(cfg: &TableConfig, rows: usize, url_bytes: usize) -> Self {
+    /// An empty table sized for `rows` rows and `url_bytes` of URL text, in `mem`: a retired
+    /// table's memory (`spare`), so a reload writes to pages the process already has, or none.
+    pub(crate) fn with_capacity(
+        cfg: &TableConfig,
+        rows: usize,
+        url_bytes: usize,
+        mem: Buffers,
+    ) -> Self {
+        let b = mem;
+        let arena = reuse(b.arena.into_bytes(), url_bytes, url_bytes / 8);
         RedirectTable {
             name: cfg.name.as_str().into(),
             apply_to: cfg.apply_to,
             during_shift: cfg.during_shift,
             matching: Matching::new(cfg),
-            arena: String::with_capacity(url_bytes),
-            entries: Vec::with_capacity(rows),
-            exact: Slots::with_capacity(rows),
-            exact_filter: MissFilter::with_capacity(rows),
-            prefix: Slots::with_capacity(0),
+            // Empty, so valid UTF-8.
+            arena: String::from_utf8(arena).unwrap_or_default(),
+            entries: reuse(b.entries, rows, rows / 8),
+            exact: Slots::reusing(b.exact, rows),
+            exact_filter: MissFilter::reusing(b.filter, rows),
+            prefix: Slots::reusing(b.prefix, 0),
             hosts: HashMap::new(),
             host_names: vec!["".into()],
             hasher: RandomState::default(),
         }
+    }
+
+    /// Where the arena and the exact slots live, to tell whether a table reused memory.
+    #[cfg(test)]
+    pub(crate) fn memory(&self) -> (usize, usize) {
+        (
+            self.arena.as_ptr() as usize,
+            self.exact.slots.as_ptr() as usize,
+        )
+    }
+
+    /// The table's big allocations, for another table to be built in.
+    pub(crate) fn into_buffers(self) -> Buffers {
+        Buffers {
+            arena: self.arena,
+            entries: self.entries,
+            exact: self.exact.slots,
+            prefix: self.prefix.slots,
+            filter: self.exact_filter.bits,
+        }
+    }
+
+    /// Gives the table's memory to the next load (`spare`); the rest of it is dropped.
+    pub(crate) fn recycle(self) {
+        super::spare::keep_table(self.into_buffers());
     }
 
     /// The table's name from the config.
@@ -455,10 +544,16 @@ impl RedirectTable {
         Some(())
     }
 
-    /// Releases build-time spare capacity.
+    /// Releases capacity the table would otherwise hold beyond twice its contents (rows sized
+    /// by the file's newlines, URL text by its bytes: a CSV with wide note columns overestimates
+    /// both). Anything closer stays, for the next reload to build in.
     pub(crate) fn finish(&mut self) {
-        self.arena.shrink_to_fit();
-        self.entries.shrink_to_fit();
+        if !fits(self.arena.capacity(), self.arena.len()) {
+            self.arena.shrink_to_fit();
+        }
+        if !fits(self.entries.capacity(), self.entries.len()) {
+            self.entries.shrink_to_fit();
+        }
     }
 
     pub(crate) fn key(&self, i: u32) -> &str {

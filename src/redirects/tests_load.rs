@@ -350,3 +350,62 @@ fn shipped_sample_plan_is_valid() {
         loc(&l, pq).is_some_and(|t| t.starts_with("/products/") && t.ends_with("?utm_source=mail"))
     );
 }
+
+/// A reload builds in the memory of the table it retires (`spare`): nothing of the old table
+/// may show through. Memory much larger than the new table needs is not reused (it would keep
+/// the big table's pages alive), and too little is replaced.
+#[test]
+fn a_table_built_in_retired_memory_answers_only_its_own_rows() {
+    let rows = |n: usize, v: &str| {
+        let mut csv = String::from("old_url,new_url,status\n");
+        for i in 0..n {
+            csv.push_str(&format!(
+                "/p{i}?id={i},/{v}/p{i},301\n/c{i}/*,/{v}/c{i}/*,301\n"
+            ));
+        }
+        csv
+    };
+    let cfg = TableConfig::with_defaults("test", "plan.csv");
+    let ctx = LoadContext::standalone(std::path::Path::new("."));
+    let build = |csv: &str, mem| {
+        build_in(&cfg, &ctx, "plan.csv".into(), csv.as_bytes(), mem)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    for (n, v) in [(2_000, "b"), (1_600, "c"), (300, "d"), (3_000, "e")] {
+        let old = build(&rows(2_000, "a"), table::Buffers::default());
+        let memory = old.table.memory();
+        let old_bytes = old.table.url_bytes() + old.table.overhead_bytes();
+        let new = build(&rows(n, v), old.table.into_buffers());
+        assert_eq!(new.table.len(), 2 * n);
+        if (1_600..=2_000).contains(&n) {
+            assert!(
+                new.table.memory() == memory,
+                "{n} rows built in a 2,000-row table's memory"
+            );
+        }
+        let loc = |pq: &str| new.table.lookup("", pq).and_then(|h| h.location);
+        for i in [0, n / 2, n - 1] {
+            assert_eq!(loc(&format!("/p{i}?id={i}")), Some(format!("/{v}/p{i}")));
+            assert_eq!(loc(&format!("/c{i}/x")), Some(format!("/{v}/c{i}/x")));
+        }
+        for i in (n..2_000).step_by(37) {
+            assert_eq!(
+                loc(&format!("/p{i}?id={i}")),
+                None,
+                "row {i} of the old table"
+            );
+            assert_eq!(
+                loc(&format!("/c{i}/x")),
+                None,
+                "prefix {i} of the old table"
+            );
+        }
+        let held = new.table.url_bytes() + new.table.overhead_bytes();
+        if n == 300 {
+            assert!(
+                held * 3 < old_bytes,
+                "a small table keeps {held} of {old_bytes} bytes"
+            );
+        }
+    }
+}
