@@ -15,6 +15,7 @@ pub mod check;
 pub mod config;
 mod csv_load;
 mod error;
+mod index;
 mod missed;
 mod normalize;
 mod report;

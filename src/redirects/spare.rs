@@ -97,6 +97,23 @@ impl Spare {
     }
 }
 
+/// Whether a retired buffer with room for `cap` items suits a table needing `n`: enough room,
+/// and not so much that a small table would keep a big one's memory alive.
+pub(crate) fn fits(cap: usize, n: usize) -> bool {
+    cap >= n && cap <= n.saturating_mul(2).max(4096)
+}
+
+/// `v` emptied if its capacity [`fits`] `n` items; else a fresh vector with room for `n` and
+/// `headroom` more, so that a plan growing a little between reloads still fits next time.
+pub(crate) fn reuse<T>(mut v: Vec<T>, n: usize, headroom: usize) -> Vec<T> {
+    v.clear();
+    if fits(v.capacity(), n) {
+        return v;
+    }
+    drop(v);
+    Vec::with_capacity(n.saturating_add(headroom))
+}
+
 static SPARE: Mutex<Spare> = Mutex::new(Spare::new());
 
 /// Whether a release thread is running.

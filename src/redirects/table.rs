@@ -7,7 +7,9 @@
 //! rows cost a handful of allocations, load fast and free fast.
 
 use super::config::{ApplyTo, DuringShift, QueryMode, TableConfig};
+use super::index::{MissFilter, Slot, Slots};
 use super::normalize::{build_location, Matching, Normalized};
+use super::spare::{fits, reuse};
 use super::Hit;
 use crate::scan;
 use http::StatusCode;
@@ -38,130 +40,6 @@ pub(crate) struct Entry {
     target_len: u16,
     status: u16,
     flags: u8,
-}
-
-/// An open-addressing index of entry numbers; linear probing, load kept under 0.6. Each slot
-/// holds the entry number, 32 more bits of its hash, and where the key is in the arena.
-///
-/// The key's place is copied into the slot (16 bytes instead of 8) for a big table's sake: a
-/// hit then costs two dependent cache misses (slot, then entry and key together) instead of
-/// three (slot, entry, key). On a 10^6-row table that is most of a lookup's time.
-#[derive(Debug, Default)]
-struct Slots {
-    slots: Vec<Slot>,
-    len: usize,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    /// `tag(hash) | entry`, or `EMPTY`.
-    tag_idx: u64,
-    key: u32,
-    key_len: u32,
-}
-
-const EMPTY: u64 = u64::MAX;
-const EMPTY_SLOT: Slot = Slot {
-    tag_idx: EMPTY,
-    key: 0,
-    key_len: 0,
-};
-
-fn tag(hash: u64) -> u64 {
-    hash & 0xFFFF_FFFF_0000_0000
-}
-
-impl Slots {
-    /// Room for `n` keys, in `buf`'s memory if it [`fits`].
-    fn reusing(buf: Vec<Slot>, n: usize) -> Self {
-        let cap = (n.saturating_mul(5) / 3 + 1).max(8).next_power_of_two();
-        let mut slots = reuse(buf, cap, 0);
-        slots.resize(cap, EMPTY_SLOT);
-        Slots { slots, len: 0 }
-    }
-
-    /// `eq(entry, key offset, key length)` confirms a tag match.
-    fn find(&self, hash: u64, mut eq: impl FnMut(u32, usize, usize) -> bool) -> Option<u32> {
-        let mask = self.slots.len() - 1;
-        let mut i = hash as usize & mask;
-        loop {
-            let s = self.slots[i];
-            if s.tag_idx == EMPTY {
-                return None;
-            }
-            if s.tag_idx & 0xFFFF_FFFF_0000_0000 == tag(hash)
-                && eq(s.tag_idx as u32, s.key as usize, s.key_len as usize)
-            {
-                return Some(s.tag_idx as u32);
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// Inserts `idx` (known absent), growing first if needed; `rehash` recomputes the hash of
-    /// an already stored entry, which keeps full hashes out of memory.
-    fn insert(&mut self, hash: u64, idx: u32, key: u32, key_len: u32, rehash: impl Fn(u32) -> u64) {
-        if (self.len + 1) * 5 > self.slots.len() * 3 {
-            let doubled = vec![EMPTY_SLOT; self.slots.len() * 2];
-            let old = std::mem::replace(&mut self.slots, doubled);
-            for s in old.into_iter().filter(|s| s.tag_idx != EMPTY) {
-                self.place(rehash(s.tag_idx as u32), s);
-            }
-        }
-        let slot = Slot {
-            tag_idx: tag(hash) | u64::from(idx),
-            key,
-            key_len,
-        };
-        self.place(hash, slot);
-        self.len += 1;
-    }
-
-    fn place(&mut self, hash: u64, slot: Slot) {
-        let mask = self.slots.len() - 1;
-        let mut i = hash as usize & mask;
-        while self.slots[i].tag_idx != EMPTY {
-            i = (i + 1) & mask;
-        }
-        self.slots[i] = slot;
-    }
-}
-
-/// One bit per key hash, 16 bits per planned entry (~6% false positives): small enough to stay
-/// in cache, so the common miss (a URL with no entry, on most requests and on chain checks)
-/// is answered without touching the 16 MB slot array of a million-row table.
-#[derive(Debug, Default)]
-struct MissFilter {
-    bits: Vec<u64>,
-    shift: u32,
-}
-
-impl MissFilter {
-    /// Sized for `n` keys, in `bits`' memory if it [`fits`].
-    fn reusing(bits: Vec<u64>, n: usize) -> Self {
-        let nbits = (n.saturating_mul(16)).max(64).next_power_of_two();
-        let mut bits = reuse(bits, nbits / 64, 0);
-        bits.resize(nbits / 64, 0);
-        MissFilter {
-            bits,
-            shift: 64 - nbits.trailing_zeros(),
-        }
-    }
-
-    fn bit(&self, hash: u64) -> usize {
-        // Fibonacci hashing takes other bits than the slot index (low) and tag (high).
-        (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
-    }
-
-    fn set(&mut self, hash: u64) {
-        let b = self.bit(hash);
-        self.bits[b / 64] |= 1 << (b % 64);
-    }
-
-    fn may_contain(&self, hash: u64) -> bool {
-        let b = self.bit(hash);
-        self.bits[b / 64] & (1 << (b % 64)) != 0
-    }
 }
 
 /// A loaded, validated redirect table. Immutable once built; share it behind an `Arc`.
@@ -198,23 +76,6 @@ thread_local! {
 
 /// Longest URL accepted in a table, to keep offsets in `u16`.
 pub(crate) const MAX_URL: usize = 8192;
-
-/// Whether a retired buffer with room for `cap` items suits a table needing `n`: enough room,
-/// and not so much that a small table would keep a big one's memory alive.
-fn fits(cap: usize, n: usize) -> bool {
-    cap >= n && cap <= n.saturating_mul(2).max(4096)
-}
-
-/// `v` emptied if its capacity [`fits`] `n` items; else a fresh vector with room for `n` and
-/// `headroom` more, so that a plan growing a little between reloads still fits next time.
-fn reuse<T>(mut v: Vec<T>, n: usize, headroom: usize) -> Vec<T> {
-    v.clear();
-    if fits(v.capacity(), n) {
-        return v;
-    }
-    drop(v);
-    Vec::with_capacity(n.saturating_add(headroom))
-}
 
 /// A table's big allocations without their contents: what a retired table leaves for the next
 /// load (see `spare`).
