@@ -156,6 +156,15 @@ impl fmt::Display for LoadErrors {
 
 impl std::error::Error for LoadErrors {}
 
+impl From<LoadError> for LoadErrors {
+    /// A load that failed on one problem before any row was read.
+    fn from(e: LoadError) -> Self {
+        let mut errs = LoadErrors::default();
+        errs.push(e);
+        errs
+    }
+}
+
 /// Something that loads but deserves a look.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {

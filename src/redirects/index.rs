@@ -35,10 +35,11 @@ fn tag(hash: u64) -> u64 {
 }
 
 impl Slots {
-    /// Room for `n` keys, in `buf`'s memory if it [`fits`].
-    pub(super) fn reusing(buf: Vec<Slot>, n: usize) -> Self {
+    /// Room for `n` keys, in `buf`'s memory if it fits (`spare::fits`; its bytes are added to
+    /// `reused`).
+    pub(super) fn reusing(buf: Vec<Slot>, n: usize, reused: &mut usize) -> Self {
         let cap = (n.saturating_mul(5) / 3 + 1).max(8).next_power_of_two();
-        let mut slots = reuse(buf, cap, 0);
+        let mut slots = reuse(buf, cap, 0, reused);
         slots.resize(cap, EMPTY_SLOT);
         Slots { slots, len: 0 }
     }
@@ -111,10 +112,10 @@ pub(super) struct MissFilter {
 }
 
 impl MissFilter {
-    /// Sized for `n` keys, in `bits`' memory if it [`fits`].
-    pub(super) fn reusing(bits: Vec<u64>, n: usize) -> Self {
+    /// Sized for `n` keys, in `bits`' memory if it fits (as [`Slots::reusing`]).
+    pub(super) fn reusing(bits: Vec<u64>, n: usize, reused: &mut usize) -> Self {
         let nbits = (n.saturating_mul(16)).max(64).next_power_of_two();
-        let mut bits = reuse(bits, nbits / 64, 0);
+        let mut bits = reuse(bits, nbits / 64, 0, reused);
         bits.resize(nbits / 64, 0);
         MissFilter {
             bits,

@@ -19,7 +19,7 @@ mod index;
 mod missed;
 mod normalize;
 mod report;
-pub mod spare;
+pub(crate) mod spare;
 mod table;
 mod validate;
 
@@ -112,21 +112,20 @@ pub fn load(cfg: &TableConfig, ctx: &LoadContext<'_>) -> Result<Loaded, LoadErro
     let file = path.display().to_string();
     // A bad default status is reported without reading the file, as `load_bytes` would.
     check_default_status(cfg, &file)?;
-    let mut data = spare::take_read();
+    let mut data = Vec::new();
     let read = std::fs::File::open(&path).and_then(|mut f| {
         use std::io::Read;
+        let len = f.metadata()?.len();
+        data = spare::take_read(usize::try_from(len).unwrap_or(usize::MAX));
         f.read_to_end(&mut data)
     });
     let built = match read {
         Ok(_) => build(cfg, ctx, file, &data),
-        Err(e) => {
-            let mut errs = LoadErrors::default();
-            errs.push(LoadError::Read {
-                file,
-                reason: e.to_string(),
-            });
-            Err(errs)
+        Err(e) => Err(LoadError::Read {
+            file,
+            reason: e.to_string(),
         }
+        .into()),
     };
     spare::keep_read(data);
     built
@@ -149,14 +148,13 @@ fn check_default_status(cfg: &TableConfig, file: &str) -> Result<(), LoadErrors>
     if validate::STATUSES.contains(&cfg.default_status) {
         return Ok(());
     }
-    let mut errs = LoadErrors::default();
-    errs.push(LoadError::BadStatus {
+    Err(LoadError::BadStatus {
         file: file.to_string(),
         line: 0,
         url: "(default_status in the config)".into(),
         value: cfg.default_status.to_string(),
-    });
-    Err(errs)
+    }
+    .into())
 }
 
 /// Validates and builds the table from the CSV bytes of `file`, in a retired table's memory
@@ -181,13 +179,13 @@ fn build_in(
     let mut errs = LoadErrors::default();
     // Rows <= newlines + 1 and URL text <= file size: size everything once, no rehashing.
     let rows = data.iter().filter(|&&b| b == b'\n').count() + 1;
+    let (mut table, reused_bytes) = RedirectTable::with_capacity(cfg, rows, data.len(), mem);
     let mut report = Report {
         table: cfg.name.clone(),
         file: file.clone(),
-        reused_bytes: mem.bytes(),
+        reused_bytes,
         ..Report::default()
     };
-    let mut table = RedirectTable::with_capacity(cfg, rows, data.len(), mem);
     let allow = config::HostAllowList::new(&cfg.allowed_hosts);
     let mut sink = validate::RowSink {
         file: &file,

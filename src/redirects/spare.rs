@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long spare memory outlives the last load that took or kept some.
-pub const KEEP: Duration = Duration::from_secs(10);
+pub(crate) const KEEP: Duration = Duration::from_secs(10);
 
 /// At most this many retired tables are kept (several `[[redirects]]` tables may retire at
 /// once; beyond that they are freed as before).
@@ -43,7 +43,8 @@ impl Spare {
     }
 
     /// The kept table whose arena best fits `url_bytes`: the smallest that holds it, else the
-    /// largest (it grows once, in memory partly resident already).
+    /// largest (a plan that grew past its arena's headroom may still fit its hash slots).
+    /// Each of its buffers is reused only if it [`fits`]; the rest is freed by the loader.
     fn take_table(&mut self, url_bytes: usize) -> Option<Buffers> {
         let cap = |i: &usize| self.tables[*i].arena_capacity();
         let pick = (0..self.tables.len())
@@ -103,11 +104,13 @@ pub(crate) fn fits(cap: usize, n: usize) -> bool {
     cap >= n && cap <= n.saturating_mul(2).max(4096)
 }
 
-/// `v` emptied if its capacity [`fits`] `n` items; else a fresh vector with room for `n` and
-/// `headroom` more, so that a plan growing a little between reloads still fits next time.
-pub(crate) fn reuse<T>(mut v: Vec<T>, n: usize, headroom: usize) -> Vec<T> {
+/// `v` emptied if its capacity [`fits`] `n` items (adding its bytes to `reused`); else a fresh
+/// vector with room for `n` and `headroom` more, so that a plan growing a little between
+/// reloads still fits next time.
+pub(crate) fn reuse<T>(mut v: Vec<T>, n: usize, headroom: usize, reused: &mut usize) -> Vec<T> {
     v.clear();
     if fits(v.capacity(), n) {
+        *reused += v.capacity() * std::mem::size_of::<T>();
         return v;
     }
     drop(v);
@@ -127,7 +130,7 @@ fn with<T>(f: impl FnOnce(&mut Spare) -> T) -> T {
 
 /// Hands a retired table to the next load when nothing else holds it (a table carried over
 /// unchanged into the new snapshot is still in use), else just lets go of it.
-pub fn recycle(table: Arc<RedirectTable>) {
+pub(crate) fn recycle(table: Arc<RedirectTable>) {
     if let Ok(t) = Arc::try_unwrap(table) {
         t.recycle();
     }
@@ -144,9 +147,9 @@ pub(crate) fn keep_table(b: Buffers) {
     arm_release();
 }
 
-/// An empty read buffer, with the capacity of the one kept (none the first time).
-pub(crate) fn take_read() -> Vec<u8> {
-    with(Spare::take_read)
+/// An empty read buffer for a file of `len` bytes: the one kept if it [`fits`].
+pub(crate) fn take_read(len: usize) -> Vec<u8> {
+    reuse(with(Spare::take_read), len, 0, &mut 0)
 }
 
 /// Keeps a read buffer for the next load (its contents are discarded).
@@ -156,7 +159,7 @@ pub(crate) fn keep_read(buf: Vec<u8>) {
 }
 
 /// Bytes kept right now.
-pub fn held_bytes() -> usize {
+fn held_bytes() -> usize {
     with(|s| s.held_bytes())
 }
 

@@ -114,29 +114,31 @@ impl Buffers {
 impl RedirectTable {
     /// An empty table sized for `rows` rows and `url_bytes` of URL text, in `mem`: a retired
     /// table's memory (`spare`), so a reload writes to pages the process already has, or none.
+    /// Also returns how many bytes of `mem` it kept (buffers that do not fit are freed).
     pub(crate) fn with_capacity(
         cfg: &TableConfig,
         rows: usize,
         url_bytes: usize,
         mem: Buffers,
-    ) -> Self {
-        let b = mem;
-        let arena = reuse(b.arena.into_bytes(), url_bytes, url_bytes / 8);
-        RedirectTable {
+    ) -> (Self, usize) {
+        let (b, mut reused) = (mem, 0);
+        let arena = reuse(b.arena.into_bytes(), url_bytes, url_bytes / 8, &mut reused);
+        let table = RedirectTable {
             name: cfg.name.as_str().into(),
             apply_to: cfg.apply_to,
             during_shift: cfg.during_shift,
             matching: Matching::new(cfg),
             // Empty, so valid UTF-8.
             arena: String::from_utf8(arena).unwrap_or_default(),
-            entries: reuse(b.entries, rows, rows / 8),
-            exact: Slots::reusing(b.exact, rows),
-            exact_filter: MissFilter::reusing(b.filter, rows),
-            prefix: Slots::reusing(b.prefix, 0),
+            entries: reuse(b.entries, rows, rows / 8, &mut reused),
+            exact: Slots::reusing(b.exact, rows, &mut reused),
+            exact_filter: MissFilter::reusing(b.filter, rows, &mut reused),
+            prefix: Slots::reusing(b.prefix, 0, &mut reused),
             hosts: HashMap::new(),
             host_names: vec!["".into()],
             hasher: RandomState::default(),
-        }
+        };
+        (table, reused)
     }
 
     /// Where the arena and the exact slots live, to tell whether a table reused memory.
