@@ -200,11 +200,11 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
             admin = %admin_address.map_or("off".to_string(), |a| a.to_string()),
             pid = std::process::id(),
             storefronts = ?snap.storefronts.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            share_bp = snap.split.share_bp,
-            overrides = snap.runtime.is_some(),
+            share_bp = snap.routing.split.share_bp,
+            overrides = reloader.operator_state().is_some(),
             "cutover started"
         );
-        if snap.cohort.default_key {
+        if snap.routing.cohort.default_key {
             tracing::warn!("cohort.key is not set: cookies are signed with a public default key");
         }
     }

@@ -156,9 +156,9 @@ fn compiled(source: &Source, overrides: Option<&crate::config::RuntimeOverrides>
     match build(overrides, input) {
         Ok(snap) => {
             assert!(
-                snap.split.share_bp <= 10_000,
+                snap.routing.split.share_bp <= 10_000,
                 "split of {} bp",
-                snap.split.share_bp
+                snap.routing.split.share_bp
             );
             let _ = Summary(&snap).to_string();
             let _ = warnings(&snap);

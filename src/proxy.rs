@@ -17,17 +17,17 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{ClientBodyError, IdleTimeout, UpstreamBody};
-use crate::cohort::FreshBuckets;
-use crate::config::raw::HostHeader;
-use crate::force;
+use crate::headers::outgoing::Outgoing;
 use crate::headers::{self, Hop};
+use crate::http1::scan;
 use crate::metrics::Metrics;
-use crate::outgoing::Outgoing;
 use crate::redirects::MissedRedirects;
 use crate::response::{self, new_request_id, AccessFields, Finish, ProxyBody};
+use crate::routing::cohort::FreshBuckets;
+use crate::routing::staff_override;
 use crate::routing::{self, Decision, RequestView};
-use crate::scan;
 use crate::state::{SharedSnapshot, Snapshot};
+use crate::upstream::HostHeader;
 use crate::upstream::{self, ResponseBody, Upstream, UpstreamError, UpstreamErrorKind};
 
 mod decorate;
@@ -229,7 +229,7 @@ impl Proxy {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        routing::decide(snap, view, now, || self.fresh.next())
+        routing::decide(&snap.routing, view, now, || self.fresh.next())
     }
 
     /// What a decision leaves behind once the request is answered on it: the assignment metric
@@ -290,7 +290,11 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let pq = match force::strip_path_and_query(pq.path(), pq.query(), &snap.overrides) {
+        let pq = match staff_override::strip_path_and_query(
+            pq.path(),
+            pq.query(),
+            &snap.routing.overrides,
+        ) {
             None => pq,
             Some(stripped) => PathAndQuery::try_from(stripped).unwrap_or(pq),
         };
@@ -318,7 +322,10 @@ impl Proxy {
                 HostHeader::Upstream => Some(&up.authority_header),
                 HostHeader::Client => host.as_ref(),
             },
-            remove: [&snap.overrides.header, &force::TOKEN_HEADER_NAME],
+            remove: [
+                &snap.routing.overrides.header,
+                &staff_override::TOKEN_HEADER_NAME,
+            ],
             set: [
                 Some((&snap.headers.request_id, request_id)),
                 decision_headers.then_some((&STOREFRONT_HEADER, &sf.name_header)),
@@ -459,7 +466,7 @@ impl Proxy {
             headers::add_via(&mut rparts.headers, rparts.version);
         }
         let status = rparts.status;
-        if status == StatusCode::NOT_FOUND && decision.storefront == snap.split.to {
+        if status == StatusCode::NOT_FOUND && decision.storefront == snap.routing.split.to {
             // No redirect matched (or we would not be here) and the new store has no such page.
             let host = miss_host
                 .as_ref()

@@ -108,6 +108,9 @@ struct Public {
     history: VecDeque<ReloadOutcome>,
     state_error: Option<String>,
     file_share_bp: Option<u16>,
+    /// The operator state laid over the file to build the snapshot in force (kept beside the
+    /// snapshot, not in it: the request path has no use for it).
+    operator_state: Option<Arc<StateFile>>,
 }
 
 /// The share the file itself says (without overrides), for status pages.
@@ -163,7 +166,7 @@ fn compile_text(
     previous: Option<&Snapshot>,
     metrics: &Metrics,
 ) -> Result<Snapshot, ConfigError> {
-    let mut snap = build(
+    build(
         overrides.map(|o| &o.overrides),
         CompileInput {
             source,
@@ -171,9 +174,7 @@ fn compile_text(
             previous,
             metrics,
         },
-    )?;
-    snap.runtime = overrides.cloned().map(Arc::new);
-    Ok(snap)
+    )
 }
 
 /// Loads the config for startup, with the overrides of its state file when they were made on
@@ -258,6 +259,7 @@ impl Reloader {
     /// A reloader continuing from a startup load; its snapshot becomes the first in force.
     pub fn from_startup(path: PathBuf, metrics: Arc<Metrics>, startup: Startup) -> Arc<Self> {
         let file_share_bp = file_share(&startup.source);
+        let operator_state = startup.overrides.clone().map(Arc::new);
         let me = Arc::new(Reloader {
             path,
             state: Arc::new(arc_swap::ArcSwap::from_pointee(startup.snapshot)),
@@ -269,6 +271,7 @@ impl Reloader {
             public: Mutex::new(Public {
                 state_error: startup.state_note,
                 file_share_bp,
+                operator_state,
                 ..Public::default()
             }),
             tls: Mutex::new((Vec::new(), None)),
@@ -279,8 +282,8 @@ impl Reloader {
             trigger: "startup".into(),
             generation: snap.generation,
             applied: true,
-            new_share: share_percent(snap.split.share_bp),
-            overrides: snap.runtime.is_some(),
+            new_share: share_percent(snap.routing.split.share_bp),
+            overrides: me.operator_state().is_some(),
             overrides_cleared: false,
             error: None,
         });
@@ -316,6 +319,11 @@ impl Reloader {
         self.public().file_share_bp
     }
 
+    /// The operator state (admin changes) laid over the file in the snapshot in force.
+    pub fn operator_state(&self) -> Option<Arc<StateFile>> {
+        self.public().operator_state.clone()
+    }
+
     /// The last problem with the state file (unreadable, stale, unwritable), if any.
     pub fn state_error(&self) -> Option<String> {
         self.public().state_error.clone()
@@ -339,14 +347,22 @@ impl Reloader {
             trigger: trigger.into(),
             generation: current.generation,
             applied: false,
-            new_share: share_percent(current.split.share_bp),
-            overrides: current.runtime.is_some(),
+            new_share: share_percent(current.routing.split.share_bp),
+            overrides: self.operator_state().is_some(),
             overrides_cleared: false,
             error: Some(e.to_string()),
         });
     }
 
-    fn install(&self, mut snap: Snapshot, trigger: &'static str, cleared: bool) -> u64 {
+    fn install(
+        &self,
+        mut snap: Snapshot,
+        operator_state: Option<StateFile>,
+        trigger: &'static str,
+        cleared: bool,
+    ) -> u64 {
+        let operator_state = operator_state.map(Arc::new);
+        let has_operator_state = operator_state.is_some();
         let previous = self.state.load_full();
         if snap.listeners != previous.listeners || snap.admin != previous.admin {
             tracing::warn!("listener or admin addresses changed: they take effect on restart only");
@@ -356,8 +372,8 @@ impl Reloader {
         tracing::info!(
             generation,
             trigger,
-            share_bp = snap.split.share_bp,
-            overrides = snap.runtime.is_some(),
+            share_bp = snap.routing.split.share_bp,
+            overrides = has_operator_state,
             "configuration applied"
         );
         let outcome = ReloadOutcome {
@@ -365,12 +381,13 @@ impl Reloader {
             trigger: trigger.into(),
             generation,
             applied: true,
-            new_share: share_percent(snap.split.share_bp),
-            overrides: snap.runtime.is_some(),
+            new_share: share_percent(snap.routing.split.share_bp),
+            overrides: has_operator_state,
             overrides_cleared: cleared,
             error: None,
         };
         let snap = Arc::new(snap);
+        self.public().operator_state = operator_state;
         let old = self.state.swap(Arc::clone(&snap));
         // After the swap: a scrape that sees the new generation sees it serving.
         publish(&self.metrics, &snap);
@@ -411,13 +428,13 @@ impl Reloader {
                 None => (None, false),
             };
             let snap = compile_text(&source, apply.as_ref(), generation, Some(&prev), &metrics)?;
-            Ok::<_, ConfigError>((source, snap, cleared))
+            Ok::<_, ConfigError>((source, snap, apply, cleared))
         })
         .await
         .unwrap_or_else(|join| Err(self.failed_task(join)));
         drop(previous);
         match compiled {
-            Ok((source, snap, cleared)) => {
+            Ok((source, snap, applied_state, cleared)) => {
                 if cleared {
                     tracing::info!(
                         "{} changed: admin overrides dropped, the file is in force",
@@ -434,7 +451,7 @@ impl Reloader {
                 }
                 self.public().file_share_bp = file_share(&source);
                 ctl.applied = Some(source);
-                Ok(self.install(snap, trigger, cleared))
+                Ok(self.install(snap, applied_state, trigger, cleared))
             }
             Err(e) => {
                 self.reject(trigger, &e);
@@ -521,8 +538,8 @@ impl Reloader {
         });
         self.public().state_error = persist_error.clone();
         ctl.applied = Some(source);
-        ctl.overrides = Some(state);
-        let generation = self.install(snap, trigger, false);
+        ctl.overrides = Some(state.clone());
+        let generation = self.install(snap, Some(state), trigger, false);
         Ok(Applied {
             generation,
             persist_error,
@@ -536,10 +553,10 @@ impl Reloader {
 /// Call it once the snapshot is live (labels of the retired one are dropped here). The reload is
 /// counted last, so whoever sees the new generation also sees everything else it published.
 pub fn publish(metrics: &Metrics, snap: &Snapshot) {
-    metrics.set_share_bp(snap.split.share_bp);
+    metrics.set_share_bp(snap.routing.split.share_bp);
     metrics.set_split_sides(
-        &snap.storefronts[snap.split.from].name,
-        &snap.storefronts[snap.split.to].name,
+        &snap.storefronts[snap.routing.split.from].name,
+        &snap.storefronts[snap.routing.split.to].name,
     );
     metrics.set_redirect_tables(
         snap.redirects
@@ -551,7 +568,7 @@ pub fn publish(metrics: &Metrics, snap: &Snapshot) {
 }
 
 /// Frees a retired snapshot on a low-priority thread once no request holds it any more. Its
-/// redirect tables' memory is kept for the next reload a little while (`redirects::spare`).
+/// redirect tables' memory is kept for the next reload a little while (`redirects::recycle`).
 fn retire(mut old: Arc<Snapshot>) {
     tokio::spawn(async move {
         while Arc::strong_count(&old) > 1 {
@@ -561,7 +578,7 @@ fn retire(mut old: Arc<Snapshot>) {
             if let Some(snap) = Arc::get_mut(&mut old) {
                 std::mem::take(&mut snap.redirects)
                     .into_iter()
-                    .for_each(|r| crate::redirects::spare::recycle(r.table));
+                    .for_each(|r| crate::redirects::recycle::recycle(r.table));
             }
             drop(old)
         };

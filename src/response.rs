@@ -115,7 +115,7 @@ impl Drop for Finish {
             method = %self.method,
             status = self.status.as_u16(),
             storefront = %sf,
-            route = %self.snap.routes[self.route].name,
+            route = %self.snap.routing.routes[self.route].name,
             reason = self.reason.as_str(),
             upstream_ms = self.upstream_ttfb.map(|d| d.as_secs_f64() * 1000.0),
             total_ms = total.as_secs_f64() * 1000.0,

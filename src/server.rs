@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::drain::Activity;
-use crate::front::{self, Outcome, Prefixed};
+use crate::fast_path::{self, Outcome, Prefixed};
 use crate::metrics::TlsMetrics;
 use crate::proxy::{ConnInfo, Proxy};
 use crate::state::Limits;
@@ -363,7 +363,7 @@ async fn serve_connection<I>(
     } else {
         let drain = stopped(&mut draining);
         tokio::pin!(drain);
-        match front::serve(&proxy, stream, info, &limits, drain).await {
+        match fast_path::serve(&proxy, stream, info, &limits, drain).await {
             Outcome::Closed => return,
             Outcome::HandOff { io, served } => (io, served),
         }

@@ -12,12 +12,9 @@ use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 
 use crate::access_log::{AccessLog, AccessLogConfig};
-use crate::cohort::CohortPolicy;
-use crate::config::StateFile;
-use crate::force::OverridePolicy;
-use crate::health::Health;
 use crate::metrics::RequestMetrics;
-use crate::routing::{Route, Split, StorefrontId};
+use crate::routing::{self, StorefrontId};
+use crate::upstream::health::Health;
 use crate::upstream::Upstream;
 
 /// The shared handle: requests `load()`, reloads `store()`.
@@ -33,8 +30,6 @@ pub struct Storefront {
     /// Connection pool and settings; shared with the next snapshot when unchanged so reloads
     /// keep warm connections.
     pub upstream: Arc<Upstream>,
-    /// Pins issued at or before this unix second are released.
-    pub evacuated_at: Option<u64>,
     /// Last success and last error, for `/admin/status`; carried across reloads by name.
     pub health: Arc<Health>,
 }
@@ -88,6 +83,16 @@ pub struct Limits {
     pub drain_delay: Duration,
     /// h2 streams per client connection.
     pub h2_max_concurrent_streams: u32,
+}
+
+impl Limits {
+    /// The limits the HTTP/1 head parser enforces.
+    pub fn head(&self) -> crate::http1::HeadLimits {
+        crate::http1::HeadLimits {
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -144,20 +149,12 @@ pub struct Snapshot {
     pub generation_header: HeaderValue,
     /// What produced this snapshot: `startup`, `file`, `signal`, `admin`, `admin-split`...
     pub trigger: &'static str,
-    /// Admin API overrides laid over the file to build this snapshot, if any.
-    pub runtime: Option<Arc<StateFile>>,
     /// Limits.
     pub limits: Limits,
     /// Storefronts by id.
     pub storefronts: Vec<Storefront>,
-    /// Routes in order; the last is the implicit default (`split`).
-    pub routes: Vec<Route>,
-    /// The shift.
-    pub split: Split,
-    /// Cookie and pinning.
-    pub cohort: CohortPolicy,
-    /// Staff override.
-    pub overrides: OverridePolicy,
+    /// What routing decides by: routes, the shift, cohort cookie, staff override, evacuations.
+    pub routing: routing::Table,
     /// Header policy.
     pub headers: HeaderPolicy,
     /// Redirect tables, consulted in order.
@@ -175,6 +172,6 @@ pub struct Snapshot {
 impl Snapshot {
     /// Storefront id by name. Linear: there are a handful of storefronts.
     pub fn storefront_id(&self, name: &str) -> Option<StorefrontId> {
-        self.storefronts.iter().position(|s| s.name == name)
+        self.routing.storefront_id(name)
     }
 }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use cutover::cohort::CohortKeys;
+use cutover::routing::cohort::CohortKeys;
 use support::{get_new_conn, Backend, Client, ConfigSpec, InProc, Jar, ProxyProcess, KEY};
 
 const REQUESTS: usize = 1_000;

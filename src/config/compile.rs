@@ -18,10 +18,10 @@ use super::runtime::RuntimeOverrides;
 use super::tables::load_redirects;
 use super::{ConfigError, Source};
 use crate::access_log::AccessLog;
-use crate::cohort::{CohortKeys, CohortPolicy, DEFAULT_KEY};
-use crate::force::OverridePolicy;
 use crate::metrics::Metrics;
-use crate::routing::Split;
+use crate::routing::cohort::{CohortKeys, CohortPolicy, DEFAULT_KEY};
+use crate::routing::staff_override::OverridePolicy;
+use crate::routing::{self, Split};
 use crate::state::{HeaderPolicy, Limits, ListenerSpec, Snapshot, Storefront};
 use crate::upstream::{Upstream, UpstreamSettings};
 
@@ -153,6 +153,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
 
     // Storefronts.
     let mut storefronts = Vec::new();
+    let mut routing_storefronts = Vec::new();
     if raw.storefronts.len() < 2 {
         c.file(
             "storefront",
@@ -245,16 +246,21 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             .and_then(|p| p.storefronts.iter().find(|s| s.name == *name.get_ref()))
             .map(|s| &s.upstream);
         match Upstream::reuse_or_build(settings, previous) {
-            Ok(upstream) => storefronts.push(Storefront {
-                name: name.get_ref().clone(),
-                name_header: HeaderValue::from_str(name.get_ref()).expect("validated name"),
-                upstream,
-                evacuated_at: sf.evacuated_at.as_ref().map(|e| *e.get_ref()),
-                // Health outlives reloads: a share change must not forget the last error.
-                health: input
-                    .previous
-                    .and_then(|p| p.storefronts.iter().find(|s| s.name == *name.get_ref()))
-                    .map_or_else(Default::default, |s| Arc::clone(&s.health)),
+            Ok(upstream) => storefronts.push({
+                routing_storefronts.push(routing::StorefrontRouting {
+                    name: name.get_ref().clone(),
+                    evacuated_at: sf.evacuated_at.as_ref().map(|e| *e.get_ref()),
+                });
+                Storefront {
+                    name: name.get_ref().clone(),
+                    name_header: HeaderValue::from_str(name.get_ref()).expect("validated name"),
+                    upstream,
+                    // Health outlives reloads: a share change must not forget the last error.
+                    health: input
+                        .previous
+                        .and_then(|p| p.storefronts.iter().find(|s| s.name == *name.get_ref()))
+                        .map_or_else(Default::default, |s| Arc::clone(&s.health)),
+                }
             }),
             Err(e) => {
                 let span = sf.tls.as_ref().map_or(sf_span.span(), |t| t.span());
@@ -316,7 +322,9 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
     let cookie_name = rc
         .cookie
         .as_ref()
-        .map_or("cutover_cohort".to_string(), |v| v.get_ref().clone());
+        .map_or(CohortPolicy::DEFAULT_COOKIE.to_string(), |v| {
+            v.get_ref().clone()
+        });
     if let Some(v) = &rc.cookie {
         if !valid_name(v.get_ref()) {
             c.at(
@@ -337,7 +345,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             &mut c,
             &rc.max_age,
             "cohort.max_age",
-            Duration::from_secs(30 * 86_400),
+            CohortPolicy::DEFAULT_MAX_AGE,
         ),
         session_cookie: rc.session_cookie.as_ref().map(|s| s.get_ref().clone()),
         keys: CohortKeys::derive(secret.as_deref().unwrap_or(DEFAULT_KEY)),
@@ -347,7 +355,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             &mut c,
             &rc.pin_ttl,
             "cohort.pin_ttl",
-            Duration::from_secs(2 * 3600),
+            CohortPolicy::DEFAULT_PIN_TTL,
         ),
     };
 
@@ -356,7 +364,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
     let header = ro
         .header
         .as_ref()
-        .map_or(Some(HeaderName::from_static("x-cutover-force")), |h| {
+        .map_or(Some(OverridePolicy::DEFAULT_HEADER), |h| {
             HeaderName::from_bytes(h.get_ref().as_bytes())
                 .map_err(|_| c.at(h, "override.header", "not a valid header name"))
                 .ok()
@@ -378,19 +386,16 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
     let query_param: String = ro
         .query_param
         .as_ref()
-        .map_or("cutover".into(), |q| q.get_ref().clone());
+        .map_or(OverridePolicy::DEFAULT_QUERY_PARAM.into(), |q| {
+            q.get_ref().clone()
+        });
     let overrides = OverridePolicy {
         enabled: ro.enabled.unwrap_or(true),
-        prefilter: crate::force::QueryPrefilter::new(&query_param),
+        prefilter: crate::routing::staff_override::QueryPrefilter::new(&query_param),
         query_param,
-        header: header.unwrap_or(HeaderName::from_static("x-cutover-force")),
+        header: header.unwrap_or(OverridePolicy::DEFAULT_HEADER),
         token,
-        ttl: positive(
-            &mut c,
-            &ro.ttl,
-            "override.ttl",
-            Duration::from_secs(12 * 3600),
-        ),
+        ttl: positive(&mut c, &ro.ttl, "override.ttl", OverridePolicy::DEFAULT_TTL),
     };
 
     // Headers.
@@ -480,13 +485,15 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         state_file: admin_access.state_file,
         generation_header: HeaderValue::from(input.generation),
         trigger: "startup",
-        runtime: None,
         limits,
         storefronts,
-        routes,
-        split,
-        cohort,
-        overrides,
+        routing: routing::Table {
+            storefronts: routing_storefronts,
+            routes,
+            split,
+            cohort,
+            overrides,
+        },
         metrics,
         headers,
         redirects,

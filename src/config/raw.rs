@@ -104,27 +104,7 @@ pub struct RawLimits {
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
 }
 
-/// How the `Host` header reaches a storefront.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HostHeader {
-    /// The shopper's `Host` (what nginx does with `proxy_set_header Host $host`).
-    Client,
-    /// The upstream URL's authority (nginx's default `$proxy_host`; what SaaS origins often need).
-    Upstream,
-}
-
-/// Protocol spoken to a storefront.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UpstreamProtocol {
-    /// HTTP/1.1, and h2 when an https origin offers it through ALPN.
-    Auto,
-    /// HTTP/1.1 only.
-    Http1,
-    /// h2 with prior knowledge over plain TCP.
-    H2c,
-}
+pub use crate::upstream::{HostHeader, UpstreamProtocol};
 
 /// `[storefront.NAME]`.
 #[derive(Debug, Deserialize)]

@@ -109,3 +109,6 @@ pub(super) fn compile_routes(c: &mut Check<'_>, raw: &RawConfig, names: &[String
     });
     routes
 }
+
+#[cfg(test)]
+mod tests;

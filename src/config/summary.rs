@@ -29,7 +29,7 @@ impl fmt::Display for Summary<'_> {
             None => writeln!(f, "admin:       off")?,
         }
         writeln!(f, "storefronts:")?;
-        for sf in &s.storefronts {
+        for (sf, sr) in s.storefronts.iter().zip(&s.routing.storefronts) {
             let u = &sf.upstream.settings;
             writeln!(
                 f,
@@ -38,17 +38,17 @@ impl fmt::Display for Summary<'_> {
                 u.scheme,
                 u.authority,
                 match u.host_header {
-                    crate::config::raw::HostHeader::Client => "client",
-                    crate::config::raw::HostHeader::Upstream => "upstream",
+                    crate::upstream::HostHeader::Client => "client",
+                    crate::upstream::HostHeader::Upstream => "upstream",
                 },
                 secs(u.connect_timeout),
                 secs(u.response_header_timeout),
                 u.pool_max_idle,
-                sf.evacuated_at
+                sr.evacuated_at
                     .map_or(String::new(), |t| format!(" evacuated_at={t}")),
             )?;
         }
-        let sp = s.split;
+        let sp = s.routing.split;
         writeln!(
             f,
             "split:       {} -> {}, {}.{:02}% of shoppers on {}",
@@ -59,7 +59,7 @@ impl fmt::Display for Summary<'_> {
             s.storefronts[sp.to].name
         )?;
         writeln!(f, "routes (first match wins):")?;
-        for (i, r) in s.routes.iter().enumerate() {
+        for (i, r) in s.routing.routes.iter().enumerate() {
             let m = &r.matcher;
             let mut conds = Vec::new();
             match &m.host {
@@ -101,14 +101,14 @@ impl fmt::Display for Summary<'_> {
             } else {
                 conds.join(" ")
             };
-            let n = if i + 1 == s.routes.len() {
+            let n = if i + 1 == s.routing.routes.len() {
                 "-".to_string()
             } else {
                 (i + 1).to_string()
             };
             writeln!(f, "  {n:>2}. {:<12} {:<40} -> {to}", r.name, conds)?;
         }
-        let c = &s.cohort;
+        let c = &s.routing.cohort;
         writeln!(
             f,
             "cohort:      cookie {} (max-age {}), pinning {}{}, bucket from {}",
@@ -126,7 +126,7 @@ impl fmt::Display for Summary<'_> {
                     "session cookie `{n}`, else a random draw"
                 )),
         )?;
-        let o = &s.overrides;
+        let o = &s.routing.overrides;
         if o.enabled {
             writeln!(
                 f,
@@ -161,10 +161,10 @@ impl fmt::Display for Summary<'_> {
 /// Things that are valid but probably not what the operator wants.
 pub fn warnings(s: &Snapshot) -> Vec<String> {
     let mut w = Vec::new();
-    if s.cohort.default_key {
+    if s.routing.cohort.default_key {
         w.push("cohort.key is not set: cohort cookies are signed with a public default key, so shoppers could forge a staff override pin; set cohort.key (the same on every replica)".into());
     }
-    if s.overrides.enabled && s.overrides.token.is_none() {
+    if s.routing.overrides.enabled && s.routing.overrides.token.is_none() {
         w.push("override has no token: anyone can pick a storefront with ?cutover=<name>".into());
     }
     // Certificate warnings (expiring within 14 days, misordered chain): errors already failed the

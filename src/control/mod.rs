@@ -120,6 +120,7 @@ impl Control {
             last_reload: self.reloader.last(),
             state_file_error: self.reloader.state_error(),
             file_share_bp: self.reloader.file_share_bp(),
+            operator_state: self.reloader.operator_state(),
         };
         json(StatusCode::OK, &status::build(&snap, ctx))
     }
@@ -165,7 +166,7 @@ impl Control {
     }
 
     async fn change(&self, change: Change, storefront: Option<&str>) -> AdminResponse {
-        let before = self.reloader.state().load().split.share_bp;
+        let before = self.reloader.state().load().routing.split.share_bp;
         match self.reloader.change(change).await {
             Ok(applied) => {
                 let snap = self.reloader.state().load_full();
@@ -177,21 +178,21 @@ impl Control {
                 }
                 let sf = storefront.and_then(|n| snap.storefront_id(n));
                 if let Some(id) = sf {
-                    if id == snap.split.to && snap.split.share_bp > 0 {
+                    if id == snap.routing.split.to && snap.routing.split.share_bp > 0 {
                         notes.push(format!(
                             "{} still gets {:.2}% of shoppers through the split; `cutover shift 0` moves them",
                             snap.storefronts[id].name,
-                            status::percent(snap.split.share_bp)
+                            status::percent(snap.routing.split.share_bp)
                         ));
                     }
-                    if id == snap.split.from && snap.split.share_bp < 10_000 {
+                    if id == snap.routing.split.from && snap.routing.split.share_bp < 10_000 {
                         notes.push(format!(
                             "{} still gets {:.2}% of shoppers through the split; `cutover shift 100` moves them",
                             snap.storefronts[id].name,
-                            100.0 - status::percent(snap.split.share_bp)
+                            100.0 - status::percent(snap.routing.split.share_bp)
                         ));
                     }
-                    if !snap.cohort.pinning {
+                    if !snap.routing.cohort.pinning {
                         notes.push(
                             "split pinning is off: only staff override pins were held".into(),
                         );
@@ -201,10 +202,10 @@ impl Control {
                     StatusCode::OK,
                     &ChangeAnswer {
                         generation: applied.generation,
-                        new_share: status::percent(snap.split.share_bp),
+                        new_share: status::percent(snap.routing.split.share_bp),
                         previous_share: status::percent(before),
                         storefront: sf.map(|id| snap.storefronts[id].name.clone()),
-                        evacuated_at: sf.and_then(|id| snap.storefronts[id].evacuated_at),
+                        evacuated_at: sf.and_then(|id| snap.routing.storefronts[id].evacuated_at),
                         persisted: applied.persist_error.is_none(),
                         notes,
                     },
@@ -237,8 +238,8 @@ impl Control {
                     &ReloadAnswer {
                         generation,
                         applied: true,
-                        new_share: status::percent(snap.split.share_bp),
-                        overrides: snap.runtime.is_some(),
+                        new_share: status::percent(snap.routing.split.share_bp),
+                        overrides: self.reloader.operator_state().is_some(),
                     },
                 )
             }

@@ -167,11 +167,13 @@ pub struct Context {
     pub state_file_error: Option<String>,
     /// The file's own share (without overrides), when known.
     pub file_share_bp: Option<u16>,
+    /// Operator state laid over the file in the snapshot in force.
+    pub operator_state: Option<std::sync::Arc<crate::config::StateFile>>,
 }
 
 /// Builds the status of `snap`.
 pub fn build(snap: &Snapshot, ctx: Context) -> Status {
-    let runtime = snap.runtime.as_deref();
+    let runtime = ctx.operator_state.as_deref();
     let overridden_share = runtime.is_some_and(|r| r.overrides.new_share_bp.is_some());
     let storefronts = snap
         .storefronts
@@ -187,8 +189,8 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
                     "{}://{}",
                     sf.upstream.settings.scheme, sf.upstream.settings.authority
                 ),
-                evacuated_at: sf.evacuated_at,
-                evacuated_at_source: sf.evacuated_at.map(|at| {
+                evacuated_at: snap.routing.storefronts[id].evacuated_at,
+                evacuated_at_source: snap.routing.storefronts[id].evacuated_at.map(|at| {
                     if ev_override == Some(&at) {
                         "override".into()
                     } else {
@@ -226,18 +228,18 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
             state_file: snap.state_file.display().to_string(),
         },
         split: SplitInfo {
-            from: snap.storefronts[snap.split.from].name.clone(),
-            to: snap.storefronts[snap.split.to].name.clone(),
-            new_share: percent(snap.split.share_bp),
+            from: snap.storefronts[snap.routing.split.from].name.clone(),
+            to: snap.storefronts[snap.routing.split.to].name.clone(),
+            new_share: percent(snap.routing.split.share_bp),
             new_share_source: if overridden_share { "override" } else { "file" }.into(),
         },
         pins: PinsInfo {
-            cookie: snap.cohort.cookie.clone(),
-            pinning: snap.cohort.pinning,
-            pin_ttl_seconds: snap.cohort.pin_ttl.as_secs(),
-            override_enabled: snap.overrides.enabled,
-            override_ttl_seconds: snap.overrides.ttl.as_secs(),
-            default_key: snap.cohort.default_key,
+            cookie: snap.routing.cohort.cookie.clone(),
+            pinning: snap.routing.cohort.pinning,
+            pin_ttl_seconds: snap.routing.cohort.pin_ttl.as_secs(),
+            override_enabled: snap.routing.overrides.enabled,
+            override_ttl_seconds: snap.routing.overrides.ttl.as_secs(),
+            default_key: snap.routing.cohort.default_key,
         },
         storefronts,
         redirects: snap

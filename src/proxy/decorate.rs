@@ -4,10 +4,10 @@ use http::header::{SET_COOKIE, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderMap, HeaderValue};
 
 use super::{ConnInfo, STOREFRONT_HEADER};
-use crate::cohort;
+use crate::http1::wire;
+use crate::routing::cohort;
 use crate::routing::Decision;
 use crate::state::Snapshot;
-use crate::wire;
 
 /// The storefront header, HSTS on TLS listeners, and the cohort cookie when it changed.
 ///
@@ -33,10 +33,10 @@ impl<'s> Decoration<'s> {
             .storefront_response
             .then(|| &snap.storefronts[decision.storefront].name_header);
         let set_cookie = decision.set_cookie.as_ref().map(|cookie| {
-            let value = cohort::encode(cookie, &snap.cohort.keys, |id| {
+            let value = cohort::encode(cookie, &snap.routing.cohort.keys, |id| {
                 snap.storefronts[id].name.clone()
             });
-            cohort::set_cookie_header(&snap.cohort, &value, conn.tls)
+            cohort::set_cookie_header(&snap.routing.cohort, &value, conn.tls)
         });
         Decoration {
             hsts,

@@ -11,14 +11,14 @@ use hyper::body::Incoming;
 
 use super::decorate::Decoration;
 use super::{strip_port, valid_request_id, ConnInfo, Proxy};
-use crate::force;
-use crate::front::{write, Head};
+use crate::http1::wire;
+use crate::http1::{write, Head};
 use crate::redirects::{ApplyTo, GONE_BODY};
-use crate::request_headers::RequestHeaders;
 use crate::response::{AccessFields, Finish, ProxyBody};
+use crate::routing::request_headers::RequestHeaders;
+use crate::routing::staff_override;
 use crate::routing::{Decision, Reason, RequestView};
 use crate::state::Snapshot;
-use crate::wire;
 
 /// What the request path knows about a request when it asks the redirect tables.
 pub(super) struct Asked<'a> {
@@ -181,7 +181,7 @@ impl Proxy {
         if snap.redirects.is_empty() {
             return None;
         }
-        let on_new = decision.storefront == snap.split.to;
+        let on_new = decision.storefront == snap.routing.split.to;
         // `shop.example.` is `shop.example`, as the table keys it.
         let host = host.trim_end_matches('.');
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -191,14 +191,14 @@ impl Proxy {
         };
         // The override parameters are cutover's own, as on the way to a storefront: left in,
         // `?cutover=new` would change a query key (no match) or ride along into the Location.
-        let stripped = force::strip_path_and_query(path, query, &snap.overrides);
+        let stripped = staff_override::strip_path_and_query(path, query, &snap.routing.overrides);
         let pq = stripped.as_deref().unwrap_or(pq);
         let hit = snap
             .redirects
             .iter()
             .filter(|r| on_new || r.table.applies_to() == ApplyTo::All)
             .find_map(|r| r.table.lookup(&host, pq))?;
-        let status = hit.status(snap.split.share_bp == 10_000);
+        let status = hit.status(snap.routing.split.share_bp == 10_000);
         snap.metrics.redirect_served(status);
         Some((status, hit.location))
     }

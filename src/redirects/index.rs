@@ -1,7 +1,7 @@
 //! The table's hash index: open-addressing slots of entry numbers, and a miss filter in front
 //! of the exact slots. Keys live in the table's arena; the index only says where.
 
-use super::spare::reuse;
+use super::recycle::reuse;
 
 /// An open-addressing index of entry numbers; linear probing, load kept under 0.6. Each slot
 /// holds the entry number, 32 more bits of its hash, and where the key is in the arena.
@@ -35,7 +35,7 @@ fn tag(hash: u64) -> u64 {
 }
 
 impl Slots {
-    /// Room for `n` keys, in `buf`'s memory if it fits (`spare::fits`; its bytes are added to
+    /// Room for `n` keys, in `buf`'s memory if it fits (`recycle::fits`; its bytes are added to
     /// `reused`).
     pub(super) fn reusing(buf: Vec<Slot>, n: usize, reused: &mut usize) -> Self {
         let cap = (n.saturating_mul(5) / 3 + 1).max(8).next_power_of_two();

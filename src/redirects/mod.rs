@@ -18,8 +18,8 @@ mod error;
 mod index;
 mod missed;
 mod normalize;
+pub(crate) mod recycle;
 mod report;
-pub(crate) mod spare;
 mod table;
 mod validate;
 
@@ -116,7 +116,7 @@ pub fn load(cfg: &TableConfig, ctx: &LoadContext<'_>) -> Result<Loaded, LoadErro
     let read = std::fs::File::open(&path).and_then(|mut f| {
         use std::io::Read;
         let len = f.metadata()?.len();
-        data = spare::take_read(usize::try_from(len).unwrap_or(usize::MAX));
+        data = recycle::take_read(usize::try_from(len).unwrap_or(usize::MAX));
         f.read_to_end(&mut data)
     });
     let built = match read {
@@ -127,7 +127,7 @@ pub fn load(cfg: &TableConfig, ctx: &LoadContext<'_>) -> Result<Loaded, LoadErro
         }
         .into()),
     };
-    spare::keep_read(data);
+    recycle::keep_read(data);
     built
 }
 
@@ -165,7 +165,7 @@ fn build(
     file: String,
     data: &[u8],
 ) -> Result<Loaded, LoadErrors> {
-    let mem = spare::take_table(data.len()).unwrap_or_default();
+    let mem = recycle::take_table(data.len()).unwrap_or_default();
     build_in(cfg, ctx, file, data, mem)
 }
 

@@ -9,7 +9,7 @@
 //! backslash that a browser would read as `/`.
 
 use super::config::{ParamFilter, QueryMode, TableConfig, TrailingSlash};
-use crate::scan;
+use crate::http1::scan;
 
 /// The matching options of one table, compiled once.
 #[derive(Debug, Clone)]

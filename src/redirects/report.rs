@@ -30,7 +30,7 @@ pub struct Report {
     pub url_bytes: usize,
     /// Heap bytes of the table beyond `url_bytes` (entries, hash slots, spare capacity).
     pub overhead_bytes: usize,
-    /// Bytes of a retired table's memory the table was built in (`redirects::spare`; 0 when
+    /// Bytes of a retired table's memory the table was built in (`redirects::recycle`; 0 when
     /// built in fresh memory). Logged, not printed: it says how the load ran, not what it found.
     pub reused_bytes: usize,
     /// The first [`Report::KEEP_WARNINGS`] warnings.

@@ -9,9 +9,9 @@
 use super::config::{ApplyTo, DuringShift, QueryMode, TableConfig};
 use super::index::{MissFilter, Slot, Slots};
 use super::normalize::{build_location, Matching, Normalized};
-use super::spare::{fits, reuse};
+use super::recycle::{fits, reuse};
 use super::Hit;
-use crate::scan;
+use crate::http1::scan;
 use http::StatusCode;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -78,7 +78,7 @@ thread_local! {
 pub(crate) const MAX_URL: usize = 8192;
 
 /// A table's big allocations without their contents: what a retired table leaves for the next
-/// load (see `spare`).
+/// load (see `recycle`).
 #[derive(Default)]
 pub(crate) struct Buffers {
     arena: String,
@@ -113,7 +113,7 @@ impl Buffers {
 
 impl RedirectTable {
     /// An empty table sized for `rows` rows and `url_bytes` of URL text, in `mem`: a retired
-    /// table's memory (`spare`), so a reload writes to pages the process already has, or none.
+    /// table's memory (`recycle`), so a reload writes to pages the process already has, or none.
     /// Also returns how many bytes of `mem` it kept (buffers that do not fit are freed).
     pub(crate) fn with_capacity(
         cfg: &TableConfig,
@@ -161,9 +161,9 @@ impl RedirectTable {
         }
     }
 
-    /// Gives the table's memory to the next load (`spare`); the rest of it is dropped.
+    /// Gives the table's memory to the next load (`recycle`); the rest of it is dropped.
     pub(crate) fn recycle(self) {
-        super::spare::keep_table(self.into_buffers());
+        super::recycle::keep_table(self.into_buffers());
     }
 
     /// The table's name from the config.

@@ -351,7 +351,7 @@ fn shipped_sample_plan_is_valid() {
     );
 }
 
-/// A reload builds in the memory of the table it retires (`spare`): nothing of the old table
+/// A reload builds in the memory of the table it retires (`recycle`): nothing of the old table
 /// may show through. Memory much larger than the new table needs is not reused (it would keep
 /// the big table's pages alive), and too little is replaced.
 #[test]

@@ -23,14 +23,36 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{BoxError, UpstreamBody};
-use crate::config::raw::{HostHeader, UpstreamProtocol};
-use crate::outgoing::Outgoing;
+use crate::headers::outgoing::Outgoing;
 use crate::tls::UpstreamTlsOptions;
 
 pub mod h1;
+pub mod health;
 pub mod pool;
 
 pub use pool::{Pool, ResponseBody};
+
+/// How the `Host` header reaches a storefront.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostHeader {
+    /// The shopper's `Host` (what nginx does with `proxy_set_header Host $host`).
+    Client,
+    /// The upstream URL's authority (nginx's default `$proxy_host`; what SaaS origins often need).
+    Upstream,
+}
+
+/// Protocol spoken to a storefront.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, and h2 when an https origin offers it through ALPN.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// h2 with prior knowledge over plain TCP.
+    H2c,
+}
 
 /// Everything that shapes a storefront's connections; equal settings share one pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,6 +399,14 @@ mod tests {
     use super::*;
     use UpstreamProtocol::{Auto, H2c, Http1};
 
+    #[test]
+    fn error_kind_label_order_matches_declaration() {
+        // Metric handles are indexed by `kind as usize`; ALL must list kinds in that order.
+        for (i, k) in UpstreamErrorKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{}", k.as_str());
+        }
+    }
+
     fn settings(scheme: &str, protocol: UpstreamProtocol) -> UpstreamSettings {
         UpstreamSettings {
             scheme: scheme.parse().unwrap(),
@@ -434,7 +464,7 @@ mod tests {
             trust_forwarded: false,
             via: None,
             host: None,
-            remove: [&crate::force::TOKEN_HEADER_NAME; 2],
+            remove: [&crate::routing::staff_override::TOKEN_HEADER_NAME; 2],
             set: [None; 4],
         };
         let err = up

@@ -45,7 +45,7 @@ use tower_service::Service;
 use super::h1::{self, Conn};
 use super::UpstreamError;
 use crate::body::{BoxError, UpstreamBody};
-use crate::outgoing::Outgoing;
+use crate::headers::outgoing::Outgoing;
 
 /// An idle connection and when it became idle.
 struct Idle {

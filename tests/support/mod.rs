@@ -39,9 +39,9 @@ pub const KEY: &str = "e2e-test-key";
 /// A `Cookie` header value that places a shopper in `bucket` (0..9999) with no pin, so a test
 /// picks the side of the split instead of depending on a random assignment.
 pub fn cohort_cookie(bucket: u16) -> String {
-    let value = cutover::cohort::encode(
-        &cutover::cohort::CohortCookie { bucket, pin: None },
-        &cutover::cohort::CohortKeys::derive(KEY),
+    let value = cutover::routing::cohort::encode(
+        &cutover::routing::cohort::CohortCookie { bucket, pin: None },
+        &cutover::routing::cohort::CohortKeys::derive(KEY),
         |_| unreachable!("no pin"),
     );
     format!("cutover_cohort={value}")

@@ -5,8 +5,8 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, Version};
 
 use super::{Framing, H1Error};
-use crate::outgoing::Outgoing;
-use crate::wire;
+use crate::headers::outgoing::Outgoing;
+use crate::http1::wire;
 
 /// Writes the request head into `out`, with the headers the proxy sets (`outgoing`);
 /// returns (chunked, Content-Length owed).
@@ -69,8 +69,8 @@ pub(super) fn push_hex(out: &mut Vec<u8>, n: u64) {
 /// section 8.6 allows).
 pub(super) fn content_length(value: &HeaderValue) -> Option<u64> {
     let mut found = None;
-    for part in crate::scan::split_bytes(value.as_bytes(), b',') {
-        let n = crate::scan::parse_decimal(part.trim_ascii())?;
+    for part in crate::http1::scan::split_bytes(value.as_bytes(), b',') {
+        let n = crate::http1::scan::parse_decimal(part.trim_ascii())?;
         match found {
             Some(prev) if prev != n => return None,
             _ => found = Some(n),

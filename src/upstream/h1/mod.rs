@@ -31,7 +31,7 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use crate::body::{BoxError, UpstreamBody};
-use crate::outgoing::Outgoing;
+use crate::headers::outgoing::Outgoing;
 
 /// The socket, plain or TLS, as the connector hands it over.
 pub type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;

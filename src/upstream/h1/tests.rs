@@ -9,7 +9,7 @@ use http::header::CONTENT_LENGTH;
 use super::body::{chunk_size, MAX_CHUNK_LINE};
 use super::framing::*;
 use super::*;
-use crate::scan::push_decimal;
+use crate::http1::scan::push_decimal;
 
 fn parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
     let mut b = http::Request::builder().method(method).uri(uri);

@@ -14,18 +14,24 @@
 //! Rule routes (`to = "old"`) always go where the rule says; an override seen on them still sets
 //! the pin for the shopper's next split page.
 
-use std::time::Duration;
+use http::Method;
 
-use http::{HeaderName, HeaderValue, Method};
+use self::cohort::{CohortCookie, Pin, PinKind};
+use self::request_headers::RequestHeaders;
+use self::staff_override::{Force, ForceRequest};
 
-use crate::cohort::{self, CohortCookie, Pin, PinKind};
-use crate::force::{self, Force, ForceRequest};
-use crate::request_headers::RequestHeaders;
-use crate::state::Snapshot;
+pub mod cohort;
+pub mod request_headers;
+pub mod staff_override;
+mod table;
 
-/// Index of a storefront in [`Snapshot::storefronts`].
+pub use table::{
+    prefix_matches, Action, HostPattern, Matcher, Route, Split, StorefrontRouting, Table,
+};
+
+/// Index of a storefront in [`Table::storefronts`].
 pub type StorefrontId = usize;
-/// Index of a route in [`Snapshot::routes`]; the last one is the implicit default.
+/// Index of a route in [`Table::routes`]; the last one is the implicit default.
 pub type RouteId = usize;
 
 /// Why a request went where it went; also a metric label.
@@ -65,124 +71,6 @@ impl Reason {
     }
 }
 
-/// A host condition, precompiled to lowercase.
-#[derive(Debug, Clone)]
-pub enum HostPattern {
-    /// `shop.example.com`
-    Exact(String),
-    /// `*.example.com`: stored as `.example.com`; matches one or more labels in front.
-    Suffix(String),
-}
-
-impl HostPattern {
-    fn matches(&self, host: &str) -> bool {
-        match self {
-            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
-            HostPattern::Suffix(s) => {
-                host.len() > s.len()
-                    && host.as_bytes()[host.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
-            }
-        }
-    }
-}
-
-/// Every condition of a route; all present ones must hold.
-#[derive(Debug, Clone, Default)]
-pub struct Matcher {
-    /// Host condition.
-    pub host: Option<HostPattern>,
-    /// Path prefix on segment boundaries, stored without a trailing slash (`/blog`).
-    pub path_prefix: Option<String>,
-    /// Exact path.
-    pub path: Option<String>,
-    /// Allowed methods; empty means any.
-    pub methods: Vec<Method>,
-    /// Header presence or exact value.
-    pub header: Option<(HeaderName, Option<HeaderValue>)>,
-    /// Cookie presence or exact value.
-    pub cookie: Option<(String, Option<String>)>,
-}
-
-/// `/blog` matches `/blog`, `/blog/` and `/blog/x`, never `/blogger`.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if prefix.is_empty() {
-        return true;
-    }
-    path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
-}
-
-impl Matcher {
-    /// Whether a request satisfies every condition.
-    pub fn matches(&self, req: &RequestView<'_>) -> bool {
-        if let Some(h) = &self.host {
-            if !h.matches(req.host) {
-                return false;
-            }
-        }
-        if let Some(p) = &self.path {
-            if req.path != p {
-                return false;
-            }
-        }
-        if let Some(p) = &self.path_prefix {
-            if !prefix_matches(p, req.path) {
-                return false;
-            }
-        }
-        if !self.methods.is_empty() && !self.methods.contains(req.method) {
-            return false;
-        }
-        if let Some((name, value)) = &self.header {
-            let ok = match value {
-                None => req.headers.contains(name),
-                Some(v) => req.headers.get_all(name).any(|x| x == v.as_bytes()),
-            };
-            if !ok {
-                return false;
-            }
-        }
-        if let Some((name, value)) = &self.cookie {
-            match (cohort::find_cookie(req.headers, name), value) {
-                (None, _) => return false,
-                (Some(got), Some(want)) if got != want => return false,
-                _ => {}
-            }
-        }
-        true
-    }
-}
-
-/// What a route does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Always this storefront.
-    Storefront(StorefrontId),
-    /// The cohort decides.
-    Split,
-}
-
-/// A compiled `[[route]]`.
-#[derive(Debug, Clone)]
-pub struct Route {
-    /// Name used in metrics and logs (`route[N]` when unnamed, `default` for the fallthrough).
-    pub name: String,
-    /// Conditions.
-    pub matcher: Matcher,
-    /// Target.
-    pub action: Action,
-}
-
-/// The gradual shift.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Split {
-    /// Where shoppers come from (`old`).
-    pub from: StorefrontId,
-    /// Where shoppers go (`new`).
-    pub to: StorefrontId,
-    /// Share on `to`, in basis points.
-    pub share_bp: u16,
-}
-
 /// The parts of a request routing looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
@@ -216,24 +104,17 @@ pub struct Decision {
 }
 
 /// First matching route; the snapshot always ends with a catch-all default.
-pub fn match_route(routes: &[crate::routing::Route], req: &RequestView<'_>) -> RouteId {
+pub fn match_route(routes: &[Route], req: &RequestView<'_>) -> RouteId {
     routes
         .iter()
         .position(|r| r.matcher.matches(req))
         .unwrap_or(routes.len().saturating_sub(1))
 }
 
-fn pin_ttl(snap: &Snapshot, kind: PinKind) -> Duration {
-    match kind {
-        PinKind::Split => snap.cohort.pin_ttl,
-        PinKind::Override => snap.overrides.ttl,
-    }
-}
-
-fn pin_valid(snap: &Snapshot, pin: &Pin, now: u64) -> bool {
-    let ttl = pin_ttl(snap, pin.kind).as_secs();
+fn pin_valid(table: &Table, pin: &Pin, now: u64) -> bool {
+    let ttl = table.pin_ttl(pin.kind).as_secs();
     let alive = now < pin.issued.saturating_add(ttl);
-    let not_evacuated = snap.storefronts[pin.storefront]
+    let not_evacuated = table.storefronts[pin.storefront]
         .evacuated_at
         .is_none_or(|t| pin.issued > t);
     alive && not_evacuated
@@ -242,18 +123,18 @@ fn pin_valid(snap: &Snapshot, pin: &Pin, now: u64) -> bool {
 /// Decides where a request goes. `now` is unix seconds; `fresh` gives a bucket to a shopper seen
 /// for the first time and is only called then.
 pub fn decide(
-    snap: &Snapshot,
+    table: &Table,
     req: &RequestView<'_>,
     now: u64,
     fresh: impl FnOnce() -> u16,
 ) -> Decision {
-    let route = match_route(&snap.routes, req);
-    let id_of = |name: &str| snap.storefront_id(name);
-    let force = force::read(&snap.overrides, req.headers, req.query, id_of);
+    let route = match_route(&table.routes, req);
+    let id_of = |name: &str| table.storefront_id(name);
+    let force = staff_override::read(&table.overrides, req.headers, req.query, id_of);
     let override_refused = force == ForceRequest::Refused;
 
-    let decoded = cohort::find_cookie(req.headers, &snap.cohort.cookie)
-        .map(|v| cohort::decode(v, &snap.cohort.keys, id_of));
+    let decoded = cohort::find_cookie(req.headers, &table.cohort.cookie)
+        .map(|v| cohort::decode(v, &table.cohort.keys, id_of));
     let cookie_present = decoded.is_some();
     let verified = decoded.flatten();
     let mut rewrite = cookie_present && verified.is_none_or(|d| d.stale_pin);
@@ -261,13 +142,13 @@ pub fn decide(
     let mut newly_assigned = false;
     let bucket = match verified {
         Some(d) => d.cookie.bucket,
-        None => match snap
+        None => match table
             .cohort
             .session_cookie
             .as_deref()
             .and_then(|name| cohort::find_cookie(req.headers, name))
         {
-            Some(session) => snap.cohort.keys.bucket_of(session),
+            Some(session) => table.cohort.keys.bucket_of(session),
             None => {
                 newly_assigned = true;
                 fresh()
@@ -277,7 +158,7 @@ pub fn decide(
 
     let mut pin = verified.and_then(|d| d.cookie.pin);
     if let Some(p) = pin {
-        if !pin_valid(snap, &p, now) {
+        if !pin_valid(table, &p, now) {
             pin = None;
             rewrite = true;
         }
@@ -298,7 +179,7 @@ pub fn decide(
         ForceRequest::None | ForceRequest::Refused => {}
     }
 
-    if let Action::Storefront(storefront) = snap.routes[route].action {
+    if let Action::Storefront(storefront) = table.routes[route].action {
         // Rules never assign a bucket by themselves (an image request should not mint a cookie),
         // but they carry an override or a repaired cookie to the browser.
         let set_cookie = rewrite.then_some(CohortCookie { bucket, pin });
@@ -319,8 +200,8 @@ pub fn decide(
                 PinKind::Override => Reason::Override,
             };
             // A returning shopper's pin slides forward once half its life is used.
-            if p.kind == PinKind::Split && snap.cohort.pinning {
-                let half = snap.cohort.pin_ttl.as_secs() / 2;
+            if p.kind == PinKind::Split && table.cohort.pinning {
+                let half = table.cohort.pin_ttl.as_secs() / 2;
                 if now.saturating_sub(p.issued) > half {
                     pin = Some(Pin { issued: now, ..p });
                     rewrite = true;
@@ -329,13 +210,13 @@ pub fn decide(
             (p.storefront, reason)
         }
         None => {
-            let split = snap.split;
+            let split = table.split;
             let s = if bucket < split.share_bp {
                 split.to
             } else {
                 split.from
             };
-            if snap.cohort.pinning {
+            if table.cohort.pinning {
                 pin = Some(Pin {
                     storefront: s,
                     kind: PinKind::Split,
@@ -360,5 +241,4 @@ pub fn decide(
 }
 
 #[cfg(test)]
-#[path = "routing_tests.rs"]
 mod tests;

@@ -18,7 +18,7 @@ pub(crate) fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[&[u8]]) {
 #[inline]
 pub(crate) fn content_length(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(b"content-length: ");
-    crate::scan::push_decimal(out, n);
+    crate::http1::scan::push_decimal(out, n);
     out.extend_from_slice(b"\r\n");
 }
 

@@ -18,7 +18,7 @@ pub(crate) fn status_line(out: &mut Vec<u8>, status: StatusCode) {
 /// `content-length` (when given), `date` and the blank line that ends the head.
 pub(crate) fn end_head(out: &mut Vec<u8>, content_length: Option<usize>) {
     if let Some(n) = content_length {
-        crate::wire::content_length(out, n as u64);
+        crate::http1::wire::content_length(out, n as u64);
     }
     out.extend_from_slice(b"date: ");
     out.extend_from_slice(&date());

@@ -15,7 +15,7 @@ use http::header::{FORWARDED, HOST, VIA};
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
 use crate::headers::{self, Hop};
-use crate::wire;
+use crate::http1::wire;
 
 /// What the proxy sets on one request; borrowed from the request's own state and snapshot.
 #[derive(Debug, Clone, Copy)]
@@ -147,5 +147,4 @@ fn list(out: &mut Vec<u8>, h: &HeaderMap, present: bool, name: &HeaderName, ours
 }
 
 #[cfg(test)]
-#[path = "outgoing_tests.rs"]
 mod tests;

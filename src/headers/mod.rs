@@ -11,6 +11,8 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+pub mod outgoing;
+
 /// Headers that describe one connection, never the message. Parsed once, not per request.
 static HOP_BY_HOP: [HeaderName; 6] = [
     HeaderName::from_static("keep-alive"),
@@ -173,7 +175,7 @@ impl std::fmt::Write for IpText {
 
 /// Writes one line of a list header: the `lines` already there (several lines of a list header
 /// are one list, RFC 9110 section 5.3; blank ones dropped), then `ours`, comma-separated. Shared
-/// by the map path below and the request writer ([`crate::outgoing`]), so both fold alike.
+/// by the map path below and the request writer ([`crate::headers::outgoing`]), so both fold alike.
 pub(crate) fn fold_list<'a>(
     out: &mut Vec<u8>,
     lines: impl Iterator<Item = &'a HeaderValue>,

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use crate::request_headers::RequestHeaders;
+use crate::http1::scan;
+use crate::routing::request_headers::RequestHeaders;
 use crate::routing::StorefrontId;
-use crate::scan;
 
 /// Header carrying the override token.
 pub const TOKEN_HEADER: &str = "x-cutover-token";
@@ -35,6 +35,29 @@ pub struct OverridePolicy {
     pub ttl: Duration,
     /// Built from `query_param`.
     pub prefilter: QueryPrefilter,
+}
+
+impl OverridePolicy {
+    /// Default query parameter.
+    pub const DEFAULT_QUERY_PARAM: &'static str = "cutover";
+    /// Default request header.
+    pub const DEFAULT_HEADER: HeaderName = HeaderName::from_static("x-cutover-force");
+    /// Default override pin lifetime: 12 hours.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(12 * 3600);
+}
+
+impl Default for OverridePolicy {
+    /// Enabled, no token, `?cutover=` and `x-cutover-force`, 12 h pins.
+    fn default() -> Self {
+        OverridePolicy {
+            enabled: true,
+            query_param: Self::DEFAULT_QUERY_PARAM.to_string(),
+            header: Self::DEFAULT_HEADER,
+            token: None,
+            ttl: Self::DEFAULT_TTL,
+            prefilter: QueryPrefilter::new(Self::DEFAULT_QUERY_PARAM),
+        }
+    }
 }
 
 /// Tells queries that may carry the override or token parameter from those that cannot, with

@@ -10,7 +10,24 @@ use std::mem::MaybeUninit;
 
 use http::Method;
 
-use crate::state::Limits;
+/// What a request head may be: beyond these it is handed to hyper, which answers 431.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Request head size.
+    pub max_header_bytes: usize,
+    /// Header count.
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    /// hyper's own limits, as `[limits]` defaults them.
+    fn default() -> Self {
+        HeadLimits {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+        }
+    }
+}
 
 /// Header slots on the stack. A head with more is hyper's (which applies `max_headers`).
 pub(crate) const SLOTS: usize = 128;
@@ -47,7 +64,7 @@ pub(crate) enum Parsed<'b> {
 pub(crate) fn parse<'b>(
     buf: &'b [u8],
     slots: &'b mut [MaybeUninit<httparse::Header<'b>>],
-    limits: &Limits,
+    limits: &HeadLimits,
 ) -> Parsed<'b> {
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, slots) {
@@ -88,7 +105,7 @@ pub(crate) fn parse<'b>(
     let Some(host) = host else {
         return Parsed::HandOff;
     };
-    let (path, query) = match crate::scan::split_once(target, b'?') {
+    let (path, query) = match crate::http1::scan::split_once(target, b'?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
@@ -158,7 +175,7 @@ fn ordinary_header(name: &[u8], value: &[u8]) -> bool {
         b"te",
     ];
     if name.eq_ignore_ascii_case(b"connection") {
-        return crate::scan::split_bytes(value, b',')
+        return crate::http1::scan::split_bytes(value, b',')
             .all(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"));
     }
     !FRAMING
@@ -172,7 +189,7 @@ mod tests {
 
     fn parse_str(head: &str) -> String {
         let mut slots = [const { MaybeUninit::uninit() }; SLOTS];
-        let limits = Limits::default();
+        let limits = HeadLimits::default();
         match parse(head.as_bytes(), &mut slots, &limits) {
             Parsed::Head(h, len) => format!(
                 "{} {} {:?} host={} n={} len={len}",
@@ -242,10 +259,9 @@ mod tests {
 
     #[test]
     fn limits_send_the_head_to_hyper_which_answers_431() {
-        let limits = Limits {
+        let limits = HeadLimits {
             max_header_bytes: 64,
             max_headers: 2,
-            ..Limits::default()
         };
         let mut slots = [const { MaybeUninit::uninit() }; SLOTS];
         let long = format!("GET /p HTTP/1.1\r\nHost: a\r\nX: {}", "y".repeat(64));
@@ -265,7 +281,7 @@ mod tests {
             "X: 1\r\n".repeat(SLOTS + 1)
         );
         assert!(matches!(
-            parse(over_slots.as_bytes(), &mut slots, &Limits::default()),
+            parse(over_slots.as_bytes(), &mut slots, &HeadLimits::default()),
             Parsed::HandOff
         ));
     }

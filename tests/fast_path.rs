@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cutover::app::App;
-use cutover::front::{self, Outcome};
+use cutover::fast_path::{self, Outcome};
 use cutover::proxy::ConnInfo;
 use cutover::state::Limits;
 use support::metrics::read_lines;
@@ -335,7 +335,7 @@ async fn the_front_answers_redirects_itself_and_hands_over_the_rest_unread() {
         tokio::spawn(async move {
             let drain = std::future::pending::<()>();
             tokio::pin!(drain);
-            front::serve(&proxy, server, conn, &Limits::default(), drain).await
+            fast_path::serve(&proxy, server, conn, &Limits::default(), drain).await
         })
     };
 

@@ -10,7 +10,7 @@
 //!
 //! So an HTTP/1 connection starts here. The front reads into one buffer, parses each head with
 //! httparse into stack slots, and asks `Proxy::answer_front`: routing runs on the raw headers
-//! (through [`crate::request_headers`]), and a table hit is written straight into the output.
+//! (through [`crate::routing::request_headers`]), and a table hit is written straight into the output.
 //! Pipelined heads are answered in order and written with one system call.
 //!
 //! The first request the front does not answer (a page for a storefront, a body, an upgrade,
@@ -35,11 +35,8 @@ use crate::response::Finish;
 use crate::state::Limits;
 use crate::timer::LazyTimer;
 
-mod head;
 mod prefixed;
-pub(crate) mod write;
 
-pub(crate) use head::Head;
 pub use prefixed::Prefixed;
 
 /// Bytes asked of the socket per read, as hyper's first read.
@@ -168,16 +165,16 @@ fn step(
     out: &mut Vec<u8>,
     pending: &mut Vec<Finish>,
 ) -> Step {
-    let mut slots = [const { MaybeUninit::uninit() }; head::SLOTS];
-    match head::parse(buf, &mut slots, limits) {
-        head::Parsed::Head(head, len) => match proxy.answer_front(conn, &head, out) {
+    let mut slots = [const { MaybeUninit::uninit() }; crate::http1::head::SLOTS];
+    match crate::http1::head::parse(buf, &mut slots, &limits.head()) {
+        crate::http1::head::Parsed::Head(head, len) => match proxy.answer_front(conn, &head, out) {
             Some(finish) => {
                 pending.push(finish);
                 Step::Answered(len)
             }
             None => Step::HandOff,
         },
-        head::Parsed::Partial => Step::Partial,
-        head::Parsed::HandOff => Step::HandOff,
+        crate::http1::head::Parsed::Partial => Step::Partial,
+        crate::http1::head::Parsed::HandOff => Step::HandOff,
     }
 }

@@ -20,9 +20,9 @@ use std::time::Duration;
 use http::header::COOKIE;
 use siphasher::sip::SipHasher13;
 
-use crate::request_headers::RequestHeaders;
+use crate::http1::scan;
+use crate::routing::request_headers::RequestHeaders;
 use crate::routing::StorefrontId;
-use crate::scan;
 
 /// Number of buckets; a share in basis points compares directly against a bucket.
 pub const BUCKETS: u16 = 10_000;
@@ -119,6 +119,28 @@ pub struct CohortPolicy {
     pub pin_ttl: Duration,
     /// Whether the key is the public default (reported by `cutover check`).
     pub default_key: bool,
+}
+
+impl CohortPolicy {
+    /// Default cookie name.
+    pub const DEFAULT_COOKIE: &'static str = "cutover_cohort";
+    /// Default cookie lifetime: 30 days.
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 86_400);
+    /// Default split pin lifetime: 2 hours.
+    pub const DEFAULT_PIN_TTL: Duration = Duration::from_secs(2 * 3600);
+
+    /// The defaults with keys derived from `secret`: what `[cohort] key = "..."` alone gives.
+    pub fn with_key(secret: &str) -> Self {
+        CohortPolicy {
+            cookie: Self::DEFAULT_COOKIE.to_string(),
+            max_age: Self::DEFAULT_MAX_AGE,
+            session_cookie: None,
+            keys: CohortKeys::derive(secret),
+            pinning: false,
+            pin_ttl: Self::DEFAULT_PIN_TTL,
+            default_key: secret == DEFAULT_KEY,
+        }
+    }
 }
 
 /// Looks up a cookie by name across every `Cookie` header (h2 clients may send several).

@@ -1,0 +1,38 @@
+//! HTTP/1 on the wire, both directions: request heads parsed from shoppers, response heads
+//! written to them, and the line writers the storefront client frames its requests with.
+//!
+//! Owns: byte scanning ([`scan`]), head lines ([`wire`]), the shopper-side head parser
+//! ([`head`]) and response writer ([`write`]). May import nothing of cutover's but itself:
+//! it sits at the bottom of the layer order (see the crate doc).
+//!
+//! # How cutover defends against request smuggling
+//! A request is framed exactly once, by one parser, and what cutover forwards is re-framed by
+//! cutover rather than copied:
+//! - **One parser per connection.** Shopper connections are parsed by httparse here (the fast
+//!   path) or by hyper (everything the fast path does not answer); a connection handed to hyper
+//!   is never parsed by the fast path again ([`crate::fast_path`]).
+//! - **Ambiguous framing is refused, not repaired.** A head with `Transfer-Encoding` and
+//!   `Content-Length`, an obfuscated or duplicated `Transfer-Encoding`, a signed or duplicated
+//!   `Content-Length`, or an HTTP/1.0 request with `Transfer-Encoding` never takes the fast path
+//!   ([`head`]'s framing check); hyper answers it with 400 or closes the connection. Proven by
+//!   `tests/smuggling.rs::ambiguous_framing_never_smuggles_a_request`.
+//! - **More than one `Host`** is a 400 (`tests/smuggling.rs::multiple_host_headers_are_rejected`).
+//! - **Framing headers are never copied to a storefront.** The request to a storefront gets
+//!   cutover's own `Content-Length` or `Transfer-Encoding: chunked` ([`crate::headers::outgoing`]
+//!   drops the shopper's, [`crate::upstream::h1`] writes the framing), so what the storefront
+//!   parses is what cutover parsed (`src/headers/outgoing/tests.rs`).
+//! - **Hop-by-hop headers** (`Connection` and the headers it names, `Upgrade`, `TE`, `Trailer`,
+//!   `Keep-Alive`, proxy headers) are removed both ways ([`crate::headers`]).
+//! - **Response framing from a storefront** is checked by the client (`upstream/h1/framing.rs`):
+//!   both `Content-Length` and `Transfer-Encoding`, or a `Transfer-Encoding` that does not end in
+//!   `chunked`, is read to close rather than trusted (`src/upstream/h1/tests.rs`).
+//! - **Limits** on head size, header count and URI length answer 431/414 as hyper does
+//!   (`tests/fast_path.rs`, `tests/limits.rs`).
+
+pub mod head;
+pub mod scan;
+pub(crate) mod wire;
+pub(crate) mod write;
+
+pub(crate) use head::Head;
+pub use head::HeadLimits;
