@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::config::values::parse_percent;
+use crate::values::parse_percent;
 use crate::config::{build, warnings, CompileInput, ConfigError, Source, StateFile, Summary};
 use crate::control::request::{expect_empty, parse};
 use crate::control::{SplitBody, SPLIT_EXAMPLE};

@@ -27,7 +27,7 @@
 //! clients   upstream
 //! domain    routing redirects
 //! policy    headers
-//! wire      http1 tls body timer background
+//! wire      http1 tls body timer background values
 //! ```
 //!
 //! What each owns (and so where a change goes):
@@ -81,3 +81,4 @@ pub mod state;
 pub mod timer;
 pub mod tls;
 pub mod upstream;
+pub mod values;

@@ -250,7 +250,7 @@ fn systemd_stop_timeout_outlasts_the_default_drain() {
         Some("/bin/kill -HUP $MAINPID")
     );
     let stop = unit_setting(&unit, "TimeoutStopSec").expect("TimeoutStopSec");
-    let stop = cutover::config::values::parse_duration(stop).expect("TimeoutStopSec duration");
+    let stop = cutover::values::parse_duration(stop).expect("TimeoutStopSec duration");
     let drain = cutover::state::Limits::default().drain_timeout;
     assert!(stop > drain, "TimeoutStopSec {stop:?} <= drain {drain:?}");
 }

@@ -153,7 +153,7 @@ fn notes(a: &ChangeAnswer) {
 }
 
 pub async fn shift(percent: &str, args: AdminArgs) -> anyhow::Result<bool> {
-    config::values::parse_percent(percent)
+    cutover::values::parse_percent(percent)
         .map_err(|e| anyhow!("`{percent}`: {e} (e.g. cutover shift 25, cutover shift 12.5)"))?;
     let t = resolve(&args)?;
     let body = serde_json::json!({ "new_share": percent }).to_string();

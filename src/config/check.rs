@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue, Uri};
 use toml::Spanned;
 
 use super::raw::RawNameValue;
-use super::values::HumanDuration;
+use crate::values::HumanDuration;
 use super::{Problem, Source};
 
 /// Collects problems against one source file.

@@ -13,7 +13,6 @@ mod routes;
 pub mod runtime;
 mod summary;
 mod tables;
-pub mod values;
 
 use std::fmt;
 use std::ops::Range;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{ByteSize, HumanDuration, OneOrMany, Share};
+use crate::values::{ByteSize, HumanDuration, OneOrMany, Share};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]

@@ -23,7 +23,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use toml::Spanned;
 
 use super::raw::RawConfig;
-use super::values::Share;
+use crate::values::Share;
 use super::{Problem, Source};
 
 /// What the admin API has changed relative to the file.

@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use crate::admin::{AdminResponse, Router};
-use crate::config::values::Share;
+use crate::values::Share;
 use crate::handover::{Handover, UpgradeError};
 use crate::reload::{Change, ChangeError, Reloader};
 use request::{authorize, error, expect_empty, json, parse, read_body};
