@@ -1037,3 +1037,168 @@ fn compose_files_pass_docker_compose_config() {
     let (ok, _) = compose_config(&[broken.to_str().unwrap()]);
     assert!(!ok, "docker-compose config accepts an unknown key");
 }
+
+/// A `cutover serve` started by a test under a fake systemd notification socket, stopped on drop.
+struct Served {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    notify: std::os::unix::net::UnixDatagram,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Served {
+    /// config/demo.toml on free ports, with its plan, served with `NOTIFY_SOCKET` set.
+    fn start() -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = std::fs::read_to_string(root().join("config/demo.toml")).unwrap();
+        let config = demo
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", free_port()))
+            .replace("127.0.0.1:9901", &format!("127.0.0.1:{}", free_port()));
+        std::fs::write(dir.path().join("cutover.toml"), config).unwrap();
+        std::fs::copy(
+            root().join("config/redirects.csv"),
+            dir.path().join("redirects.csv"),
+        )
+        .unwrap();
+        let sock = dir.path().join("notify.sock");
+        let notify = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let child = std::process::Command::new(cutover_bin())
+            .args(["serve", "--config"])
+            .arg(dir.path().join("cutover.toml"))
+            .env("NOTIFY_SOCKET", &sock)
+            .env("CUTOVER_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Served { child, dir, notify }
+    }
+
+    fn config(&self) -> String {
+        self.dir.path().join("cutover.toml").display().to_string()
+    }
+
+    /// The next notification containing `what` (generous deadline: the recv timeout).
+    fn wait_for(&self, what: &str) -> String {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = self
+                .notify
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no `{what}` on NOTIFY_SOCKET: {e}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if msg.contains(what) {
+                return msg;
+            }
+        }
+    }
+
+    /// The unit's ExecReload, with the binary and config of this test.
+    fn exec_reload(&self) -> (bool, String) {
+        let unit = std::fs::read_to_string(root().join("deploy/systemd/cutover.service")).unwrap();
+        let reload = unit_setting(&unit, "ExecReload").unwrap();
+        let args: Vec<String> = reload
+            .split_whitespace()
+            .skip(1)
+            .map(|a| {
+                if a == "/etc/cutover/cutover.toml" {
+                    self.config()
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        let out = run_tool(
+            cutover_bin(),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[],
+        );
+        (out.status.success(), text(&out.stdout) + &text(&out.stderr))
+    }
+}
+
+/// `Type=notify` waits for READY=1; the unit's `ExecReload` fails on a rejected config.
+#[test]
+fn serve_notifies_readiness_and_exec_reload_reports_a_rejected_config() {
+    let served = Served::start();
+    served.wait_for("READY=1");
+    let (ok, out) = served.exec_reload();
+    assert!(ok, "ExecReload on a good config:\n{out}");
+    let path = served.config();
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, good.replace("new_share = 10", "new_share = 250")).unwrap();
+    let (ok, out) = served.exec_reload();
+    assert!(!ok, "ExecReload must fail on a rejected config:\n{out}");
+    assert!(
+        out.contains("rejected") && out.contains("new_share"),
+        "says why:\n{out}"
+    );
+    std::fs::write(&path, good).unwrap();
+    let (ok, out) = served.exec_reload();
+    assert!(ok, "ExecReload after the fix:\n{out}");
+}
+
+/// After `cutover upgrade` under `Type=notify`/`NotifyAccess=all`, systemd must hear READY=1 and
+/// MAINPID=<successor> and nothing that stops the unit. The draining predecessor still sends
+/// STOPPING=1 (src/app.rs `App::drain` calls `handover::notify_stopping()` even after a handover),
+/// which systemd takes as the whole service stopping: it then kills the successor after
+/// TimeoutStopSec. Run with --ignored once that is fixed in src/.
+#[test]
+#[ignore = "src/app.rs sends STOPPING=1 from the handed-over predecessor; see the deploy report"]
+fn upgrade_under_systemd_notify_never_reports_stopping() {
+    let mut served = Served::start();
+    served.wait_for("READY=1");
+    let old = served.child.id();
+    let out = run_tool(
+        cutover_bin(),
+        &["upgrade", "--config", &served.config()],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "cutover upgrade:\n{}",
+        text(&out.stderr)
+    );
+    let ready = served.wait_for("MAINPID=");
+    let new: u32 = ready
+        .lines()
+        .find_map(|l| l.strip_prefix("MAINPID="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(new, old);
+    let stopped = served.child.wait().unwrap();
+    let _ = std::process::Command::new("kill")
+        .arg(new.to_string())
+        .status();
+    assert!(
+        stopped.success(),
+        "the predecessor drains and exits cleanly"
+    );
+    served.notify.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = served.notify.recv(&mut buf) {
+        let msg = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            !msg.contains("STOPPING=1"),
+            "after the handover systemd got {msg:?}"
+        );
+    }
+}
