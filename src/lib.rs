@@ -68,6 +68,7 @@ pub mod response;
 pub mod routing;
 pub mod scan;
 pub mod server;
+pub mod shadow;
 pub mod state;
 pub mod timer;
 pub mod tls;
