@@ -9,6 +9,7 @@
 //! - [`fallback`]: the pure policy for asking old when new answers 404, and its top URLs.
 //! - [`config`]: the `[shadow]` and `[fallback]` sections.
 
+pub mod compare;
 pub mod entities;
 pub mod html;
 pub mod topk;
