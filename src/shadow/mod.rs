@@ -10,7 +10,10 @@
 //! - [`config`]: the `[shadow]` and `[fallback]` sections.
 
 pub mod compare;
+pub mod counters;
 pub mod entities;
+pub mod fallback;
 pub mod html;
+pub mod report;
 pub mod topk;
 pub mod url;

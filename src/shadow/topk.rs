@@ -66,8 +66,9 @@ impl TopK {
         let Some(min) = self.slots.iter_mut().min_by_key(|s| s.count) else {
             return; // capacity 0
         };
-        min.key.clear();
-        min.key.push_str(key);
+        // A fresh string rather than reusing the old one's buffer: reuse would let every slot's
+        // capacity creep up to the longest URL ever seen.
+        min.key = key.to_owned();
         min.error = min.count;
         min.count += 1;
     }
