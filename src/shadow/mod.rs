@@ -10,6 +10,7 @@
 //! - [`config`]: the `[shadow]` and `[fallback]` sections.
 
 pub mod compare;
+pub mod config;
 pub mod counters;
 pub mod entities;
 pub mod fallback;
