@@ -14,7 +14,13 @@ pub mod config;
 pub mod counters;
 pub mod entities;
 pub mod fallback;
+mod fetch;
 pub mod html;
+pub mod mirror;
 pub mod report;
 pub mod topk;
 pub mod url;
+
+pub use compare::{MismatchKind, ShadowResult};
+pub use config::{FallbackConfig, ShadowConfig, ShadowSettings, Storefront};
+pub use mirror::{MapUrl, OfferRequest, Offered, Shadow, Targets};
