@@ -77,6 +77,7 @@ pub mod reload;
 pub mod response;
 pub mod routing;
 pub mod server;
+pub mod shadow;
 pub mod state;
 pub mod timer;
 pub mod tls;
