@@ -51,6 +51,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod drain;
+pub mod fleet;
 pub mod force;
 pub mod front;
 #[doc(hidden)]
