@@ -528,3 +528,23 @@ async fn tls_endpoint_verified_with_the_configured_ca() {
     let text = untrusted.get(b"/tls/k").await.unwrap_err().to_string();
     assert!(text.to_lowercase().contains("certificate"), "{text}");
 }
+
+/// A pooled keep-alive connection to the old process is retried once, not reported as an outage.
+#[tokio::test]
+async fn the_first_call_after_an_etcd_restart_succeeds_on_pooled_connections() {
+    let Some(mut etcd) = EtcdServer::start() else {
+        return;
+    };
+    let s = store(&etcd);
+    let v1 = s.write_state(0, json!({"share": 1})).await.unwrap();
+    for round in 0..3 {
+        etcd.restart();
+        let current = s
+            .read()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(current.0.unwrap().revision, v1.revision);
+    }
+    let v2 = s.write_state(v1.revision, json!({"share": 2})).await;
+    assert_eq!(v2.unwrap().record.generation, 2);
+}

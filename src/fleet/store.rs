@@ -216,6 +216,17 @@ impl FleetStore {
                 self.remember(&Some(v.clone()));
                 Ok(v)
             }
+            // Our own write, landed by an attempt whose answer was lost (see EtcdClient::call).
+            TxnOutcome::Conflict {
+                current: Some(kv), ..
+            } if kv.value == bytes => {
+                let v = Versioned {
+                    record,
+                    revision: kv.mod_revision,
+                };
+                self.remember(&Some(v.clone()));
+                Ok(v)
+            }
             TxnOutcome::Conflict { current, .. } => {
                 let current = current.map(|kv| self.decode(&kv)).transpose()?;
                 self.remember(&current);

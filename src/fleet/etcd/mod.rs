@@ -261,6 +261,11 @@ impl EtcdClient {
                 {
                     self.set_state(idx, |s| s.token = None);
                 }
+                // Safe to repeat: reads and keep-alives are idempotent, a put writes the same
+                // value, and a compare-and-swap that did land the first time fails its compare
+                // (the store recognises its own value in the conflict).
+                Err(EtcdError::Transport { ref reason, .. })
+                    if retry == 0 && reason.ends_with(STALE) => {}
                 other => return other,
             }
         }
@@ -388,12 +393,12 @@ impl EtcdClient {
             reason,
         };
         let exchange = async {
-            let resp = self
-                .inner
-                .http
-                .request(req)
-                .await
-                .map_err(|e| transport(error_chain(&e)))?;
+            let resp = self.inner.http.request(req).await.map_err(|e| {
+                // Not a connect error: most often a pooled keep-alive connection the server
+                // closed (etcd restarted). Marked so the call is retried once on a new one.
+                let stale = if e.is_connect() { "" } else { STALE };
+                transport(format!("{}{stale}", error_chain(&e)))
+            })?;
             let status = resp.status().as_u16();
             let bytes = resp
                 .into_body()
@@ -493,6 +498,9 @@ impl EtcdClient {
         })
     }
 }
+
+/// Suffix of a transport error on an established (possibly stale pooled) connection.
+const STALE: &str = " (on an open connection)";
 
 /// The gateway prefix for a cluster version such as `3.4.0`.
 fn api_prefix_for(cluster_version: &str) -> Option<&'static str> {
