@@ -548,3 +548,60 @@ async fn the_first_call_after_an_etcd_restart_succeeds_on_pooled_connections() {
     let v2 = s.write_state(v1.revision, json!({"share": 2})).await;
     assert_eq!(v2.unwrap().record.generation, 2);
 }
+
+/// A leader that cannot reach etcd cannot prove its lease: it steps down within the TTL, and
+/// campaigns again once etcd is back.
+#[tokio::test]
+async fn a_leader_cut_off_from_etcd_steps_down_and_returns() {
+    let Some(mut etcd) = EtcdServer::start() else {
+        return;
+    };
+    let alone = Election::spawn(client(&etcd), PREFIX, "alone", Duration::from_secs(3));
+    eventually("the only candidate leads", SOON, || alone.is_leader()).await;
+    etcd.stop();
+    eventually("it steps down without etcd", SOON, || !alone.is_leader()).await;
+    etcd.restart();
+    eventually("it leads again after etcd is back", SOON, || {
+        alone.is_leader()
+    })
+    .await;
+}
+
+/// A registration whose lease was lost (etcd unreachable longer than the TTL, here revoked)
+/// registers again under a new lease.
+#[tokio::test]
+async fn a_member_whose_lease_is_lost_registers_again() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let me = Registration::spawn(
+        client(&etcd),
+        PREFIX,
+        member("me", 1),
+        Duration::from_secs(2),
+    );
+    let observer = client(&etcd);
+    eventually("registered", SOON, || me.lease_id() != 0).await;
+    let first = me.lease_id();
+    let deadline = tokio::time::Instant::now() + SOON;
+    while list_members(&observer, PREFIX).await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first registration visible"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    observer.lease_revoke(first).await.unwrap();
+    let deadline = tokio::time::Instant::now() + SOON;
+    loop {
+        let listed = list_members(&observer, PREFIX).await.unwrap();
+        if me.lease_id() != first && listed.len() == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "registered again: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
