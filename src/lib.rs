@@ -65,6 +65,7 @@ pub mod control;
 pub mod demo;
 pub mod drain;
 pub mod fast_path;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handover;
