@@ -65,6 +65,7 @@ pub mod redirects;
 pub mod reload;
 pub mod request_headers;
 pub mod response;
+pub mod rollout;
 pub mod routing;
 pub mod scan;
 pub mod server;
