@@ -72,20 +72,28 @@ pub struct RolloutState {
     /// When the current step began (unix ms).
     pub step_since_ms: u64,
     /// Failed evaluations in a row.
+    #[serde(default)]
     pub consecutive_failures: u32,
     /// Since when the source has failed to answer, if it does now.
+    #[serde(default)]
     pub inconclusive_since_ms: Option<u64>,
     /// Evaluations the source could not answer, since the rollout started.
+    #[serde(default)]
     pub inconclusive_evaluations: u64,
     /// The source's last error, while it persists.
+    #[serde(default)]
     pub last_inconclusive: Option<String>,
     /// When the next evaluation is due (unix ms), while evaluating.
+    #[serde(default)]
     pub next_evaluation_ms: Option<u64>,
     /// When the last evaluation ran.
+    #[serde(default)]
     pub last_evaluation_ms: Option<u64>,
     /// The last evaluation's verdicts with the measured values of both sides.
+    #[serde(default)]
     pub last_verdicts: Vec<Verdict>,
     /// Why the rollout paused, rolled back or completed.
+    #[serde(default)]
     pub reason: Option<String>,
 }
 
@@ -450,7 +458,11 @@ impl Engine {
         };
         let mut out = Vec::new();
         if self.state.step + 1 >= self.plan.steps_bp.len() {
-            let reason = format!("rollout completed at {}", self.step_text());
+            let reason = if advise {
+                format!("rollout would complete at {}", self.step_text())
+            } else {
+                format!("rollout completed at {}", self.step_text())
+            };
             self.state.phase = Phase::Completed;
             self.state.next_evaluation_ms = None;
             self.state.reason = Some(reason.clone());
@@ -485,6 +497,12 @@ impl Engine {
 
     /// Evaluates when due: `reading` is the source's answer for the window ending now. Returns the
     /// actions to apply (none when not due or nothing changes).
+    ///
+    /// Any failed gate counts one failed evaluation; `failure_limit` in a row act. Every gate passing
+    /// resets the count and advances once the step has been held `min_hold`. Otherwise (a gate
+    /// `insufficient`) the step holds and the count is left as it is, so a quiet spell neither
+    /// advances nor forgives. An inconclusive source holds too, and pauses the rollout once it has
+    /// been silent for `inconclusive_timeout`.
     pub fn tick(&mut self, now_ms: u64, reading: &Reading) -> Vec<Action> {
         if !self.due(now_ms) {
             return Vec::new();

@@ -852,6 +852,15 @@ mod tests {
     }
 
     #[test]
+    fn fingerprint_is_pinned() {
+        // Persisted rollouts are tied to this value: if it changes (a field added to `Plan`, a
+        // different serialization), every rollout in progress is dropped on upgrade. Change it
+        // only on purpose, and say so in the release notes.
+        let plan = parse(GOOD).validate(None).unwrap();
+        assert_eq!(plan.fingerprint(), "c368d3374d89eb17");
+    }
+
+    #[test]
     fn percent_formats_basis_points() {
         assert_eq!(percent(2500), "25%");
         assert_eq!(percent(1), "0.01%");

@@ -465,3 +465,38 @@ fn metric_values_follow_the_engine() {
     e.tick(T0 + 2 * MIN, &Reading::Inconclusive("down".into()));
     assert_eq!(e.metric_values().source_inconclusive_total, 1);
 }
+
+#[test]
+fn advise_mode_walks_the_plan_without_moving_the_share() {
+    let mut e = Engine::new(plan_with("mode = \"advise\""));
+    e.start(T0).unwrap();
+    let acts = drive(&mut e, T0, T0 + 60 * MIN, |_| good());
+    let all: Vec<Action> = acts.into_iter().map(|(_, a)| a).collect();
+    assert!(shares(&all).is_empty());
+    assert_eq!(kinds(&all), vec![EventKind::WouldAdvance; 5]);
+    match all.last() {
+        Some(Action::Notify(ev)) => {
+            assert!(
+                ev.message.contains("would complete at step 5/5 (100%)"),
+                "{}",
+                ev.message
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.state().phase, Phase::Completed);
+}
+
+#[test]
+fn a_state_file_with_only_the_essential_fields_restores() {
+    let p = plan();
+    let json = format!(
+        r#"{{"plan_fingerprint":"{}","phase":"paused","step":1,"step_since_ms":{T0}}}"#,
+        p.fingerprint()
+    );
+    let saved: RolloutState = serde_json::from_str(&json).unwrap();
+    let r = Engine::restore(p, saved);
+    assert!(r.dropped.is_none());
+    assert_eq!(r.engine.state().phase, Phase::Paused);
+    assert_eq!(r.engine.step_share_bp(), 500);
+}
