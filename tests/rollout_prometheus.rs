@@ -426,6 +426,28 @@ async fn prometheus_source_judges_new_against_old_and_holds_when_prometheus_stop
         other => panic!("{other:?}"),
     }
 
+    // Overrides that lose the labels the figures are keyed by are inconclusive, not zero.
+    let no_storefront = QueryOverrides {
+        requests: Some("sum(increase(cutover_requests_total[$window]))".into()),
+        ..Default::default()
+    };
+    let no_le = QueryOverrides {
+        latency_buckets: Some(
+            "sum by (storefront) (increase(cutover_request_duration_seconds_bucket[$window]))"
+                .into(),
+        ),
+        ..Default::default()
+    };
+    for (overrides, expected) in [
+        (no_storefront, "without a `storefront` label"),
+        (no_le, "without an `le` label"),
+    ] {
+        match source(&prom.url, &overrides, 10_000).read().await {
+            Reading::Inconclusive(why) => assert!(why.contains(expected), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     // Prometheus goes down mid-rollout: inconclusive, the step holds, then the rollout pauses.
     let mut engine = Engine::new(
         toml::from_str::<RolloutConfig>(
