@@ -76,6 +76,7 @@ pub mod proxy;
 pub mod redirects;
 pub mod reload;
 pub mod response;
+pub mod rollout;
 pub mod routing;
 pub mod server;
 pub mod shadow;
