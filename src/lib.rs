@@ -58,6 +58,7 @@ pub mod fuzzing;
 pub mod handover;
 pub mod headers;
 pub mod health;
+pub mod inventory;
 pub mod metrics;
 pub mod outgoing;
 pub mod proxy;
