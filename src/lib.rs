@@ -71,6 +71,7 @@ pub mod fuzzing;
 pub mod handover;
 pub mod headers;
 pub mod http1;
+pub mod inventory;
 pub mod metrics;
 pub mod proxy;
 pub mod redirects;

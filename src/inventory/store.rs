@@ -1,0 +1,555 @@
+//! The inventory proper: a bounded heavy-hitters sketch (Space-Saving) of old-store URLs.
+//!
+//! Space-Saving keeps K counters; an unseen URL replaces the smallest counter `m` and starts at
+//! `m + 1` with error `m`. Any URL with more than N/K of N hits is guaranteed to be kept, so a
+//! scanner sending a million random URLs moves the floor up slowly while real pages, requested
+//! again and again, stay. URLs from a sitemap are pinned: traffic never evicts them (import
+//! refuses what would not fit).
+//!
+//! The counters are split into shards by a keyed hash, each behind a `std::sync::Mutex` taken
+//! with a few `try_lock` attempts only: a request never waits (the lock is held for a hash
+//! probe and a heap sift, never across an await); a shard still busy after them makes the hit
+//! count as skipped instead ([`Stats::skipped_busy`]). A slot's
+//! strings are reused when a URL replaces another, so even a flood allocates little, and a URL
+//! already counted allocates nothing (`tests/inventory_alloc.rs`).
+
+use super::crawler::CrawlerMatcher;
+use super::entry::{Entry, Sources};
+use super::key::{clean_host, KeyPolicy, NoKey};
+use http::{Method, StatusCode};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+
+/// The default capacity: 100,000 URLs, a few tens of MB at most.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+const SHARDS: usize = 16;
+
+/// What [`Inventory::record`] did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Recorded {
+    /// Counted on a URL already in the inventory.
+    Counted,
+    /// The URL entered the inventory (in a free slot or replacing the least counted URL).
+    Added,
+    /// Not a GET/HEAD answered with 2xx/3xx/410: not inventoried.
+    NotEligible,
+    /// No key: not a path, a `#`, a bad escape, or longer than `MAX_KEY_BYTES`.
+    NoKey,
+    /// Its shard was busy; the hit was dropped and counted in [`Stats::skipped_busy`].
+    Busy,
+    /// The URL's shard holds only sitemap URLs: nothing to replace.
+    Full,
+}
+
+/// Counters of what the inventory could not keep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// URLs kept now.
+    pub urls: usize,
+    /// Configured capacity.
+    pub capacity: usize,
+    /// Hits dropped because a shard was busy.
+    pub skipped_busy: u64,
+    /// Requests without a key (invalid or too long URL).
+    pub no_key: u64,
+    /// Hits on new URLs dropped because their shard held only sitemap URLs.
+    pub full: u64,
+}
+
+struct Counter {
+    hash: u64,
+    host: String,
+    url: String,
+    hits: u64,
+    err: u64,
+    crawler: u64,
+    first: u64,
+    last: u64,
+    status: u16,
+    sources: u8,
+}
+
+impl Counter {
+    fn pinned(&self) -> bool {
+        self.sources & Sources::SITEMAP != 0
+    }
+
+    /// Heap order: traffic-only URLs below sitemap ones, then by hits.
+    fn rank(&self) -> (bool, u64) {
+        (self.pinned(), self.hits)
+    }
+
+    fn to_entry(&self) -> Entry {
+        Entry {
+            host: self.host.clone(),
+            url: self.url.clone(),
+            hits: self.hits,
+            hits_error: self.err,
+            crawler_hits: self.crawler,
+            first_seen: self.first,
+            last_seen: self.last,
+            last_status: self.status,
+            sources: Sources::from_bits(self.sources),
+        }
+    }
+}
+
+/// One shard: a min-heap on rank plus hash -> heap position.
+struct Shard {
+    cap: usize,
+    heap: Vec<Counter>,
+    pos: HashMap<u64, u32, foldhash::fast::RandomState>,
+    pinned: usize,
+}
+
+impl Shard {
+    fn new(cap: usize) -> Self {
+        Shard {
+            cap,
+            heap: Vec::new(),
+            pos: HashMap::default(),
+            pinned: 0,
+        }
+    }
+
+    fn find(&self, hash: u64, host: &str, url: &str) -> Option<usize> {
+        let p = *self.pos.get(&hash)? as usize;
+        let c = &self.heap[p];
+        // A 64-bit keyed-hash collision is not worth a slot; it is treated as busy.
+        (c.url == url && c.host == host).then_some(p)
+    }
+
+    /// Puts a counter in: a free slot, or in place of the least ranked traffic URL.
+    /// Returns false if every slot holds a sitemap URL.
+    fn insert(
+        &mut self,
+        hash: u64,
+        host: &str,
+        url: &str,
+        fill: impl FnOnce(&mut Counter, u64),
+    ) -> bool {
+        if self.heap.len() < self.cap {
+            let mut c = Counter {
+                hash,
+                host: host.to_owned(),
+                url: url.to_owned(),
+                hits: 0,
+                err: 0,
+                crawler: 0,
+                first: 0,
+                last: 0,
+                status: 0,
+                sources: 0,
+            };
+            fill(&mut c, 0);
+            let at = self.heap.len();
+            self.pinned += usize::from(c.pinned());
+            self.heap.push(c);
+            self.pos.insert(hash, at as u32);
+            self.sift_up(at);
+            return true;
+        }
+        if self.heap.first().is_none_or(Counter::pinned) {
+            return false;
+        }
+        let min = &mut self.heap[0];
+        self.pos.remove(&min.hash);
+        let floor = min.hits;
+        // Reuse the strings' memory: a flood of new URLs mostly allocates nothing.
+        min.hash = hash;
+        min.host.clear();
+        min.host.push_str(host);
+        min.url.clear();
+        min.url.push_str(url);
+        (
+            min.hits,
+            min.err,
+            min.crawler,
+            min.first,
+            min.last,
+            min.status,
+            min.sources,
+        ) = (0, 0, 0, 0, 0, 0, 0);
+        fill(min, floor);
+        self.pinned += usize::from(min.pinned());
+        self.pos.insert(hash, 0);
+        self.sift_down(0);
+        true
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        // Both keys are present: `insert` on an existing key only overwrites, never allocates.
+        self.pos.insert(self.heap[a].hash, a as u32);
+        self.pos.insert(self.heap[b].hash, b as u32);
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.heap[parent].rank() <= self.heap[i].rank() {
+                break;
+            }
+            self.swap(parent, i);
+            i = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if l < self.heap.len() && self.heap[l].rank() < self.heap[least].rank() {
+                least = l;
+            }
+            if r < self.heap.len() && self.heap[r].rank() < self.heap[least].rank() {
+                least = r;
+            }
+            if least == i {
+                return;
+            }
+            self.swap(i, least);
+            i = least;
+        }
+    }
+}
+
+thread_local! {
+    static HOST: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The URL inventory. Share it behind an `Arc`; every method takes `&self`.
+pub struct Inventory {
+    capacity: usize,
+    policy: KeyPolicy,
+    crawlers: CrawlerMatcher,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    len: AtomicUsize,
+    skipped_busy: AtomicU64,
+    no_key: AtomicU64,
+    full: AtomicU64,
+    /// Serialises sitemap imports and restores, so a capacity check stays true until applied.
+    import: Mutex<()>,
+}
+
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// Whether the old storefront's answer to this request makes its URL part of the inventory:
+/// GET/HEAD answered 2xx, 3xx or 410 (a page that is gone on purpose is still a URL the plan
+/// must answer). 404s and errors are not: a scanner's random URLs are 404s.
+pub fn eligible(method: &Method, status: StatusCode) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && (status.is_success() || status.is_redirection() || status == StatusCode::GONE)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Attempts before a busy shard makes a hit count as skipped. The lock is held for a hash probe
+/// and a sift (well under a microsecond), so a few spins usually find it free; never a wait.
+const LOCK_ATTEMPTS: usize = 8;
+
+fn try_lock_briefly(m: &Mutex<Shard>) -> Option<MutexGuard<'_, Shard>> {
+    for _ in 0..LOCK_ATTEMPTS {
+        match m.try_lock() {
+            Ok(s) => return Some(s),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
+        }
+    }
+    None
+}
+
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inventory {
+    /// An empty inventory keeping about `capacity` URLs (at least 1), keyed with `policy`.
+    pub fn new(capacity: usize, policy: KeyPolicy, crawlers: CrawlerMatcher) -> Self {
+        let capacity = capacity.max(1);
+        let n = SHARDS.min(capacity);
+        let per = capacity.div_ceil(n);
+        Inventory {
+            capacity: per * n,
+            policy,
+            crawlers,
+            shards: (0..n).map(|_| Mutex::new(Shard::new(per))).collect(),
+            hasher: RandomState::new(),
+            len: AtomicUsize::new(0),
+            skipped_busy: AtomicU64::new(0),
+            no_key: AtomicU64::new(0),
+            full: AtomicU64::new(0),
+            import: Mutex::new(()),
+        }
+    }
+
+    /// How many URLs it keeps at most (the configured capacity rounded up to the shards).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// URLs kept now: the `cutover_inventory_urls` gauge. One atomic load.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The key policy, for callers that key URLs the same way (sitemap import, reports).
+    pub fn policy(&self) -> &KeyPolicy {
+        &self.policy
+    }
+
+    /// What could not be kept so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            urls: self.len(),
+            capacity: self.capacity,
+            skipped_busy: self.skipped_busy.load(Ordering::Relaxed),
+            no_key: self.no_key.load(Ordering::Relaxed),
+            full: self.full.load(Ordering::Relaxed),
+        }
+    }
+
+    fn shard_of(&self, hash: u64) -> &Mutex<Shard> {
+        // High bits pick the shard; the map inside re-hashes the full value.
+        &self.shards[((hash >> 32) as usize) % self.shards.len()]
+    }
+
+    /// Records a request the old storefront answered, on the request path: call it after the
+    /// response head for requests routed to the old storefront. `host` is the request's host
+    /// (used only when the policy keeps hosts apart), `path_and_query` the request target,
+    /// `user_agent` the header's bytes (empty if absent). Never waits, never allocates for a
+    /// URL already counted.
+    pub fn record(
+        &self,
+        method: &Method,
+        host: &str,
+        path_and_query: &str,
+        status: StatusCode,
+        user_agent: &[u8],
+    ) -> Recorded {
+        if !eligible(method, status) {
+            return Recorded::NotEligible;
+        }
+        self.record_at(
+            host,
+            path_and_query,
+            status.as_u16(),
+            user_agent,
+            unix_now(),
+        )
+    }
+
+    /// [`Inventory::record`] without the eligibility check, at time `now` (unix seconds).
+    pub fn record_at(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        status: u16,
+        user_agent: &[u8],
+        now: u64,
+    ) -> Recorded {
+        let crawler = self.crawlers.is_crawler(user_agent);
+        HOST.with(|h| {
+            let mut h = match h.try_borrow_mut() {
+                Ok(h) => h,
+                Err(_) => return Recorded::Busy,
+            };
+            if self.policy.per_host() {
+                clean_host(host, &mut h);
+            } else {
+                h.clear();
+            }
+            self.policy.with_key(path_and_query, |key| match key {
+                Ok(url) => self.count(&h, url, status, crawler, now),
+                Err(NoKey::Invalid | NoKey::TooLong) => {
+                    self.no_key.fetch_add(1, Ordering::Relaxed);
+                    Recorded::NoKey
+                }
+            })
+        })
+    }
+
+    fn count(&self, host: &str, url: &str, status: u16, crawler: bool, now: u64) -> Recorded {
+        let hash = self.hasher.hash_one((host, url));
+        let Some(mut shard) = try_lock_briefly(self.shard_of(hash)) else {
+            self.skipped_busy.fetch_add(1, Ordering::Relaxed);
+            return Recorded::Busy;
+        };
+        let update = |c: &mut Counter| {
+            c.hits += 1;
+            c.crawler += u64::from(crawler);
+            c.last = now;
+            c.status = status;
+            c.sources |= Sources::TRAFFIC;
+        };
+        if shard.pos.contains_key(&hash) {
+            let Some(p) = shard.find(hash, host, url) else {
+                self.skipped_busy.fetch_add(1, Ordering::Relaxed);
+                return Recorded::Busy;
+            };
+            update(&mut shard.heap[p]);
+            shard.sift_down(p);
+            return Recorded::Counted;
+        }
+        let before = shard.heap.len();
+        let added = shard.insert(hash, host, url, |c, floor| {
+            (c.hits, c.err, c.first) = (floor, floor, now);
+            update(c);
+        });
+        if !added {
+            self.full.fetch_add(1, Ordering::Relaxed);
+            return Recorded::Full;
+        }
+        if shard.heap.len() > before {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        Recorded::Added
+    }
+
+    /// A copy of every entry, most hits first (then URL). Locks one shard at a time; allocates:
+    /// for reports, persistence and the admin API, not the request path.
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.len());
+        for s in self.shards.iter() {
+            out.extend(lock(s).heap.iter().map(Counter::to_entry));
+        }
+        sort_entries(&mut out);
+        out
+    }
+
+    /// Marks `urls` (host, key) as listed in a sitemap, all or nothing: if the sitemap URLs
+    /// would not fit next to those already pinned, nothing changes and the error says how many
+    /// slots are missing. Traffic-only URLs make room (they are replaced); URLs already present
+    /// keep their counts. Returns how many URLs were new to the inventory.
+    pub fn import_sitemap_urls(
+        &self,
+        urls: &[(String, String)],
+        now: u64,
+    ) -> Result<usize, String> {
+        let _serial = self.import.lock().unwrap_or_else(|p| p.into_inner());
+        let unique: HashSet<&(String, String)> = urls.iter().collect();
+        let mut per_shard: Vec<Vec<(u64, &str, &str)>> = vec![Vec::new(); self.shards.len()];
+        for (host, url) in unique {
+            let hash = self.hasher.hash_one((host.as_str(), url.as_str()));
+            let i = ((hash >> 32) as usize) % self.shards.len();
+            per_shard[i].push((hash, host, url));
+        }
+        // Check every shard first; only imports change the pinned counts and they are serial.
+        for (i, wanted) in per_shard.iter().enumerate() {
+            let s = lock(&self.shards[i]);
+            let new_pins = wanted
+                .iter()
+                .filter(|(h, host, url)| s.find(*h, host, url).is_none_or(|p| !s.heap[p].pinned()))
+                .count();
+            if s.pinned + new_pins > s.cap {
+                let (need, cap) = (s.pinned + new_pins, s.cap);
+                drop(s);
+                let total_pinned: usize = self.shards.iter().map(|s| lock(s).pinned).sum();
+                return Err(format!(
+                    "the inventory keeps {} URLs and {total_pinned} of them already come from \
+                     sitemaps; {} sitemap URLs do not fit (one of its {} parts would need {} \
+                     slots of {}): raise inventory.capacity to at least twice the sitemap URLs",
+                    self.capacity,
+                    urls.len(),
+                    self.shards.len(),
+                    need,
+                    cap
+                ));
+            }
+        }
+        let mut added = 0;
+        for (i, wanted) in per_shard.iter().enumerate() {
+            let mut s = lock(&self.shards[i]);
+            for &(hash, host, url) in wanted {
+                match s.find(hash, host, url) {
+                    Some(p) => {
+                        if !s.heap[p].pinned() {
+                            s.heap[p].sources |= Sources::SITEMAP;
+                            s.pinned += 1;
+                            // Its rank rose: move it down the min-heap.
+                            s.sift_down(p);
+                        }
+                    }
+                    None => {
+                        let before = s.heap.len();
+                        s.insert(hash, host, url, |c, _| {
+                            (c.first, c.sources) = (now, Sources::SITEMAP);
+                        });
+                        added += 1;
+                        if s.heap.len() > before {
+                            self.len.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// Puts entries read back from a file into an empty or live inventory: sitemap URLs first,
+    /// then by hits, each in a free slot of its shard; what does not fit (the capacity was
+    /// lowered) is dropped and counted in the result. Entries already present are replaced.
+    pub fn restore(&self, mut entries: Vec<Entry>) -> usize {
+        let _serial = self.import.lock().unwrap_or_else(|p| p.into_inner());
+        entries.sort_by_key(|e| std::cmp::Reverse((e.sources.sitemap, e.hits)));
+        let mut dropped = 0;
+        for e in entries {
+            let hash = self.hasher.hash_one((e.host.as_str(), e.url.as_str()));
+            let mut s = lock(self.shard_of(hash));
+            let fill = |c: &mut Counter| {
+                (c.hits, c.err, c.crawler) = (e.hits, e.hits_error.min(e.hits), e.crawler_hits);
+                (c.first, c.last, c.status) = (e.first_seen, e.last_seen, e.last_status);
+                c.sources = e.sources.bits();
+            };
+            if let Some(p) = s.find(hash, &e.host, &e.url) {
+                let was = s.heap[p].pinned();
+                fill(&mut s.heap[p]);
+                let now_pinned = s.heap[p].pinned();
+                s.pinned = s.pinned + usize::from(now_pinned) - usize::from(was);
+                // Rank up: sift_down moves it; rank down: sift_up does. The other is a no-op.
+                s.sift_down(p);
+                s.sift_up(p);
+                continue;
+            }
+            if s.heap.len() >= s.cap {
+                dropped += 1;
+                continue;
+            }
+            s.insert(hash, &e.host, &e.url, |c, _| fill(c));
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        dropped
+    }
+}
+
+/// Most hits first, then crawler hits, then URL: a stable order for reports and files.
+pub(crate) fn sort_entries(v: &mut [Entry]) {
+    v.sort_by(|a, b| {
+        b.hits
+            .cmp(&a.hits)
+            .then(b.crawler_hits.cmp(&a.crawler_hits))
+            .then_with(|| a.host.cmp(&b.host))
+            .then_with(|| a.url.cmp(&b.url))
+    });
+}

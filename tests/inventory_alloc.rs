@@ -1,0 +1,105 @@
+//! Recording a request on a URL the inventory already counts must not allocate: proven with
+//! the counting global allocator (its own test binary because the allocator is process-wide).
+
+mod counting_alloc;
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use counting_alloc::{ALLOCATIONS, COUNTING};
+use cutover::inventory::{CrawlerMatcher, Inventory, KeyPolicy, Recorded};
+use http::{Method, StatusCode};
+
+const URLS: [&str; 6] = [
+    "/",
+    "/Shoes/Red/",
+    "/index.php?route=product/product&product_id=42&utm_source=news&gclid=x",
+    "/caf%C3%A9?page=2",
+    "/search?q=red+shoes&sort=price",
+    "/blog/2020/01/hello-world",
+];
+const GOOGLE: &[u8] = b"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+const FIREFOX: &[u8] = b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
+#[test]
+fn recording_a_known_url_allocates_nothing() {
+    let inv = Inventory::new(1000, KeyPolicy::default(), CrawlerMatcher::default());
+    // First sight of each URL allocates its slot and grows the per-thread key buffers.
+    for u in URLS {
+        assert_eq!(
+            inv.record(&Method::GET, "shop.example", u, StatusCode::OK, FIREFOX),
+            Recorded::Added
+        );
+    }
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    let mut counted = 0;
+    for i in 0..60_000usize {
+        let ua = if i % 3 == 0 { GOOGLE } else { FIREFOX };
+        let status = [
+            StatusCode::OK,
+            StatusCode::MOVED_PERMANENTLY,
+            StatusCode::GONE,
+        ][i % 3];
+        let m = if i % 2 == 0 {
+            &Method::GET
+        } else {
+            &Method::HEAD
+        };
+        counted += usize::from(
+            inv.record(m, "shop.example", URLS[i % 6], status, ua) == Recorded::Counted,
+        );
+        // Not eligible: nothing to do, nothing allocated either.
+        inv.record(
+            &Method::GET,
+            "shop.example",
+            "/missing",
+            StatusCode::NOT_FOUND,
+            ua,
+        );
+    }
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(counted, 60_000);
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        0,
+        "allocations recording known URLs"
+    );
+    // The counter would have caught one: a new URL allocates its slot.
+    COUNTING.with(|c| c.set(true));
+    inv.record(&Method::GET, "", "/a-new-page", StatusCode::OK, FIREFOX);
+    COUNTING.with(|c| c.set(false));
+    assert!(ALLOCATIONS.load(Ordering::Relaxed) > 0);
+}
+
+/// The cost of `record`, printed (not asserted: wall-clock figures vary with the machine).
+/// `cargo test --release --test inventory_alloc -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn record_cost() {
+    let inv = std::sync::Arc::new(Inventory::new(
+        100_000,
+        KeyPolicy::default(),
+        CrawlerMatcher::default(),
+    ));
+    let n = 1_000_000usize;
+    for threads in [1usize, 2, 4] {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let inv = inv.clone();
+                std::thread::spawn(move || {
+                    for i in 0..n / threads {
+                        inv.record(&Method::GET, "", URLS[(i + t) % 6], StatusCode::OK, FIREFOX);
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().for_each(|h| h.join().unwrap());
+        let per = start.elapsed().as_nanos() as f64 / n as f64;
+        println!(
+            "{threads} thread(s): {per:.0} ns per record (wall / records), skipped busy so far {}",
+            inv.stats().skipped_busy
+        );
+    }
+}
