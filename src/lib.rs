@@ -18,14 +18,14 @@
 //! <!-- layers: the test parses the block below; top layer first -->
 //! ```text
 //! edge      app demo fuzzing
-//! control   control reload admin
+//! control   control reload admin rollout fleet
 //! server    server drain handover
 //! request   fast_path proxy response
 //! config    config
 //! snapshot  state
 //! observe   metrics access_log
-//! clients   upstream
-//! domain    routing redirects
+//! clients   upstream shadow
+//! domain    routing redirects inventory
 //! policy    headers
 //! wire      http1 tls body timer background values
 //! ```

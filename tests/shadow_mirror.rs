@@ -41,7 +41,7 @@ fn plan() -> MapUrl {
 fn settings(edit: impl FnOnce(&mut ShadowConfig)) -> cutover::shadow::ShadowSettings {
     let mut c = ShadowConfig {
         sample: 1.0,
-        timeout: cutover::config::values::HumanDuration(std::time::Duration::from_secs(1)),
+        timeout: cutover::values::HumanDuration(std::time::Duration::from_secs(1)),
         ..ShadowConfig::default()
     };
     edit(&mut c);
@@ -396,7 +396,7 @@ async fn a_flood_is_dropped_and_counted_in_bounded_memory() {
     let shadow = shadow(&old, &new, |c| {
         c.concurrency = 2;
         c.queue = 8;
-        c.timeout = cutover::config::values::HumanDuration(std::time::Duration::from_secs(30));
+        c.timeout = cutover::values::HumanDuration(std::time::Duration::from_secs(30));
     });
     let h = headers(&[("user-agent", "flood")]);
     let (mut queued, mut dropped) = (0u64, 0u64);

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::etcd::{Credentials, EtcdOptions};
-use crate::config::values::HumanDuration;
+use crate::values::HumanDuration;
 use crate::tls::UpstreamTlsOptions;
 
 /// `[fleet]` as written.

@@ -3,7 +3,7 @@
 
 use super::crawler::default_crawler_user_agents;
 use super::store::DEFAULT_CAPACITY;
-use crate::config::values::HumanDuration;
+use crate::values::HumanDuration;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;

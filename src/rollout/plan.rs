@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::values::{HumanDuration, Share};
+use crate::values::{HumanDuration, Share};
 
 /// The `[rollout]` section as written.
 #[derive(Debug, Clone, Deserialize)]

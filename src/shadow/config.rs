@@ -29,7 +29,7 @@ use std::time::Duration;
 use http::Method;
 use serde::Deserialize;
 
-use crate::config::values::{ByteSize, HumanDuration};
+use crate::values::{ByteSize, HumanDuration};
 
 use super::report::ReportLimits;
 
