@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::values::parse_percent;
 use crate::config::{build, warnings, CompileInput, ConfigError, Source, StateFile, Summary};
 use crate::control::request::{expect_empty, parse};
 use crate::control::{SplitBody, SPLIT_EXAMPLE};
@@ -18,6 +17,7 @@ use crate::redirects::{
     load_bytes, LoadContext, LoadErrors, Loaded, QueryMode, RedirectTable, TableConfig,
     TrailingSlash,
 };
+use crate::values::parse_percent;
 
 /// A check: panics when a property does not hold for the input.
 pub type Check = fn(&[u8]);

@@ -11,6 +11,7 @@ use http::{Method, StatusCode};
 
 use cutover::admin::client::{self, ClientError};
 use cutover::config::{self, admin::DEFAULT_ADMIN};
+use cutover::control::paths;
 use cutover::control::status::Status;
 use cutover::control::{ChangeAnswer, ReloadAnswer, UpgradeAnswer};
 
@@ -133,7 +134,7 @@ fn print_json(body: &str) {
 
 pub async fn status(args: AdminArgs) -> anyhow::Result<bool> {
     let t = resolve(&args)?;
-    let body = call(&t, Method::GET, "/admin/status", None, QUICK).await?;
+    let body = call(&t, Method::GET, paths::STATUS, None, QUICK).await?;
     if args.json {
         print_json(&body);
     } else {
@@ -157,7 +158,7 @@ pub async fn shift(percent: &str, args: AdminArgs) -> anyhow::Result<bool> {
         .map_err(|e| anyhow!("`{percent}`: {e} (e.g. cutover shift 25, cutover shift 12.5)"))?;
     let t = resolve(&args)?;
     let body = serde_json::json!({ "new_share": percent }).to_string();
-    let answer = call(&t, Method::PUT, "/admin/split", Some(body), QUICK).await?;
+    let answer = call(&t, Method::PUT, paths::SPLIT, Some(body), QUICK).await?;
     if args.json {
         print_json(&answer);
         return Ok(true);
@@ -173,7 +174,7 @@ pub async fn shift(percent: &str, args: AdminArgs) -> anyhow::Result<bool> {
 
 pub async fn evacuate(storefront: &str, args: AdminArgs) -> anyhow::Result<bool> {
     let t = resolve(&args)?;
-    let path = format!("/admin/evacuate/{storefront}");
+    let path = paths::evacuate(storefront);
     let answer = call(&t, Method::POST, &path, None, QUICK).await?;
     if args.json {
         print_json(&answer);
@@ -191,7 +192,7 @@ pub async fn evacuate(storefront: &str, args: AdminArgs) -> anyhow::Result<bool>
 
 pub async fn reload(args: AdminArgs) -> anyhow::Result<bool> {
     let t = resolve(&args)?;
-    let answer = call(&t, Method::POST, "/admin/reload", None, QUICK).await?;
+    let answer = call(&t, Method::POST, paths::RELOAD, None, QUICK).await?;
     if args.json {
         print_json(&answer);
         return Ok(true);
@@ -215,7 +216,7 @@ pub async fn upgrade(args: AdminArgs) -> anyhow::Result<bool> {
     let answer = call(
         &t,
         Method::POST,
-        "/admin/upgrade",
+        paths::UPGRADE,
         None,
         Duration::from_secs(90),
     )

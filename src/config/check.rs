@@ -8,8 +8,8 @@ use http::{HeaderName, HeaderValue, Uri};
 use toml::Spanned;
 
 use super::raw::RawNameValue;
-use crate::values::HumanDuration;
 use super::{Problem, Source};
+use crate::values::HumanDuration;
 
 /// Collects problems against one source file.
 pub(super) struct Check<'a> {

@@ -23,8 +23,8 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use toml::Spanned;
 
 use super::raw::RawConfig;
-use crate::values::Share;
 use super::{Problem, Source};
+use crate::values::Share;
 
 /// What the admin API has changed relative to the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

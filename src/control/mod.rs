@@ -15,6 +15,7 @@
 //! file change, then one snapshot swap; the data plane only ever loads snapshots, so nothing
 //! here can block it. Compiles run on blocking threads, one at a time.
 
+pub mod paths;
 pub mod request;
 pub mod status;
 
@@ -22,14 +23,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
+use bytes::Bytes;
+use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::{AdminResponse, Router};
-use crate::values::Share;
 use crate::handover::{Handover, UpgradeError};
 use crate::reload::{Change, ChangeError, Reloader};
+use crate::values::Share;
 use request::{authorize, error, expect_empty, json, parse, read_body};
 
 /// What the admin handlers act on.
@@ -123,26 +124,6 @@ impl Control {
             operator_state: self.reloader.operator_state(),
         };
         json(StatusCode::OK, &status::build(&snap, ctx))
-    }
-
-    async fn mutate(&self, req: Request<Incoming>) -> AdminResponse {
-        if let Err(r) = authorize(&req, self.token().as_deref()) {
-            return r;
-        }
-        let path = req.uri().path().to_string();
-        let body = match read_body(req).await {
-            Ok(b) => b,
-            Err(r) => return r,
-        };
-        match path.as_str() {
-            "/admin/split" => self.split(&body).await,
-            "/admin/reload" => self.reload(&body).await,
-            "/admin/upgrade" => self.upgrade(&body).await,
-            p => match p.strip_prefix("/admin/evacuate/") {
-                Some(name) => self.evacuate(name, &body).await,
-                None => error(StatusCode::NOT_FOUND, "not found"),
-            },
-        }
     }
 
     async fn split(&self, body: &[u8]) -> AdminResponse {
@@ -276,30 +257,83 @@ impl Control {
     }
 }
 
-/// The admin API's routes.
+/// The admin API's routes: every endpoint once, with its method, its auth rule and its handler.
+/// Adding an endpoint is a line here (or in a feature's own `control/<feature>.rs`) plus its path
+/// in [`paths`] and the CLI command that calls it.
 pub fn routes(control: Arc<Control>) -> Router {
     let mut router = Router::new();
     let c = Arc::clone(&control);
-    router = router.get("/admin/status", move |_| {
+    router = router.get(paths::STATUS, move |_| {
         let c = Arc::clone(&c);
         async move { c.status().await }
     });
     let c = Arc::clone(&control);
-    router = router.get("/admin/history", move |_| {
+    router = router.get(paths::HISTORY, move |_| {
         let history = c.reloader.history();
         async move { json(StatusCode::OK, &history) }
     });
-    for (method, path) in [
-        (Method::PUT, "/admin/split"),
-        (Method::POST, "/admin/evacuate/{storefront}"),
-        (Method::POST, "/admin/reload"),
-        (Method::POST, "/admin/upgrade"),
-    ] {
-        let c = Arc::clone(&control);
-        router = router.route(method, path, move |req| {
-            let c = Arc::clone(&c);
-            async move { c.mutate(req).await }
-        });
-    }
+    router = change(
+        router,
+        &control,
+        Method::PUT,
+        paths::SPLIT,
+        |c, _, body| async move { c.split(&body).await },
+    );
+    router = change(
+        router,
+        &control,
+        Method::POST,
+        paths::EVACUATE,
+        |c, path, body| async move {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            c.evacuate(name, &body).await
+        },
+    );
+    router = change(
+        router,
+        &control,
+        Method::POST,
+        paths::RELOAD,
+        |c, _, body| async move { c.reload(&body).await },
+    );
+    router = change(
+        router,
+        &control,
+        Method::POST,
+        paths::UPGRADE,
+        |c, _, body| async move { c.upgrade(&body).await },
+    );
     router
+}
+
+/// Registers an operator change: the caller must pass [`authorize`] (the admin token, or a
+/// loopback peer when none is configured), the body is read within [`read_body`]'s bounds, then
+/// `handler` gets the control plane, the request path (for `{segment}` values) and the body.
+pub fn change<F, Fut>(
+    router: Router,
+    control: &Arc<Control>,
+    method: Method,
+    path: &'static str,
+    handler: F,
+) -> Router
+where
+    F: Fn(Arc<Control>, String, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = AdminResponse> + Send + 'static,
+{
+    let c = Arc::clone(control);
+    let handler = Arc::new(handler);
+    router.route(method, path, move |req| {
+        let c = Arc::clone(&c);
+        let handler = Arc::clone(&handler);
+        async move {
+            if let Err(r) = authorize(&req, c.token().as_deref()) {
+                return r;
+            }
+            let path = req.uri().path().to_string();
+            match read_body(req).await {
+                Ok(body) => handler(c, path, body).await,
+                Err(r) => r,
+            }
+        }
+    })
 }

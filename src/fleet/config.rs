@@ -24,8 +24,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::etcd::{Credentials, EtcdOptions};
-use crate::values::HumanDuration;
 use crate::tls::UpstreamTlsOptions;
+use crate::values::HumanDuration;
 
 /// `[fleet]` as written.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
