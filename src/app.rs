@@ -364,7 +364,11 @@ impl App {
         self.server.start_draining();
         self.draining.store(true, Ordering::Release);
         self.ready.store(false, Ordering::Release);
-        handover::notify_stopping();
+        // After a handover the successor is the service: STOPPING=1 from this process would tell
+        // systemd (Type=notify, NotifyAccess=all) that the whole unit is going down.
+        if !self.handover.handed_over() {
+            handover::notify_stopping();
+        }
         let delay = self.proxy.state().load().limits.drain_delay;
         if !delay.is_zero() && !self.handover.handed_over() {
             tracing::info!(

@@ -1156,12 +1156,10 @@ fn serve_notifies_readiness_and_exec_reload_reports_a_rejected_config() {
 }
 
 /// After `cutover upgrade` under `Type=notify`/`NotifyAccess=all`, systemd must hear READY=1 and
-/// MAINPID=<successor> and nothing that stops the unit. The draining predecessor still sends
-/// STOPPING=1 (src/app.rs `App::drain` calls `handover::notify_stopping()` even after a handover),
-/// which systemd takes as the whole service stopping: it then kills the successor after
-/// TimeoutStopSec. Run with --ignored once that is fixed in src/.
+/// MAINPID=<successor> and nothing that stops the unit: a STOPPING=1 from the draining
+/// predecessor would make systemd kill the successor after TimeoutStopSec (`App::drain` sends it
+/// only when no successor took over).
 #[test]
-#[ignore = "src/app.rs sends STOPPING=1 from the handed-over predecessor; see the deploy report"]
 fn upgrade_under_systemd_notify_never_reports_stopping() {
     let mut served = Served::start();
     served.wait_for("READY=1");
