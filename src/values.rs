@@ -1,5 +1,7 @@
 //! Value types that read the way operators write them: `"10s"`, `"64KiB"`, `"12.5%"`.
 
+pub mod time;
+
 use std::fmt;
 use std::time::Duration;
 

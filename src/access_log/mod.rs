@@ -6,7 +6,7 @@
 //! collector) the channel fills and entries are dropped and counted in
 //! `cutover_access_log_dropped_total`: on cutover night a shopper's request must never wait on a log.
 
-mod rfc3339;
+use crate::values::time as rfc3339;
 #[cfg(test)]
 mod tests;
 

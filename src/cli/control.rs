@@ -164,10 +164,17 @@ pub async fn shift(percent: &str, args: AdminArgs) -> anyhow::Result<bool> {
         return Ok(true);
     }
     let a: ChangeAnswer = serde_json::from_str(&answer).context("reading the answer")?;
-    println!(
-        "share on new: {:.2}% -> {:.2}% (generation {}), an override of the config file until it changes",
-        a.previous_share, a.new_share, a.generation
-    );
+    if a.changed {
+        println!(
+            "share on new: {:.2}% -> {:.2}% (generation {}), an override of the config file until it changes",
+            a.previous_share, a.new_share, a.generation
+        );
+    } else {
+        println!(
+            "share on new: already {:.2}% (generation {} stays): nothing changed",
+            a.new_share, a.generation
+        );
+    }
     notes(&a);
     Ok(true)
 }
@@ -183,7 +190,7 @@ pub async fn evacuate(storefront: &str, args: AdminArgs) -> anyhow::Result<bool>
     let a: ChangeAnswer = serde_json::from_str(&answer).context("reading the answer")?;
     println!(
         "evacuated {storefront}: pins to it issued until {} are released (generation {})",
-        a.evacuated_at.unwrap_or_default(),
+        cutover::values::time::when(a.evacuated_at.unwrap_or_default(), unix_now()),
         a.generation
     );
     notes(&a);
@@ -231,4 +238,10 @@ pub async fn upgrade(args: AdminArgs) -> anyhow::Result<bool> {
         a.new_pid, a.old_pid
     );
     Ok(true)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

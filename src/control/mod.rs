@@ -74,9 +74,43 @@ pub struct ChangeAnswer {
     pub evacuated_at: Option<u64>,
     /// Whether the change was saved in the state file (survives a restart).
     pub persisted: bool,
+    /// False when the request asked for what was already in force (no new generation).
+    #[serde(default = "yes")]
+    pub changed: bool,
     /// Anything the operator should know.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What pinning does to a share change, said before anyone wonders why shoppers did not move.
+fn pin_notes(snap: &crate::state::Snapshot, from_bp: u16, to_bp: u16) -> Vec<String> {
+    let split = snap.routing.split;
+    let name = |id: usize| snap.storefronts[id].name.as_str();
+    if !snap.routing.cohort.pinning {
+        if to_bp < from_bp {
+            return vec![format!(
+                "pinning is off: shoppers whose bucket is no longer under the share move back from {} to {} on their next page",
+                name(split.to),
+                name(split.from)
+            )];
+        }
+        return Vec::new();
+    }
+    let (held, on) = if to_bp < from_bp {
+        (split.to, "lowering")
+    } else {
+        (split.from, "raising")
+    };
+    vec![format!(
+        "pinning is on: {on} the share moves only shoppers without a pin; pinned shoppers stay on {} until their pin expires (pin_ttl {}s) or `cutover evacuate {}` releases them",
+        name(held),
+        snap.routing.cohort.pin_ttl.as_secs(),
+        name(held)
+    )]
 }
 
 /// Answer to `POST /admin/reload`.
@@ -135,23 +169,53 @@ impl Control {
             Ok(bp) => bp,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("new_share: {e}")),
         };
-        self.change(Change::Share(bp), None).await
+        let snap = self.reloader.state().load_full();
+        let current = snap.routing.split.share_bp;
+        if bp == current {
+            // Nothing to change: no new generation, no state-file write, and the answer says so.
+            return json(
+                StatusCode::OK,
+                &ChangeAnswer {
+                    generation: snap.generation,
+                    new_share: status::percent(bp),
+                    previous_share: status::percent(bp),
+                    storefront: None,
+                    evacuated_at: None,
+                    persisted: true,
+                    changed: false,
+                    notes: vec![format!(
+                        "the share on new is already {:.2}%: nothing changed",
+                        status::percent(bp)
+                    )],
+                },
+            );
+        }
+        let notes = pin_notes(&snap, current, bp);
+        self.change(Change::Share(bp), None, notes).await
     }
 
     async fn evacuate(&self, name: &str, body: &[u8]) -> AdminResponse {
         if let Err(r) = expect_empty(body) {
             return r;
         }
-        self.change(Change::Evacuate(name.to_string(), unix_now()), Some(name))
-            .await
+        self.change(
+            Change::Evacuate(name.to_string(), unix_now()),
+            Some(name),
+            Vec::new(),
+        )
+        .await
     }
 
-    async fn change(&self, change: Change, storefront: Option<&str>) -> AdminResponse {
+    async fn change(
+        &self,
+        change: Change,
+        storefront: Option<&str>,
+        mut notes: Vec<String>,
+    ) -> AdminResponse {
         let before = self.reloader.state().load().routing.split.share_bp;
         match self.reloader.change(change).await {
             Ok(applied) => {
                 let snap = self.reloader.state().load_full();
-                let mut notes = Vec::new();
                 if let Some(e) = &applied.persist_error {
                     notes.push(format!(
                         "applied, but NOT saved ({e}): it will be lost on restart"
@@ -188,6 +252,7 @@ impl Control {
                         storefront: sf.map(|id| snap.storefronts[id].name.clone()),
                         evacuated_at: sf.and_then(|id| snap.routing.storefronts[id].evacuated_at),
                         persisted: applied.persist_error.is_none(),
+                        changed: true,
                         notes,
                     },
                 )

@@ -51,6 +51,9 @@ pub struct ConfigInfo {
     pub source: String,
     /// Unix seconds when it went live.
     pub loaded_at: u64,
+    /// [`Self::loaded_at`] as RFC 3339 UTC.
+    #[serde(default)]
+    pub loaded_at_rfc3339: String,
     /// The state file that keeps admin overrides.
     pub state_file: String,
 }
@@ -94,6 +97,9 @@ pub struct StorefrontInfo {
     pub upstream: String,
     /// Pins issued at or before this unix second are released.
     pub evacuated_at: Option<u64>,
+    /// [`Self::evacuated_at`] as RFC 3339 UTC, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evacuated_at_rfc3339: Option<String>,
     /// `file` or `override`, when evacuated.
     pub evacuated_at_source: Option<String>,
     /// Responses answered for it since start.
@@ -190,6 +196,9 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
                     sf.upstream.settings.scheme, sf.upstream.settings.authority
                 ),
                 evacuated_at: snap.routing.storefronts[id].evacuated_at,
+                evacuated_at_rfc3339: snap.routing.storefronts[id]
+                    .evacuated_at
+                    .map(crate::values::time::rfc3339_secs),
                 evacuated_at_source: snap.routing.storefronts[id].evacuated_at.map(|at| {
                     if ev_override == Some(&at) {
                         "override".into()
@@ -225,6 +234,7 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
             generation: snap.generation,
             source: snap.trigger.to_string(),
             loaded_at: unix(snap.loaded_at),
+            loaded_at_rfc3339: crate::values::time::rfc3339_secs(unix(snap.loaded_at)),
             state_file: snap.state_file.display().to_string(),
         },
         split: SplitInfo {
@@ -414,7 +424,10 @@ impl fmt::Display for Status {
                     parts.push(format!("share {}", share(s)));
                 }
                 for (sf, at) in &o.evacuated_at {
-                    parts.push(format!("evacuate {sf} at {at}"));
+                    parts.push(format!(
+                        "evacuate {sf} at {}",
+                        crate::values::time::rfc3339_secs(*at)
+                    ));
                 }
                 writeln!(
                     f,

@@ -1,4 +1,5 @@
-//! RFC 3339 UTC timestamps with milliseconds, formatted on the stack.
+//! Times for people and for logs: RFC 3339 UTC timestamps (with milliseconds, formatted on the
+//! stack, for the access log) and "in 11h 58m" for CLI output and status pages.
 //!
 //! The access log writes one per line; pulling in a calendar crate for a single fixed format is not
 //! worth the dependency, and this never allocates.
@@ -6,10 +7,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`
-pub(crate) const LEN: usize = 24;
+pub const LEN: usize = 24;
 
 /// Formats `t` (clamped to the Unix epoch and year 9999) into `buf` and returns it as text.
-pub(crate) fn format(t: SystemTime, buf: &mut [u8; LEN]) -> &str {
+pub fn format(t: SystemTime, buf: &mut [u8; LEN]) -> &str {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     // 253402300799 = 9999-12-31T23:59:59Z: keeps the year four digits.
     let secs = d.as_secs().min(253_402_300_799);
@@ -106,5 +107,70 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// `epoch` (unix seconds) as RFC 3339 UTC to the second: `2026-12-04T18:00:00Z`.
+pub fn rfc3339_secs(epoch: u64) -> String {
+    let mut buf = [0u8; LEN];
+    let t = UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+    let s = format(t, &mut buf);
+    format!("{}Z", &s[..19])
+}
+
+/// How far `epoch` is from `now` (both unix seconds), the way people say it: `in 11h 58m`,
+/// `3m 5s ago`, `now`. Two units at most: the first is what matters at 3 a.m.
+pub fn relative(epoch: u64, now: u64) -> String {
+    let (d, future) = if epoch >= now {
+        (epoch - now, true)
+    } else {
+        (now - epoch, false)
+    };
+    if d == 0 {
+        return "now".into();
+    }
+    let units = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = d;
+    for (size, name) in units {
+        if rest >= size && parts.len() < 2 {
+            parts.push(format!("{}{name}", rest / size));
+            rest %= size;
+        } else if !parts.is_empty() {
+            break;
+        }
+    }
+    let span = parts.join(" ");
+    if future {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+/// `2026-12-04T18:00:00Z (in 11h 58m)`.
+pub fn when(epoch: u64, now: u64) -> String {
+    format!("{} ({})", rfc3339_secs(epoch), relative(epoch, now))
+}
+
+#[cfg(test)]
+mod human_tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_to_the_second() {
+        assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_secs(1_796_403_206), "2026-12-04T16:53:26Z");
+    }
+
+    #[test]
+    fn relative_says_two_units_at_most() {
+        let now = 1_000_000;
+        assert_eq!(relative(now, now), "now");
+        assert_eq!(relative(now + 11 * 3600 + 58 * 60 + 7, now), "in 11h 58m");
+        assert_eq!(relative(now - 185, now), "3m 5s ago");
+        assert_eq!(relative(now + 2 * 86_400 + 5, now), "in 2d");
+        assert_eq!(relative(now + 86_400 + 3600, now), "in 1d 1h");
+        assert_eq!(when(0, 60), "1970-01-01T00:00:00Z (1m ago)");
     }
 }

@@ -1,0 +1,115 @@
+//! Issue 16, "The first hour": what a new operator trips over. Each test drives the built binary.
+
+mod support;
+
+use std::time::Duration;
+
+use support::control::*;
+use support::process::*;
+use support::stores::Stores;
+
+async fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(binary());
+    cmd.args(args)
+        .env_remove("CUTOVER_CONFIG")
+        .env_remove("CUTOVER_ADMIN")
+        .env_remove("NO_COLOR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("cli finished")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Logs into a pipe (a file, journald, `| cat`) carry no ANSI colour codes.
+#[tokio::test]
+async fn no_colour_codes_when_the_output_is_not_a_terminal() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+    let (ok, out, err) = cli(&["check", "--config", demo], &[]).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("INFO"), "the check logs its tables: {err}");
+    assert!(
+        !err.contains('\u{1b}') && !out.contains('\u{1b}'),
+        "escape codes in piped output: {err:?}"
+    );
+}
+
+/// Asking for the share already in force is answered as such and creates no generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shift_to_the_share_in_force_changes_nothing() {
+    let stores = Stores::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cutover.toml");
+    std::fs::write(&config, config_text(&stores, &Params::default())).unwrap();
+    let proxy = ProxyProcess::spawn(&config);
+    let c = config.to_str().unwrap();
+    let admin = proxy.admin.to_string();
+    let generation = || async {
+        support::admin::status(proxy.admin).await["config"]["generation"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(generation().await, 1);
+
+    let (ok, out, err) = cli(&["shift", "10", "--admin", &admin], &[]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("already 10.00%") && out.contains("nothing changed"),
+        "{out}"
+    );
+    assert_eq!(generation().await, 1, "a no-op shift made a generation");
+
+    let (ok, out, err) = cli(&["shift", "25", "--admin", &admin], &[]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("10.00% -> 25.00%"), "{out}");
+    assert_eq!(generation().await, 2);
+    // Lowering with pinning off says what happens to shoppers above the new share.
+    let (ok, out, err) = cli(&["shift", "5", "--admin", &admin], &[]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("pinning is off"), "{out}");
+}
+
+/// `evacuate` prints when, as a time people read, not a unix epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evacuate_and_status_print_human_times() {
+    let stores = Stores::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cutover.toml");
+    std::fs::write(&config, config_text(&stores, &Params::default())).unwrap();
+    let proxy = ProxyProcess::spawn(&config);
+    let admin = proxy.admin.to_string();
+    let (ok, out, err) = cli(&["evacuate", "new", "--admin", &admin], &[]).await;
+    assert!(ok, "{err}");
+    let year = out.find("20").expect("a year");
+    assert!(
+        out[year..].contains('T') && out.contains("Z (") && out.contains("ago)")
+            || out.contains("(now)"),
+        "RFC 3339 and a relative time: {out}"
+    );
+    let st = support::admin::status(proxy.admin).await;
+    let new = st["storefronts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "new")
+        .unwrap()
+        .clone();
+    assert!(new["evacuated_at"].is_u64(), "{new}");
+    assert!(
+        new["evacuated_at_rfc3339"].as_str().unwrap().ends_with('Z'),
+        "{new}"
+    );
+    let (ok, out, _) = cli(&["status", "--admin", &admin], &[]).await;
+    assert!(ok);
+    assert!(
+        !out.contains(&new["evacuated_at"].to_string()),
+        "no raw epoch in status: {out}"
+    );
+}
