@@ -7,6 +7,7 @@
 
 pub mod client;
 mod router;
+mod slots;
 // They count requests, which the `no-metrics` benchmark baseline does not.
 #[cfg(all(test, not(feature = "no-metrics")))]
 mod tests;
@@ -25,7 +26,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::metrics::{self, Metrics};
 
@@ -121,7 +121,7 @@ impl AdminState {
 pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Future<Output = ()>) {
     let router = Arc::new(state.router());
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = slots::Slots::new(MAX_CONNECTIONS);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -139,21 +139,41 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Futu
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "admin connection limit reached; closing");
-            continue;
+        let slot = match slots.acquire() {
+            Ok((slot, evicted)) => {
+                if evicted {
+                    tracing::warn!(%peer, "admin connections at their limit ({MAX_CONNECTIONS}): closed the oldest idle one");
+                }
+                slot
+            }
+            Err(slots::Refused::AllBusy) => {
+                tracing::warn!(%peer, "admin connections at their limit ({MAX_CONNECTIONS}), all answering; closing");
+                continue;
+            }
         };
         let router = router.clone();
+        let counter = slot.counter();
         let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(PeerAddr(peer));
             let router = router.clone();
-            async move { router.dispatch(req).await }
+            counter.fetch_add(1, Ordering::AcqRel);
+            let busy = slots::Busy::from_counted(Arc::clone(&counter));
+            async move {
+                let answer = router.dispatch(req).await;
+                drop(busy);
+                answer
+            }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "admin connection ended with an error");
             }
+        });
+        slot.set_abort(task.abort_handle());
+        // The slot is freed when the connection ends, however it ends (aborted included).
+        tokio::spawn(async move {
+            let _ = task.await;
             drop(slot);
         });
     }
