@@ -53,11 +53,26 @@ pub fn listen(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
     TcpListener::from_std(listener)
 }
 
-/// Counts open client connections and wakes the drain when the last one closes.
+/// Counts open client connections (in all, and per client address) and wakes the drain when
+/// the last one closes.
+///
+/// The per-address count keeps one client (a scanner, a slowloris, a misbehaving bot) from taking
+/// the whole `max_connections` budget: the shop's other shoppers keep getting in. It is taken once
+/// per connection, in the accept loop, never per request.
 #[derive(Default)]
 pub struct Connections {
     open: AtomicUsize,
     idle: Notify,
+    per_client: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
+}
+
+/// Why a connection was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Full {
+    /// `max_connections` open in all.
+    Total,
+    /// This client address holds `max_connections_per_client`.
+    Client,
 }
 
 impl Connections {
@@ -66,18 +81,47 @@ impl Connections {
         self.open.load(Ordering::Acquire)
     }
 
-    fn try_enter(self: &Arc<Self>, max: usize) -> Option<ConnGuard> {
+    /// Lets a connection from `client` in, within `max` in all and `per_client` for that
+    /// address (`per_client` 0: no per-address limit).
+    fn try_enter(
+        self: &Arc<Self>,
+        max: usize,
+        client: std::net::IpAddr,
+        per_client: usize,
+    ) -> Result<ConnGuard, Full> {
+        let client = (per_client > 0).then_some(client.to_canonical());
+        if let Some(ip) = client {
+            let mut map = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+            let n = map.entry(ip).or_insert(0);
+            if *n as usize >= per_client {
+                return Err(Full::Client);
+            }
+            *n += 1;
+        }
         let mut cur = self.open.load(Ordering::Relaxed);
         loop {
             if cur >= max {
-                return None;
+                if let Some(ip) = client {
+                    self.leave_client(ip);
+                }
+                return Err(Full::Total);
             }
             match self
                 .open
                 .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return Some(ConnGuard(Arc::clone(self))),
+                Ok(_) => return Ok(ConnGuard(Arc::clone(self), client)),
                 Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn leave_client(&self, ip: std::net::IpAddr) {
+        let mut map = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let std::collections::hash_map::Entry::Occupied(mut e) = map.entry(ip) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
             }
         }
     }
@@ -93,10 +137,13 @@ impl Connections {
     }
 }
 
-struct ConnGuard(Arc<Connections>);
+struct ConnGuard(Arc<Connections>, Option<std::net::IpAddr>);
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
+        if let Some(ip) = self.1 {
+            self.0.leave_client(ip);
+        }
         if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();
         }
@@ -272,15 +319,32 @@ async fn accept_loop(
                 continue;
             }
         };
-        let limits = proxy.state().load().limits.clone();
-        let Some(guard) = conns.try_enter(limits.max_connections) else {
-            tracing::debug!(%peer, "connection cap reached; refusing");
-            proxy.metrics().connection_rejected();
-            // A plain client gets a readable 503; a TLS client cannot, so it is closed.
-            if matches!(kind, ListenerKind::Plain) {
-                tokio::spawn(refuse(stream));
+        let snap = proxy.state().load();
+        let limits = snap.limits.clone();
+        // Behind trusted proxies every shopper arrives from a handful of addresses: no per-address
+        // limit then (the proxies in front enforce their own).
+        let per_client = if snap.headers.trust_forwarded {
+            0
+        } else {
+            limits.max_connections_per_client
+        };
+        drop(snap);
+        let guard = match conns.try_enter(limits.max_connections, peer.ip(), per_client) {
+            Ok(guard) => guard,
+            Err(full) => {
+                match full {
+                    Full::Total => tracing::debug!(%peer, "connection cap reached; refusing"),
+                    Full::Client => {
+                        tracing::debug!(%peer, "per-client connection limit reached; refusing")
+                    }
+                }
+                proxy.metrics().connection_rejected();
+                // A plain client gets a readable 503; a TLS client cannot, so it is closed.
+                if matches!(kind, ListenerKind::Plain) {
+                    tokio::spawn(refuse(stream));
+                }
+                continue;
             }
-            continue;
         };
         let _ = stream.set_nodelay(true);
         let info = ConnInfo {

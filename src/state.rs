@@ -77,6 +77,9 @@ pub struct Limits {
     pub body_idle_timeout: Duration,
     /// Open client connections beyond which new ones get a fast 503.
     pub max_connections: usize,
+    /// Open connections one client address may hold (0: no limit, for connections from
+    /// trusted proxies).
+    pub max_connections_per_client: usize,
     /// Grace period for in-flight requests on shutdown.
     pub drain_timeout: Duration,
     /// Time between SIGTERM (readiness off) and closing the listeners.
@@ -104,6 +107,7 @@ impl Default for Limits {
             max_uri_length: 8 * 1024,
             body_idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_client: 256,
             drain_timeout: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
             h2_max_concurrent_streams: 100,

@@ -291,3 +291,63 @@ async fn the_connection_cap_answers_503_and_spares_existing_connections() {
     }
     assert!(ok, "a slot freed by a closed connection is usable again");
 }
+
+/// One GET from a client socket bound to `from`, on a fresh connection kept open afterwards.
+async fn held_from(
+    from: std::net::IpAddr,
+    proxy: std::net::SocketAddr,
+) -> Option<(tokio::net::TcpStream, u16)> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind((from, 0).into()).ok()?;
+    let mut stream = socket.connect(proxy).await.ok()?;
+    stream
+        .write_all(b"GET /held HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(support::WAIT, stream.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let status = String::from_utf8_lossy(&buf[..n])
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((stream, status))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_address_cannot_take_every_connection() {
+    let (proxy, _old, _new) =
+        proxy_with("max_connections = 100\nmax_connections_per_client = 3").await;
+    let greedy: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let other: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (stream, status) = held_from(greedy, proxy.addr).await.expect("served");
+        assert_eq!(status, 200);
+        held.push(stream);
+    }
+    let (_, status) = held_from(greedy, proxy.addr).await.expect("an answer");
+    assert_eq!(
+        status, 503,
+        "the fourth connection from one address is refused"
+    );
+    let (_kept, status) = held_from(other, proxy.addr).await.expect("an answer");
+    assert_eq!(status, 200, "another address is still served");
+    // Closing one of the greedy client's connections gives it a slot back (the proxy notices the
+    // close asynchronously: retry until it has, bounded).
+    drop(held.pop());
+    let mut status = 0;
+    for _ in 0..100 {
+        let (_s, st) = held_from(greedy, proxy.addr).await.expect("an answer");
+        status = st;
+        if st == 200 {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, 200);
+}

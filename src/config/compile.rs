@@ -141,6 +141,12 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             "limits.max_connections",
             d.max_connections,
         ),
+        max_connections_per_client: int(
+            &mut c,
+            &l.max_connections_per_client,
+            "limits.max_connections_per_client",
+            d.max_connections_per_client,
+        ),
         drain_timeout: dur(&l.drain_timeout, d.drain_timeout),
         drain_delay: dur(&l.drain_delay, d.drain_delay),
         h2_max_concurrent_streams: int(

@@ -95,6 +95,9 @@ pub struct RawLimits {
     pub body_idle_timeout: Option<Spanned<HumanDuration>>,
     /// Open client connections beyond which new ones get a fast 503; default 10000.
     pub max_connections: Option<Spanned<u32>>,
+    /// Open connections one client address may hold; default 256. Exempt when
+    /// `trust_forwarded` is set (the peers are then the operator's own proxies).
+    pub max_connections_per_client: Option<Spanned<u32>>,
     /// Grace period for in-flight requests on SIGTERM; default 30s.
     pub drain_timeout: Option<Spanned<HumanDuration>>,
     /// After SIGTERM, keep accepting this long with `/readyz` false so load balancers notice
