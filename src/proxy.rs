@@ -186,11 +186,15 @@ impl Proxy {
                 rid_header,
             ));
         }
-        // The Host header, or the URI authority of an h2 request; `""` for HTTP/1.0 without Host.
+        // The URI's authority when the request has one (an absolute-form HTTP/1 target, whose
+        // Host header a server must ignore per RFC 9112 section 3.2.2; an h2 `:authority`), else
+        // the Host header; `""` for HTTP/1.0 without Host. Routing and per-host redirect rows see
+        // the same host either way.
         let host = strip_port(
-            host_header
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            req.uri()
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| host_header.and_then(|h| h.to_str().ok()))
                 .unwrap_or(""),
         );
         let view = RequestView {

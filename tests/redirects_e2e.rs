@@ -323,6 +323,18 @@ async fn per_host_entries() {
         "/pages/about-a",
     )
     .await;
+    // An absolute-form target names the host itself; its Host header is ignored (RFC 9112 3.2.2).
+    let head = send_until_close(
+        f.addr,
+        b"GET http://shop-a.example/about HTTP/1.1\r\nHost: shop-b.example\r\nX-Side: new\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (status, headers) = response_head(&head);
+    assert_eq!(status, 301, "{}", String::from_utf8_lossy(&head));
+    assert!(
+        headers.contains(&("location".into(), "/pages/about-a".into())),
+        "{headers:?}"
+    );
     for host in ["shop-b.example", "shop-a.example.evil", "127.0.0.1"] {
         f.redirects("/about", &[NEW, ("host", host)], 301, "/pages/about")
             .await;

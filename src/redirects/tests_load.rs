@@ -409,3 +409,16 @@ fn a_table_built_in_retired_memory_answers_only_its_own_rows() {
         }
     }
 }
+
+#[test]
+fn a_star_that_would_be_sent_literally_is_rejected_with_its_line() {
+    let e = errors("old_url,new_url\n/ok/*,/fine/*\n/q/*,/search?to=*\n/p/*,/x/*/y\n");
+    let lines: Vec<u32> = e.iter().map(line_of).collect();
+    assert_eq!(lines, [3, 4], "{e:?}");
+    assert!(
+        e[0].to_string()
+            .contains("only as the target's trailing /*"),
+        "{}",
+        e[0]
+    );
+}

@@ -308,6 +308,11 @@ fn parse_target(
     if splat && body.contains(['?', '#']) {
         return bad("a * must end the target, after any path and with no query");
     }
+    if old_is_prefix && body.contains('*') {
+        // `/q/*,/search?to=*` reads as "put the rest here", but only a trailing `/*` is
+        // substituted: served as written, the `*` would reach shoppers literally.
+        return bad("a * is substituted only as the target's trailing /*; a * elsewhere (here in the path or query) would be sent literally");
+    }
     let mut text = origin;
     text.reserve(body.len() + 8);
     let had_control = canon_target(body, &mut text)
