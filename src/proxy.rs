@@ -403,6 +403,7 @@ impl Proxy {
                         sf.health.error(UpstreamErrorKind::Timeout);
                         snap.metrics
                             .upstream_error(decision.storefront, UpstreamErrorKind::Timeout);
+                        tracing::warn!(request_id = ?request_id, storefront = %sf.name, kind = UpstreamErrorKind::Timeout.as_str(), "storefront request failed: no response headers within response_header_timeout");
                         (
                             UpstreamErrorKind::Timeout,
                             "did not send response headers in time".to_string(),
@@ -420,6 +421,10 @@ impl Proxy {
                             UpstreamErrorKind::Tls => {
                                 "failed the TLS handshake (certificate not trusted?)"
                             }
+                            // Only a body can fail mid-way, and no body was read yet.
+                            UpstreamErrorKind::BodyTimeout | UpstreamErrorKind::BodyFailed => {
+                                "broke off its answer"
+                            }
                         };
                         tracing::warn!(request_id = ?request_id, storefront = %sf.name, kind = kind.as_str(), error = %error_chain(e), "storefront request failed");
                         (kind, what.to_string())
@@ -436,6 +441,10 @@ impl Proxy {
         let ttfb = upstream_started.elapsed();
         sf.health.success();
         let (mut rparts, rbody) = resp.into_parts();
+        // The shopper is answered in the shopper's protocol, whatever the storefront spoke: an
+        // HTTP/1.0 storefront's close-delimited answer goes to an HTTP/1.1 client chunked, a
+        // framing the client can check (hyper still answers an HTTP/1.0 client as HTTP/1.0).
+        rparts.version = http::Version::HTTP_11;
 
         if rparts.status == StatusCode::SWITCHING_PROTOCOLS {
             if let (Some(client_up), Some(upstream_up)) =

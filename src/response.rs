@@ -17,7 +17,7 @@ use crate::body::{BoxError, IdleTimeout};
 use crate::metrics::InFlightGuard;
 use crate::routing::{Reason, RouteId, StorefrontId};
 use crate::state::Snapshot;
-use crate::upstream::ResponseBody;
+use crate::upstream::{ResponseBody, UpstreamErrorKind};
 
 /// Runs once per request when its response body ends, fails or is dropped: the single place
 /// where a request is counted and logged, so a shopper who hangs up is counted too.
@@ -48,6 +48,32 @@ pub struct Finish {
     pub in_flight: Option<InFlightGuard>,
     /// What only the access log needs; `None` when it is off, so nothing is cloned for it.
     pub access: Option<AccessFields>,
+}
+
+impl Finish {
+    /// The storefront's body failed after its head went to the shopper: counted apart (a
+    /// rollout gate and the dashboard compare `body_*` failures of old and new) and logged once
+    /// with what support needs to find it. The response is then aborted, so the shopper's client
+    /// sees an error rather than a short page.
+    fn body_failed(&mut self, cause: &BoxError) {
+        let kind = if cause.is::<crate::body::IdleTimeoutError>() {
+            UpstreamErrorKind::BodyTimeout
+        } else {
+            UpstreamErrorKind::BodyFailed
+        };
+        self.snap.metrics.upstream_error(self.storefront, kind);
+        let request_id = self.request_id.get_or_insert_with(new_request_id).clone();
+        tracing::warn!(
+            request_id = request_id.to_str().unwrap_or("-"),
+            storefront = %self.snap.storefronts[self.storefront].name,
+            route = %self.snap.routing.routes[self.route].name,
+            status = self.status.as_u16(),
+            bytes_sent = self.bytes,
+            kind = kind.as_str(),
+            error = %cause,
+            "storefront response body failed mid-way; aborting the shopper's response"
+        );
+    }
 }
 
 /// 128 random bits as 32 lowercase hex digits, formatted without `format!`, a byte (two
@@ -194,7 +220,9 @@ impl Body for ProxyBody {
             }
             Poll::Ready(None) => this.end(true),
             Poll::Ready(Some(Err(e))) => {
-                tracing::warn!(error = %e, "storefront response body failed; aborting the shopper's response");
+                if let Some(f) = this.finish.as_mut() {
+                    f.body_failed(e);
+                }
                 this.end(false);
             }
             Poll::Pending => {}

@@ -356,7 +356,11 @@ async fn accept_loop(
         let stop = draining.clone();
         match &kind {
             ListenerKind::Plain => {
-                tokio::spawn(serve_connection(proxy, stream, info, limits, guard, stop));
+                let reset = ResetOnBodyError::dup(&stream);
+                tokio::spawn(async move {
+                    let failed = serve_connection(proxy, stream, info, limits, guard, stop).await;
+                    reset.finish(failed);
+                });
             }
             ListenerKind::Tls(tls, metrics) => {
                 let acceptor = tls.acceptor();
@@ -368,7 +372,9 @@ async fn accept_loop(
                         .await
                     {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(proxy, tls_stream, info, limits, guard, stop).await
+                            // A TLS client already tells a cut from an end: no close_notify.
+                            let _ = serve_connection(proxy, tls_stream, info, limits, guard, stop)
+                                .await;
                         }
                         Ok(Err(e)) => {
                             metrics.handshake_errors.inc();
@@ -408,6 +414,45 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
+/// Makes a response body that failed mid-way end the plain TCP connection with a reset.
+///
+/// A response whose length the shopper's client cannot check (HTTP/1.0, close-delimited) looks
+/// complete when the connection ends with a FIN: `curl` exits 0 with half a page. A reset is an
+/// error to every client. hyper owns the socket and closes it with a FIN, so the accept loop keeps
+/// a duplicate descriptor of the same socket (one `dup` per connection, not per request): the
+/// socket closes when the last descriptor does, and when a body failed this one is closed with
+/// `SO_LINGER` 0, which sends the RST.
+struct ResetOnBodyError(Option<socket2::Socket>);
+
+impl ResetOnBodyError {
+    fn dup(stream: &tokio::net::TcpStream) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsFd as _;
+            ResetOnBodyError(
+                stream
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .ok()
+                    .map(socket2::Socket::from),
+            )
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = stream;
+            ResetOnBodyError(None)
+        }
+    }
+
+    /// Closes the duplicate, with a reset when `body_failed`.
+    fn finish(self, body_failed: bool) {
+        if let (Some(socket), true) = (&self.0, body_failed) {
+            let _ = socket.set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+/// Serves one client connection; returns whether it ended because a response body failed.
 async fn serve_connection<I>(
     proxy: Arc<Proxy>,
     stream: I,
@@ -415,7 +460,8 @@ async fn serve_connection<I>(
     limits: Limits,
     _guard: ConnGuard,
     mut draining: watch::Receiver<bool>,
-) where
+) -> bool
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let _open = proxy.metrics().client_connection();
@@ -428,7 +474,7 @@ async fn serve_connection<I>(
         let drain = stopped(&mut draining);
         tokio::pin!(drain);
         match fast_path::serve(&proxy, stream, info, &limits, drain).await {
-            Outcome::Closed => return,
+            Outcome::Closed => return false,
             Outcome::HandOff { io, served } => (io, served),
         }
     };
@@ -474,11 +520,17 @@ async fn serve_connection<I>(
         }
         () = first_request_deadline => {
             tracing::debug!(peer = %info.peer, "no request within header_read_timeout; closing");
-            return;
+            return false;
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(peer = %info.peer, error = %e, "client connection ended with an error");
+    match result {
+        Ok(()) => false,
+        Err(e) => {
+            tracing::debug!(peer = %info.peer, error = %e, "client connection ended with an error");
+            // Our service never fails, so a "user" error is a response body that did.
+            e.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_user)
+        }
     }
 }
 

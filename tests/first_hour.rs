@@ -49,7 +49,6 @@ async fn a_shift_to_the_share_in_force_changes_nothing() {
     let config = dir.path().join("cutover.toml");
     std::fs::write(&config, config_text(&stores, &Params::default())).unwrap();
     let proxy = ProxyProcess::spawn(&config);
-    let c = config.to_str().unwrap();
     let admin = proxy.admin.to_string();
     let generation = || async {
         support::admin::status(proxy.admin).await["config"]["generation"]

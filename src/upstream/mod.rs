@@ -306,16 +306,24 @@ pub enum UpstreamErrorKind {
     Protocol,
     /// The storefront's certificate did not verify, or the handshake failed.
     Tls,
+    /// The body stopped arriving for longer than `body_idle_timeout`, after the response head
+    /// was sent on: the shopper's response is aborted, not completed.
+    BodyTimeout,
+    /// The body broke off (reset, closed short of its length, a cut chunk) after the response
+    /// head was sent on: the shopper's response is aborted, not completed.
+    BodyFailed,
 }
 
 impl UpstreamErrorKind {
     /// Every kind, in metric-index order.
-    pub const ALL: [UpstreamErrorKind; 5] = [
+    pub const ALL: [UpstreamErrorKind; 7] = [
         UpstreamErrorKind::Connect,
         UpstreamErrorKind::Timeout,
         UpstreamErrorKind::Reset,
         UpstreamErrorKind::Protocol,
         UpstreamErrorKind::Tls,
+        UpstreamErrorKind::BodyTimeout,
+        UpstreamErrorKind::BodyFailed,
     ];
 
     /// Label value.
@@ -326,13 +334,17 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Reset => "reset",
             UpstreamErrorKind::Protocol => "protocol",
             UpstreamErrorKind::Tls => "tls",
+            UpstreamErrorKind::BodyTimeout => "body_timeout",
+            UpstreamErrorKind::BodyFailed => "body_failed",
         }
     }
 
     /// nginx/Envoy convention: timeouts are 504, everything else the storefront did wrong is 502.
     pub fn status(self) -> http::StatusCode {
         match self {
-            UpstreamErrorKind::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
+            UpstreamErrorKind::Timeout | UpstreamErrorKind::BodyTimeout => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
