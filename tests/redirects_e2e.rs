@@ -159,6 +159,15 @@ impl Fixture {
             "{pq} {headers:?}: {r:?}"
         );
         assert_eq!(r.upstream(), None, "a redirect is answered by cutover");
+        // A temporary redirect must not be cached, or a rollback could not reach the browser;
+        // a permanent one (100% on new) is served as written.
+        let want = matches!(status, 302 | 303 | 307).then_some("no-store");
+        let got = r.header("cache-control");
+        assert_eq!(
+            (!got.is_empty()).then_some(got),
+            want,
+            "{pq}: cache-control"
+        );
     }
 
     /// Asserts the request was proxied to `storefront`, unredirected.

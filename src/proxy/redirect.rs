@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, LOCATION};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
@@ -75,6 +75,10 @@ impl Proxy {
                 if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(location)) {
                     r.headers_mut().insert(LOCATION, v);
                 }
+                if let Some(cc) = cache_control(status) {
+                    r.headers_mut()
+                        .insert(CACHE_CONTROL, HeaderValue::from_static(cc));
+                }
                 // `Content-Length: 0` comes from hyper, which frames the empty body itself.
                 r
             }
@@ -130,6 +134,9 @@ impl Proxy {
                 // The check `HeaderValue` makes on hyper's path.
                 if HeaderValue::from_str(location).is_ok() {
                     wire::header_line(out, LOCATION.as_str().as_bytes(), &[location.as_bytes()]);
+                }
+                if let Some(cc) = cache_control(status) {
+                    wire::header_line(out, CACHE_CONTROL.as_str().as_bytes(), &[cc.as_bytes()]);
                 }
                 ""
             }
@@ -226,4 +233,16 @@ fn redirect_finish(
         in_flight: None,
         access: None,
     }
+}
+
+/// `Cache-Control` for a redirect answer. A temporary redirect (302/307: the plan's permanent
+/// rows while the share is below 100%, or rows written as temporary) is `no-store`: a browser
+/// must ask again next time, or a rollback (`cutover shift 0`) could never reach it. Permanent
+/// redirects (100% on new) are served as written: browsers and search engines may keep them.
+fn cache_control(status: StatusCode) -> Option<&'static str> {
+    matches!(
+        status,
+        StatusCode::FOUND | StatusCode::TEMPORARY_REDIRECT | StatusCode::SEE_OTHER
+    )
+    .then_some("no-store")
 }
