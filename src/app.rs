@@ -50,6 +50,15 @@ pub enum StartError {
         /// What went wrong.
         source: admin::AdminError,
     },
+    // fleet:
+    /// `[fleet]` could not be started.
+    #[error("starting [fleet] (from {}): {source}", config.display())]
+    Fleet {
+        /// The config file.
+        config: PathBuf,
+        /// What went wrong.
+        source: Box<control::fleet::FleetStartError>,
+    },
 }
 
 /// A started proxy.
@@ -168,6 +177,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
     };
     inherited.close_unused();
     let handover = Handover::new(kept, upgrade);
+    // fleet: filled once the fleet's state is applied (below), before readiness.
+    let fleet_slot = control::fleet::Slot::default();
     let admin_address = match admin_listener {
         None => None,
         Some(listener) => {
@@ -178,6 +189,7 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
                 draining: Arc::clone(&draining),
                 started: SystemTime::now(),
                 handover: Arc::clone(&handover),
+                fleet: Arc::clone(&fleet_slot), // fleet:
             });
             let state = AdminState::new(Arc::clone(&metrics), Arc::clone(&ready))
                 .with_routes(admin_routes(&proxy))
@@ -189,6 +201,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
     reloader.set_tls(tls_listeners, tls_metrics);
     reloader.spawn_watchers();
     spawn_upgrade_on_sigusr2(&handover);
+    // fleet: the fleet's operator state is applied before readiness (bounded by start_timeout).
+    start_fleet(config, &reloader, &metrics, admin_address, &fleet_slot).await?;
     let server = Server::start(Arc::clone(&proxy), listeners);
     ready.store(true, Ordering::Release);
     {
@@ -219,6 +233,38 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
         handover,
         signals,
     })
+}
+
+// fleet:
+/// With `[fleet]`, reads and applies the fleet's operator state and starts the fleet watcher;
+/// the gauges are registered either way so alerts can tell "no fleet" from "fleet down".
+async fn start_fleet(
+    config: &Path,
+    reloader: &Arc<Reloader>,
+    metrics: &Metrics,
+    admin: Option<SocketAddr>,
+    slot: &control::fleet::Slot,
+) -> Result<(), StartError> {
+    let gauges = crate::fleet::metrics::FleetMetrics::register(metrics.registry())
+        .expect("fleet metric definitions are valid");
+    let source = crate::config::Source::read(config)?;
+    let Some(cfg) = source.parse()?.fleet.map(toml::Spanned::into_inner) else {
+        return Ok(());
+    };
+    let runtime = control::fleet::FleetRuntime::start(
+        Arc::clone(reloader),
+        &cfg,
+        &source.base_dir(),
+        admin,
+        gauges,
+    )
+    .await
+    .map_err(|e| StartError::Fleet {
+        config: config.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    let _ = slot.set(runtime);
+    Ok(())
 }
 
 /// What binding the data-plane listeners produced.

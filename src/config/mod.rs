@@ -6,8 +6,10 @@
 //! [`Snapshot`]: crate::state::Snapshot
 
 pub mod admin;
+// fleet: the [fleet] section, validated by compile like every other section.
 mod check;
 mod compile;
+pub mod fleet;
 pub mod raw;
 mod routes;
 pub mod runtime;

@@ -15,6 +15,8 @@
 //! file change, then one snapshot swap; the data plane only ever loads snapshots, so nothing
 //! here can block it. Compiles run on blocking threads, one at a time.
 
+// fleet: operator state shared through etcd.
+pub mod fleet;
 pub mod paths;
 pub mod request;
 pub mod status;
@@ -45,6 +47,9 @@ pub struct Control {
     pub started: SystemTime,
     /// Upgrades.
     pub handover: Arc<Handover>,
+    // fleet:
+    /// The fleet runtime once started (`[fleet]`); empty: changes are local.
+    pub fleet: fleet::Slot,
 }
 
 /// `PUT /admin/split` body.
@@ -123,7 +128,11 @@ impl Control {
             file_share_bp: self.reloader.file_share_bp(),
             operator_state: self.reloader.operator_state(),
         };
-        json(StatusCode::OK, &status::build(&snap, ctx))
+        #[allow(unused_mut)]
+        let mut status = status::build(&snap, ctx);
+        // fleet: fleet store connected / unreachable since when.
+        status.fleet = self.fleet.get().map(|f| f.summary());
+        json(StatusCode::OK, &status)
     }
 
     async fn split(&self, body: &[u8]) -> AdminResponse {
@@ -148,7 +157,15 @@ impl Control {
 
     async fn change(&self, change: Change, storefront: Option<&str>) -> AdminResponse {
         let before = self.reloader.state().load().routing.split.share_bp;
-        match self.reloader.change(change).await {
+        // fleet: with [fleet] the change goes to etcd and comes back through the fleet watcher.
+        let result = match self.fleet.get() {
+            Some(f) => match f.change(change).await {
+                Ok(r) => r,
+                Err(answer) => return answer,
+            },
+            None => self.reloader.change(change).await,
+        };
+        match result {
             Ok(applied) => {
                 let snap = self.reloader.state().load_full();
                 let mut notes = Vec::new();
@@ -296,6 +313,12 @@ pub fn routes(control: Arc<Control>) -> Router {
         paths::RELOAD,
         |c, _, body| async move { c.reload(&body).await },
     );
+    // fleet: `cutover status --fleet`.
+    let c = Arc::clone(&control);
+    router = router.get(paths::FLEET, move |_| {
+        let c = Arc::clone(&c);
+        async move { fleet::replicas(&c.fleet).await }
+    });
     router = change(
         router,
         &control,
