@@ -261,20 +261,21 @@ impl FleetRuntime {
         doc.updated_at = unix_now();
         doc.updated_by.clone_from(&self.id);
         let expected = base.as_ref().map_or(0, |v| v.revision);
-        let written =
-            match self.store.write_state(expected, doc.to_value()).await {
-                Ok(v) => v,
-                Err(e @ WriteError::Conflict { .. }) => return Err(error(
+        let written = match self.store.write_state(expected, doc.to_value()).await {
+            Ok(v) => v,
+            Err(e @ WriteError::Conflict { .. }) => {
+                return Err(error(
                     StatusCode::CONFLICT,
                     format!(
                         "changed by another operator, re-read (`cutover status`) and retry: {e}"
                     ),
-                )),
-                Err(WriteError::Etcd(e)) => return Err(self.unreachable(&e)),
-                Err(e @ WriteError::Corrupt(_)) => {
-                    return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-                }
-            };
+                ))
+            }
+            Err(WriteError::Etcd(e)) => return Err(self.unreachable(&e)),
+            Err(e @ WriteError::Corrupt(_)) => {
+                return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+            }
+        };
         let mut applied = self.applied.subscribe();
         let waited = tokio::time::timeout(
             APPLY_WAIT,
