@@ -342,3 +342,126 @@ fn check_reports_fleet_and_rotation_problems_with_their_line() {
         "[fleet] problems point at its line:\n{all}"
     );
 }
+
+/// A fleet state that does not compile here (or is not a state document) keeps the running
+/// configuration, is not marked applied, and shows as lagging; the next good one applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_state_that_does_not_compile_is_rejected_and_shown_lagging() {
+    use cutover::fleet::etcd::{EtcdClient, EtcdOptions};
+    use cutover::fleet::FleetStore;
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let stores = Stores::start().await;
+    let mut p = replica(&stores, &etcd.endpoint(), "solo");
+    let store = FleetStore::new(
+        EtcdClient::new(EtcdOptions::new(
+            vec![etcd.endpoint()],
+            Duration::from_secs(1),
+        ))
+        .unwrap(),
+        "/cutover/e2e",
+    );
+    let seeded = store
+        .read()
+        .await
+        .unwrap()
+        .0
+        .expect("seeded by the replica");
+    assert_eq!(status(p.admin).await["fleet"]["applied_generation"], 1);
+    for (bad, says) in [
+        (
+            serde_json::json!({"overrides": {"evacuated_at": {"gone": 5}}}),
+            "does not compile here",
+        ),
+        (
+            serde_json::json!({"overrides": {"share": 1}}),
+            "not an operator-state document",
+        ),
+    ] {
+        let current = store.read().await.unwrap().0.unwrap();
+        store.write_state(current.revision, bad).await.unwrap();
+        p.wait_log(|l| l["message"].as_str().is_some_and(|m| m.contains(says)))
+            .await
+            .unwrap_or_else(|| panic!("`{says}` logged:\n{}", p.log_text()));
+        assert_eq!(share(p.admin).await, 10.0, "running configuration kept");
+        assert_eq!(
+            status(p.admin).await["fleet"]["applied_generation"],
+            1,
+            "not marked applied"
+        );
+    }
+    wait_for("the replica is flagged as lagging", CONVERGE, || async {
+        let (_, body) = admin(p.admin, Method::GET, "/admin/fleet", None, None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["replicas"][0]["flagged"] == true && v["replicas"][0]["lag"] == "behind by 2"
+    })
+    .await;
+    let (ok, out, _) = cli(p.admin, &["status", "--fleet"]);
+    assert!(!ok, "status --fleet exits 1 while a replica lags");
+    assert!(out.contains("LAGGING"), "{out}");
+    let current = store.read().await.unwrap().0.unwrap();
+    assert!(current.revision > seeded.revision);
+    let good = serde_json::json!({"overrides": {"new_share_bp": 7000}, "rollout": {"step": 2}});
+    store.write_state(current.revision, good).await.unwrap();
+    wait_share(&p, 70.0, "the next good state applies").await;
+    // An admin change keeps what this version does not know (a later version's rollout state).
+    let (s, body) = admin(
+        p.admin,
+        Method::PUT,
+        "/admin/split",
+        None,
+        Some(r#"{"new_share": 75}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let now = store.read().await.unwrap().0.unwrap();
+    assert_eq!(
+        now.record.state["rollout"]["step"], 2,
+        "{:?}",
+        now.record.state
+    );
+    assert_eq!(now.record.state["overrides"]["new_share_bp"], 7500);
+    assert_eq!(now.record.state["updated_by"], "solo");
+}
+
+/// etcd unreachable at startup: the replica serves its state file after `start_timeout`, is
+/// ready, and says so; shift fails naming etcd instead of changing this replica alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_etcd_at_startup_a_replica_serves_its_state_file_and_says_so() {
+    let stores = Stores::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let text = config_text(
+        &stores,
+        &Params {
+            share: "10".into(),
+            tail: fleet_section(&format!("http://127.0.0.1:{port}"), "lonely"),
+            ..Params::default()
+        },
+    );
+    let config = TempConfig::new(&text);
+    // A state file saved for exactly this config (by an earlier run) is what it serves.
+    let hash = cutover::config::content_hash(&text);
+    std::fs::write(
+        config.file("cutover.toml.state.json"),
+        format!(
+            r#"{{"format":1,"config":"x","config_hash":"{hash}","since":1,"updated_at":1,"overrides":{{"new_share_bp":2500}}}}"#
+        ),
+    )
+    .unwrap();
+    let p = ProxyProcess::spawn(config.path());
+    assert_eq!(share(p.admin).await, 25.0, "the state file is in force");
+    let (s, _) = admin(p.admin, Method::GET, "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let st = status(p.admin).await;
+    assert_eq!(st["fleet"]["connected"], false);
+    assert_eq!(st["fleet"]["applied_generation"], 0);
+    let note = st["fleet"]["startup_note"].as_str().unwrap();
+    assert!(note.contains("serving the state file"), "{note}");
+    let (ok, _, err) = cli(p.admin, &["shift", "40"]);
+    assert!(!ok);
+    assert!(err.contains("etcd") && err.contains("unreachable"), "{err}");
+    assert_eq!(share(p.admin).await, 25.0);
+}
