@@ -4,6 +4,8 @@
 //! when it is back, and a replica started late applies the fleet's state before it is ready.
 //! Also: cohort key rotation (`previous_keys`) and `cutover check` on a broken `[fleet]`.
 
+// Shared with tests/fleet_etcd.rs, which uses all of it.
+#[allow(dead_code)]
 #[path = "fleet_etcd/server.rs"]
 mod server;
 mod support;
