@@ -425,6 +425,19 @@ async fn a_fleet_state_that_does_not_compile_is_rejected_and_shown_lagging() {
     );
     assert_eq!(now.record.state["overrides"]["new_share_bp"], 7500);
     assert_eq!(now.record.state["updated_by"], "solo");
+    // A config file edit reloads (locally the file wins) and the fleet's state is laid over
+    // the new file again, so this replica keeps agreeing with the fleet.
+    let config = p.config.as_ref().unwrap();
+    let text = std::fs::read_to_string(config.path()).unwrap();
+    config.rewrite(&format!("{text}\n# edited by a deploy\n"));
+    p.wait_log(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("laying the fleet state over it again"))
+    })
+    .await
+    .unwrap_or_else(|| panic!("re-laid after the file change:\n{}", p.log_text()));
+    wait_share(&p, 75.0, "the fleet's share is back over the edited file").await;
 }
 
 /// etcd unreachable at startup: the replica serves its state file after `start_timeout`, is

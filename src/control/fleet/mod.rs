@@ -58,6 +58,40 @@ pub enum FleetStartError {
     Client(#[from] EtcdError),
 }
 
+/// Why a change of the fleet's document did not happen (or is not applied here yet).
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// Someone else wrote since the state this change was based on.
+    #[error("changed by another operator, re-read (`cutover status`) and retry: {0}")]
+    Conflict(WriteError),
+    /// etcd did not answer; nothing was written.
+    #[error("the fleet store (etcd at {endpoints}) is unreachable: {reason}; nothing was changed on any replica. Retry when etcd answers (`cutover status` shows since when it is unreachable).")]
+    Unreachable {
+        /// The configured endpoints.
+        endpoints: String,
+        /// The last error.
+        reason: String,
+    },
+    /// The stored state is not a state document.
+    #[error("{0}")]
+    Corrupt(String),
+    /// Written, but this replica did not apply it within [`APPLY_WAIT`].
+    #[error("written to the fleet store as generation {0}, but this replica has not applied it within 5s (its log says why); `cutover status --fleet` shows which replicas did")]
+    NotAppliedHere(u64),
+}
+
+impl UpdateError {
+    /// The admin API status for it.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpdateError::Conflict(_) => StatusCode::CONFLICT,
+            UpdateError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpdateError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            UpdateError::NotAppliedHere(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
 /// The running fleet wiring of this replica.
 pub struct FleetRuntime {
     id: String,
@@ -214,29 +248,28 @@ impl FleetRuntime {
         }
     }
 
-    fn unreachable(&self, e: &dyn std::fmt::Display) -> AdminResponse {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the fleet store (etcd at {}) is unreachable: {e}; nothing was changed on any replica. Retry when etcd answers (`cutover status` shows since when it is unreachable).",
-                self.store.client().endpoints().join(", ")
-            ),
-        )
+    fn unreachable(&self, e: &dyn std::fmt::Display) -> UpdateError {
+        UpdateError::Unreachable {
+            endpoints: self.store.client().endpoints().join(", "),
+            reason: e.to_string(),
+        }
     }
 
-    /// An admin change for the whole fleet: written to etcd with compare-and-swap on the latest
-    /// state seen, then awaited until this replica has applied it. `Err` is the answer to send
-    /// (409 another operator changed it, 503 etcd unreachable, 504 not applied here in time).
-    pub async fn change(
+    /// The fleet's document as last delivered by the watcher (`None`: not read yet). The
+    /// rollout reads its own state from [`FleetDocument::other`].
+    pub fn document(&self) -> Option<FleetDocument> {
+        let latest = self.latest.borrow().clone()?;
+        FleetDocument::from_value(&latest.record.state, latest.record.generation).ok()
+    }
+
+    /// Changes the fleet's document: `edit` gets the latest state seen, the result is written
+    /// with compare-and-swap on its revision, and the call returns once this replica applied it.
+    /// For admin changes and, later, the rollout's state (`doc.other["rollout"]`).
+    pub async fn update<T>(
         &self,
-        change: Change,
-    ) -> Result<Result<Applied, ChangeError>, AdminResponse> {
+        edit: impl FnOnce(&mut FleetDocument) -> T,
+    ) -> Result<(T, Versioned), UpdateError> {
         let _one = self.writes.lock().await;
-        if let Change::Evacuate(name, _) = &change {
-            if self.reloader.state().load().storefront_id(name).is_none() {
-                return Ok(Err(ChangeError::UnknownStorefront(name.clone())));
-            }
-        }
         let seen = self.latest.borrow().clone();
         let base = match seen {
             Some(v) => Some(v),
@@ -248,33 +281,19 @@ impl FleetRuntime {
         };
         let mut doc = match &base {
             Some(v) => FleetDocument::from_value(&v.record.state, v.record.generation)
-                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+                .map_err(|e| UpdateError::Corrupt(e.to_string()))?,
             None => FleetDocument::default(),
         };
-        match &change {
-            Change::Share(bp) => doc.overrides.new_share_bp = Some(*bp),
-            Change::Evacuate(name, at) => {
-                doc.overrides.evacuated_at.insert(name.clone(), *at);
-            }
-        }
+        let out = edit(&mut doc);
         doc.format = 1;
         doc.updated_at = unix_now();
         doc.updated_by.clone_from(&self.id);
         let expected = base.as_ref().map_or(0, |v| v.revision);
         let written = match self.store.write_state(expected, doc.to_value()).await {
             Ok(v) => v,
-            Err(e @ WriteError::Conflict { .. }) => {
-                return Err(error(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "changed by another operator, re-read (`cutover status`) and retry: {e}"
-                    ),
-                ))
-            }
+            Err(e @ WriteError::Conflict { .. }) => return Err(UpdateError::Conflict(e)),
             Err(WriteError::Etcd(e)) => return Err(self.unreachable(&e)),
-            Err(e @ WriteError::Corrupt(_)) => {
-                return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-            }
+            Err(e @ WriteError::Corrupt(_)) => return Err(UpdateError::Corrupt(e.to_string())),
         };
         let mut applied = self.applied.subscribe();
         let waited = tokio::time::timeout(
@@ -283,17 +302,35 @@ impl FleetRuntime {
         )
         .await;
         match waited {
-            Ok(Ok(_)) => Ok(Ok(Applied {
+            Ok(Ok(_)) => Ok((out, written)),
+            _ => Err(UpdateError::NotAppliedHere(written.record.generation)),
+        }
+    }
+
+    /// An admin change for the whole fleet through [`FleetRuntime::update`]. `Err` is the
+    /// answer to send (409 another operator changed it, 503 etcd unreachable, 504 not applied
+    /// here in time).
+    pub async fn change(
+        &self,
+        change: Change,
+    ) -> Result<Result<Applied, ChangeError>, AdminResponse> {
+        if let Change::Evacuate(name, _) = &change {
+            if self.reloader.state().load().storefront_id(name).is_none() {
+                return Ok(Err(ChangeError::UnknownStorefront(name.clone())));
+            }
+        }
+        let edit = |doc: &mut FleetDocument| match change {
+            Change::Share(bp) => doc.overrides.new_share_bp = Some(bp),
+            Change::Evacuate(name, at) => {
+                doc.overrides.evacuated_at.insert(name, at);
+            }
+        };
+        match self.update(edit).await {
+            Ok(_) => Ok(Ok(Applied {
                 generation: self.reloader.state().load().generation,
                 persist_error: None,
             })),
-            _ => Err(error(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "written to the fleet store as generation {}, but this replica has not applied it within {APPLY_WAIT:?} (its log says why); `cutover status --fleet` shows which replicas did",
-                    written.record.generation
-                ),
-            )),
+            Err(e) => Err(error(e.status(), e.to_string())),
         }
     }
 
@@ -315,7 +352,10 @@ impl FleetRuntime {
         };
         let (state, list, leader) = match read.await {
             Ok(x) => x,
-            Err(e) => return self.unreachable(&e),
+            Err(e) => {
+                let e = self.unreachable(&e);
+                return error(e.status(), e.to_string());
+            }
         };
         let generation = state.map_or(0, |v| v.record.generation);
         let mut replicas: Vec<ReplicaRow> = members::flag_lagging(list, generation)
