@@ -208,7 +208,7 @@ async fn three_replicas_share_one_state_through_etcd_outages_and_late_joiners() 
         let (s, _) = admin(p.admin, Method::GET, "/readyz", None, None).await;
         assert_eq!(s, StatusCode::OK, "readiness does not depend on etcd");
     }
-    assert_eq!(storefronts(&r[2], &cookies).await.len(), cookies.len());
+    assert_eq!(storefronts(&r[2], cookies).await.len(), cookies.len());
     let (ok, out, err) = cli(r[0].admin, &["shift", "60"]);
     assert!(!ok, "shift must fail while etcd is down: {out}");
     assert!(err.contains("etcd") && err.contains("unreachable"), "{err}");
@@ -250,8 +250,8 @@ async fn three_replicas_share_one_state_through_etcd_outages_and_late_joiners() 
     assert_eq!(all["fleet"]["connected"], true);
     assert!(all["fleet"]["applied_generation"].as_u64().unwrap() >= 3);
     assert_eq!(
-        storefronts(&late, &cookies).await,
-        storefronts(&r[0], &cookies).await
+        storefronts(&late, cookies).await,
+        storefronts(&r[0], cookies).await
     );
     let (s, body) = admin(late.admin, Method::GET, "/admin/fleet", None, None).await;
     assert_eq!(s, StatusCode::OK, "{body}");
