@@ -218,6 +218,7 @@ async fn three_replicas_share_one_state_through_etcd_outages_and_late_joiners() 
     }
     let (_, text, _) = cli(r[1].admin, &["status"]);
     assert!(text.contains("fleet store UNREACHABLE since"), "{text}");
+    assert!(text.contains("until the next fleet change"), "{text}");
     let (_, metrics) = admin(r[1].admin, Method::GET, "/metrics", None, None).await;
     assert!(
         metrics.contains("cutover_fleet_store_connected 0"),

@@ -128,10 +128,13 @@ impl Control {
             file_share_bp: self.reloader.file_share_bp(),
             operator_state: self.reloader.operator_state(),
         };
-        #[allow(unused_mut)]
         let mut status = status::build(&snap, ctx);
         // fleet: fleet store connected / unreachable since when.
         status.fleet = self.fleet.get().map(|f| f.summary());
+        if let (Some(_), Some(o)) = (&status.fleet, status.overrides.as_mut()) {
+            o.until =
+                "the next fleet change (shared by every replica; a file edit keeps it)".into();
+        }
         json(StatusCode::OK, &status)
     }
 
