@@ -79,6 +79,9 @@ pub struct App {
     pub draining: Arc<AtomicBool>,
     /// The listening sockets, kept for an upgrade to a successor process.
     pub handover: Arc<Handover>,
+    // fleet:
+    /// The fleet runtime, when `[fleet]` is set: left (leadership resigned) on drain.
+    pub fleet: control::fleet::Slot,
     /// SIGTERM/SIGINT listeners, installed before the listeners open so a signal that arrives
     /// at any moment after that is seen (not lost, and not the default kill).
     signals: Option<ShutdownSignals>,
@@ -232,6 +235,7 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
         draining,
         handover,
         signals,
+        fleet: fleet_slot, // fleet:
     })
 }
 
@@ -411,6 +415,10 @@ impl App {
         self.draining.store(true, Ordering::Release);
         self.ready.store(false, Ordering::Release);
         handover::notify_stopping();
+        // fleet: hand the leadership over now rather than after the lease TTL.
+        if let Some(fleet) = self.fleet.get() {
+            fleet.leave().await;
+        }
         let delay = self.proxy.state().load().limits.drain_delay;
         if !delay.is_zero() && !self.handover.handed_over() {
             tracing::info!(

@@ -492,3 +492,53 @@ async fn without_etcd_at_startup_a_replica_serves_its_state_file_and_says_so() {
     assert!(err.contains("etcd") && err.contains("unreachable"), "{err}");
     assert_eq!(share(p.admin).await, 25.0);
 }
+
+/// A draining leader resigns at once: the other replica leads well before the lease (30 s here)
+/// would have expired, so a rolling restart does not leave the fleet without a leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_leader_hands_the_leadership_over_without_waiting_for_its_lease() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let stores = Stores::start().await;
+    let long_lease = |id: &str| {
+        let text = config_text(
+            &stores,
+            &Params {
+                tail: fleet_section(&etcd.endpoint(), id)
+                    .replace("lease_ttl = \"3s\"", "lease_ttl = \"30s\""),
+                ..Params::default()
+            },
+        );
+        let config = TempConfig::new(&text);
+        let mut p = ProxyProcess::spawn(config.path());
+        p.config = Some(config);
+        p
+    };
+    let mut ps = vec![long_lease("a"), long_lease("b")];
+    let leader = wait_for("one replica leads", WAIT, || async {
+        for (i, p) in ps.iter().enumerate() {
+            if status(p.admin).await["fleet"]["leader"] == true {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await;
+    let follower = ps.remove(1 - leader);
+    let old = ps.pop().unwrap();
+    old.stop().await;
+    wait_for(
+        "the follower leads after the leader drained",
+        WAIT,
+        || async { status(follower.admin).await["fleet"]["leader"] == true },
+    )
+    .await;
+    let (_, body) = admin(follower.admin, Method::GET, "/admin/fleet", None, None).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["replicas"].as_array().unwrap().len(),
+        1,
+        "the drained replica deregistered: {v}"
+    );
+}

@@ -43,6 +43,14 @@ const APPLY_WAIT: Duration = Duration::from_secs(5);
 /// change drops local overrides; the fleet's state is then laid over the new file again).
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// Bound on [`FleetRuntime::leave`].
+const LEAVE_WAIT: Duration = Duration::from_secs(3);
+
+/// A plain mutex held for a field access, never across an await.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Set once the fleet runtime has started; empty without `[fleet]`.
 pub type Slot = Arc<OnceLock<Arc<FleetRuntime>>>;
 
@@ -103,8 +111,10 @@ pub struct FleetRuntime {
     latest: watch::Receiver<Option<Versioned>>,
     /// Latest state applied here.
     applied: watch::Sender<Option<Versioned>>,
-    registration: Registration,
-    election: Election,
+    /// `None` once [`FleetRuntime::leave`] deregistered (draining).
+    registration: std::sync::Mutex<Option<Registration>>,
+    /// `None` once [`FleetRuntime::leave`] resigned (draining).
+    election: std::sync::Mutex<Option<Election>>,
     /// One admin write at a time from this replica (others are caught by compare-and-swap).
     writes: tokio::sync::Mutex<()>,
     startup_note: Option<String>,
@@ -191,8 +201,8 @@ impl FleetRuntime {
             store,
             reloader,
             metrics,
-            registration,
-            election,
+            registration: std::sync::Mutex::new(Some(registration)),
+            election: std::sync::Mutex::new(Some(election)),
             writes: tokio::sync::Mutex::new(()),
             startup_note,
             _watcher: watcher,
@@ -204,12 +214,43 @@ impl FleetRuntime {
 
     /// Whether this replica leads the fleet (the rollout runs only there).
     pub fn is_leader(&self) -> bool {
-        self.election.is_leader()
+        lock(&self.election)
+            .as_ref()
+            .is_some_and(Election::is_leader)
     }
 
     /// Wakes on every leadership change.
     pub fn leadership(&self) -> watch::Receiver<bool> {
-        self.election.subscribe()
+        match lock(&self.election).as_ref() {
+            Some(e) => e.subscribe(),
+            None => watch::channel(false).1,
+        }
+    }
+
+    /// Leaves the fleet when draining: gives up the leadership at once (another replica takes
+    /// over the rollout without waiting for the lease TTL) and removes the member record.
+    /// Bounded; an unreachable etcd just lets the leases expire.
+    pub async fn leave(&self) {
+        let election = lock(&self.election).take();
+        let registration = lock(&self.registration).take();
+        let left = async {
+            if let Some(e) = election {
+                if let Err(e) = e.resign().await {
+                    tracing::warn!(error = %e, "fleet: resigning the leadership failed; it ends with its lease");
+                }
+            }
+            if let Some(r) = registration {
+                if let Err(e) = r.deregister().await {
+                    tracing::warn!(error = %e, "fleet: deregistering failed; the record ends with its lease");
+                }
+            }
+        };
+        if tokio::time::timeout(LEAVE_WAIT, left).await.is_err() {
+            tracing::warn!(
+                "fleet: leaving took longer than {LEAVE_WAIT:?}; the leases will expire"
+            );
+        }
+        tracing::info!(id = %self.id, "fleet: left (draining)");
     }
 
     /// Applies `v` here, once; marks it applied when it compiled.
@@ -218,7 +259,9 @@ impl FleetRuntime {
             Ok(()) => {
                 let generation = v.record.generation;
                 self.applied.send_replace(Some(v.clone()));
-                self.registration.set_applied(generation);
+                if let Some(r) = lock(&self.registration).as_ref() {
+                    r.set_applied(generation);
+                }
                 self.metrics.generation.set(generation as i64);
                 true
             }
@@ -238,7 +281,7 @@ impl FleetRuntime {
             connected: c.connected,
             since_unix_ms: c.since_unix_ms,
             last_error: c.last_error,
-            leader: self.election.is_leader(),
+            leader: self.is_leader(),
             applied_generation: self
                 .applied
                 .borrow()
@@ -485,7 +528,7 @@ async fn gauge_loop(runtime: Weak<FleetRuntime>) {
         rt.metrics
             .connected
             .set(i64::from(rt.store.client().connectivity().is_connected()));
-        rt.metrics.leader.set(i64::from(rt.election.is_leader()));
+        rt.metrics.leader.set(i64::from(rt.is_leader()));
     }
 }
 
