@@ -305,6 +305,12 @@ impl FleetRuntime {
         FleetDocument::from_value(&latest.record.state, latest.record.generation).ok()
     }
 
+    /// Wakes on every state the watcher delivers (the whole record; decode its `state` with
+    /// [`FleetDocument::from_value`]): for followers of the rollout's state.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Versioned>> {
+        self.latest.clone()
+    }
+
     /// Changes the fleet's document: `edit` gets the latest state seen, the result is written
     /// with compare-and-swap on its revision, and the call returns once this replica applied it.
     /// For admin changes and, later, the rollout's state (`doc.other["rollout"]`).
