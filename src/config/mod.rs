@@ -6,9 +6,9 @@
 //! [`Snapshot`]: crate::state::Snapshot
 
 pub mod admin;
-// fleet: the [fleet] section, validated by compile like every other section.
 mod check;
 mod compile;
+// fleet: the [fleet] section, validated by compile like every other section.
 pub mod fleet;
 pub mod raw;
 mod routes;
