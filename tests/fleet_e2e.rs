@@ -126,6 +126,7 @@ async fn three_replicas_share_one_state_through_etcd_outages_and_late_joiners() 
     let (ok, out, err) = cli(r[1].admin, &["shift", "30"]);
     assert!(ok, "shift failed: {out}{err}");
     assert!(out.contains("30.00%"), "{out}");
+    assert!(out.contains("every replica applies it"), "{out}");
     assert_eq!(
         share(r[1].admin).await,
         30.0,

@@ -172,6 +172,10 @@ impl Control {
             Ok(applied) => {
                 let snap = self.reloader.state().load_full();
                 let mut notes = Vec::new();
+                // fleet:
+                if self.fleet.get().is_some() {
+                    notes.push("written to the fleet store: every replica applies it, and it stays until the next fleet change".into());
+                }
                 if let Some(e) = &applied.persist_error {
                     notes.push(format!(
                         "applied, but NOT saved ({e}): it will be lost on restart"
