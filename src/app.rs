@@ -50,6 +50,15 @@ pub enum StartError {
         /// What went wrong.
         source: admin::AdminError,
     },
+    // fleet:
+    /// `[fleet]` could not be started.
+    #[error("starting [fleet] (from {}): {source}", config.display())]
+    Fleet {
+        /// The config file.
+        config: PathBuf,
+        /// What went wrong.
+        source: Box<control::fleet::FleetStartError>,
+    },
 }
 
 /// A started proxy.
@@ -70,6 +79,9 @@ pub struct App {
     pub draining: Arc<AtomicBool>,
     /// The listening sockets, kept for an upgrade to a successor process.
     pub handover: Arc<Handover>,
+    // fleet:
+    /// The fleet runtime, when `[fleet]` is set: left (leadership resigned) on drain.
+    pub fleet: control::fleet::Slot,
     /// SIGTERM/SIGINT listeners, installed before the listeners open so a signal that arrives
     /// at any moment after that is seen (not lost, and not the default kill).
     signals: Option<ShutdownSignals>,
@@ -168,6 +180,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
     };
     inherited.close_unused();
     let handover = Handover::new(kept, upgrade);
+    // fleet: filled once the fleet's state is applied (below), before readiness.
+    let fleet_slot = control::fleet::Slot::default();
     let admin_address = match admin_listener {
         None => None,
         Some(listener) => {
@@ -178,6 +192,7 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
                 draining: Arc::clone(&draining),
                 started: SystemTime::now(),
                 handover: Arc::clone(&handover),
+                fleet: Arc::clone(&fleet_slot), // fleet:
             });
             let state = AdminState::new(Arc::clone(&metrics), Arc::clone(&ready))
                 .with_routes(admin_routes(&proxy))
@@ -189,6 +204,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
     reloader.set_tls(tls_listeners, tls_metrics);
     reloader.spawn_watchers();
     spawn_upgrade_on_sigusr2(&handover);
+    // fleet: the fleet's operator state is applied before readiness (bounded by start_timeout).
+    start_fleet(config, &reloader, &metrics, admin_address, &fleet_slot).await?;
     let server = Server::start(Arc::clone(&proxy), listeners);
     ready.store(true, Ordering::Release);
     {
@@ -218,7 +235,40 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
         draining,
         handover,
         signals,
+        fleet: fleet_slot, // fleet:
     })
+}
+
+// fleet:
+/// With `[fleet]`, reads and applies the fleet's operator state and starts the fleet watcher;
+/// the gauges are registered either way so alerts can tell "no fleet" from "fleet down".
+async fn start_fleet(
+    config: &Path,
+    reloader: &Arc<Reloader>,
+    metrics: &Metrics,
+    admin: Option<SocketAddr>,
+    slot: &control::fleet::Slot,
+) -> Result<(), StartError> {
+    let gauges = crate::fleet::metrics::FleetMetrics::register(metrics.registry())
+        .expect("fleet metric definitions are valid");
+    let source = crate::config::Source::read(config)?;
+    let Some(cfg) = source.parse()?.fleet.map(toml::Spanned::into_inner) else {
+        return Ok(());
+    };
+    let runtime = control::fleet::FleetRuntime::start(
+        Arc::clone(reloader),
+        &cfg,
+        &source.base_dir(),
+        admin,
+        gauges,
+    )
+    .await
+    .map_err(|e| StartError::Fleet {
+        config: config.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    let _ = slot.set(runtime);
+    Ok(())
 }
 
 /// What binding the data-plane listeners produced.
@@ -368,6 +418,10 @@ impl App {
         // systemd (Type=notify, NotifyAccess=all) that the whole unit is going down.
         if !self.handover.handed_over() {
             handover::notify_stopping();
+        }
+        // fleet: hand the leadership over now rather than after the lease TTL.
+        if let Some(fleet) = self.fleet.get() {
+            fleet.leave().await;
         }
         let delay = self.proxy.state().load().limits.drain_delay;
         if !delay.is_zero() && !self.handover.handed_over() {

@@ -93,6 +93,11 @@ enum Command {
     Status {
         #[command(flatten)]
         admin: AdminArgs,
+        // fleet:
+        /// List every replica of the fleet ([fleet]) with the state generation it applied,
+        /// flagging those that lag.
+        #[arg(long)]
+        fleet: bool,
     },
     /// Set the share of shoppers on the new storefront, live: `cutover shift 25`.
     ///
@@ -486,7 +491,9 @@ fn main() -> ExitCode {
                 app.notify_ready();
                 Ok(app.run_until_signal().await)
             }
-            Command::Status { admin } => control::status(admin).await,
+            // fleet: `--fleet` lists the replicas.
+            Command::Status { admin, fleet: true } => control::status_fleet(admin).await,
+            Command::Status { admin, .. } => control::status(admin).await,
             Command::Shift { percent, admin } => control::shift(&percent, admin).await,
             Command::Evacuate { storefront, admin } => control::evacuate(&storefront, admin).await,
             Command::Reload { admin } => control::reload(admin).await,

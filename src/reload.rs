@@ -9,6 +9,8 @@
 //! Admin API changes ([`Reloader::change`]) are runtime overrides laid over the config text in
 //! force and compiled by the same path; see [`crate::config::runtime`] for when the file wins.
 
+// fleet: shared operator state applied through the same compile-and-swap.
+pub mod fleet;
 mod tls;
 mod watch;
 

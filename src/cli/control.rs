@@ -144,6 +144,21 @@ pub async fn status(args: AdminArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+// fleet:
+/// `cutover status --fleet`: every replica and whether it lags.
+pub async fn status_fleet(args: AdminArgs) -> anyhow::Result<bool> {
+    let t = resolve(&args)?;
+    let body = call(&t, Method::GET, paths::FLEET, None, QUICK).await?;
+    if args.json {
+        print_json(&body);
+        return Ok(true);
+    }
+    let a: cutover::control::fleet::answer::FleetAnswer =
+        serde_json::from_str(&body).context("reading the fleet answer")?;
+    print!("{a}");
+    Ok(a.replicas.iter().all(|r| !r.flagged))
+}
+
 fn notes(a: &ChangeAnswer) {
     if !a.persisted {
         println!("WARNING: not saved in the state file; lost on restart");

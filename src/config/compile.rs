@@ -354,7 +354,9 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             CohortPolicy::DEFAULT_MAX_AGE,
         ),
         session_cookie: rc.session_cookie.as_ref().map(|s| s.get_ref().clone()),
-        keys: CohortKeys::derive(secret.as_deref().unwrap_or(DEFAULT_KEY)),
+        // cohort key rotation: previous keys verify, the current one signs.
+        keys: CohortKeys::derive(secret.as_deref().unwrap_or(DEFAULT_KEY))
+            .with_previous(&previous_keys(&mut c, rc, secret.as_deref())),
         default_key: secret.is_none(),
         pinning: rc.pinning.unwrap_or(false),
         pin_ttl: positive(
@@ -364,6 +366,15 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             CohortPolicy::DEFAULT_PIN_TTL,
         ),
     };
+
+    // fleet: every [fleet] problem, at the section's line.
+    if let Some(f) = &raw.fleet {
+        if let Err(problems) = f.get_ref().validate(&c.src.base_dir()) {
+            for p in problems {
+                c.at(f, format!("fleet.{}", p.field), p.message);
+            }
+        }
+    }
 
     // Override.
     let ro = &raw.overrides;
@@ -544,4 +555,40 @@ pub fn load_file(
         },
     )?;
     Ok((source, snap))
+}
+
+// cohort key rotation:
+/// `[cohort] previous_keys`, checked: each non-empty, none equal to the current key, and only
+/// with a current key set (rotating away from the public default key means setting `key`).
+fn previous_keys(
+    c: &mut Check<'_>,
+    rc: &super::raw::RawCohort,
+    current: Option<&str>,
+) -> Vec<String> {
+    let Some(prev) = &rc.previous_keys else {
+        return Vec::new();
+    };
+    if current.is_none() {
+        c.at(
+            prev,
+            "cohort.previous_keys",
+            "set `key` (the new key) too: previous keys only verify cookies, the current key signs them",
+        );
+    }
+    for (i, k) in prev.get_ref().iter().enumerate() {
+        if k.is_empty() {
+            c.at(
+                prev,
+                format!("cohort.previous_keys[{i}]"),
+                "must not be empty",
+            );
+        } else if Some(k.as_str()) == current {
+            c.at(
+                prev,
+                format!("cohort.previous_keys[{i}]"),
+                "is the current `key`: list only older keys",
+            );
+        }
+    }
+    prev.get_ref().clone()
 }

@@ -8,6 +8,8 @@
 pub mod admin;
 mod check;
 mod compile;
+// fleet: the [fleet] section, validated by compile like every other section.
+pub mod fleet;
 pub mod raw;
 mod routes;
 pub mod runtime;

@@ -49,6 +49,10 @@ pub struct RawConfig {
     /// `[[route]]`: ordered rules; the first match wins, no match means `split`.
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
+    // fleet:
+    /// `[fleet]`: operator state shared by replicas through etcd; absent: the local state file.
+    #[serde(default)]
+    pub fleet: Option<Spanned<super::fleet::FleetConfig>>,
 }
 
 /// One `[[listener]]`.
@@ -161,6 +165,10 @@ pub struct RawCohort {
     pub key: Option<Spanned<String>>,
     /// File holding `key` (for Kubernetes secrets).
     pub key_file: Option<Spanned<String>>,
+    // cohort key rotation:
+    /// Older keys still accepted on incoming cookies (which are re-signed with `key`); for
+    /// rotating the key across a fleet without re-bucketing shoppers.
+    pub previous_keys: Option<Spanned<Vec<String>>>,
     /// Hold each shopper on the storefront the split first gave them; default false.
     pub pinning: Option<bool>,
     /// How long a split pin holds, sliding while the shopper returns; default 2h.

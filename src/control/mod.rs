@@ -15,6 +15,8 @@
 //! file change, then one snapshot swap; the data plane only ever loads snapshots, so nothing
 //! here can block it. Compiles run on blocking threads, one at a time.
 
+// fleet: operator state shared through etcd.
+pub mod fleet;
 pub mod paths;
 pub mod request;
 pub mod status;
@@ -45,6 +47,9 @@ pub struct Control {
     pub started: SystemTime,
     /// Upgrades.
     pub handover: Arc<Handover>,
+    // fleet:
+    /// The fleet runtime once started (`[fleet]`); empty: changes are local.
+    pub fleet: fleet::Slot,
 }
 
 /// `PUT /admin/split` body.
@@ -157,7 +162,14 @@ impl Control {
             file_share_bp: self.reloader.file_share_bp(),
             operator_state: self.reloader.operator_state(),
         };
-        json(StatusCode::OK, &status::build(&snap, ctx))
+        let mut status = status::build(&snap, ctx);
+        // fleet: fleet store connected / unreachable since when.
+        status.fleet = self.fleet.get().map(|f| f.summary());
+        if let (Some(_), Some(o)) = (&status.fleet, status.overrides.as_mut()) {
+            o.until =
+                "the next fleet change (shared by every replica; a file edit keeps it)".into();
+        }
+        json(StatusCode::OK, &status)
     }
 
     async fn split(&self, body: &[u8]) -> AdminResponse {
@@ -213,9 +225,21 @@ impl Control {
         mut notes: Vec<String>,
     ) -> AdminResponse {
         let before = self.reloader.state().load().routing.split.share_bp;
-        match self.reloader.change(change).await {
+        // fleet: with [fleet] the change goes to etcd and comes back through the fleet watcher.
+        let result = match self.fleet.get() {
+            Some(f) => match f.change(change).await {
+                Ok(r) => r,
+                Err(answer) => return answer,
+            },
+            None => self.reloader.change(change).await,
+        };
+        match result {
             Ok(applied) => {
                 let snap = self.reloader.state().load_full();
+                // fleet:
+                if self.fleet.get().is_some() {
+                    notes.push("written to the fleet store: every replica applies it, and it stays until the next fleet change".into());
+                }
                 if let Some(e) = &applied.persist_error {
                     notes.push(format!(
                         "applied, but NOT saved ({e}): it will be lost on restart"
@@ -361,6 +385,12 @@ pub fn routes(control: Arc<Control>) -> Router {
         paths::RELOAD,
         |c, _, body| async move { c.reload(&body).await },
     );
+    // fleet: `cutover status --fleet`.
+    let c = Arc::clone(&control);
+    router = router.get(paths::FLEET, move |_| {
+        let c = Arc::clone(&c);
+        async move { fleet::replicas(&c.fleet).await }
+    });
     router = change(
         router,
         &control,

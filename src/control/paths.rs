@@ -11,6 +11,9 @@ pub const SPLIT: &str = "/admin/split";
 pub const EVACUATE: &str = "/admin/evacuate/{storefront}";
 /// `POST`: re-read the config file now.
 pub const RELOAD: &str = "/admin/reload";
+// fleet:
+/// `GET`: every replica of the fleet and the state generation it applied.
+pub const FLEET: &str = "/admin/fleet";
 /// `POST`: hand the listeners to a new process.
 pub const UPGRADE: &str = "/admin/upgrade";
 

@@ -38,6 +38,10 @@ pub struct Status {
     pub overrides: Option<OverridesInfo>,
     /// A problem with the state file (unwritable, stale, unreadable).
     pub state_file_error: Option<String>,
+    // fleet:
+    /// `[fleet]`: the fleet store's connectivity and what this replica applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<super::fleet::answer::FleetSummary>,
 }
 
 /// Where the configuration came from.
@@ -272,6 +276,7 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
             until: format!("{} changes (the file wins)", snap.source.display()),
         }),
         state_file_error: ctx.state_file_error,
+        fleet: None, // fleet: filled in by the admin handler
     }
 }
 
@@ -333,6 +338,10 @@ impl fmt::Display for Status {
                 o.file_new_share.map_or("?".into(), share)
             )?,
             _ => writeln!(f)?,
+        }
+        // fleet:
+        if let Some(fleet) = &self.fleet {
+            write!(f, "{fleet}")?;
         }
         let p = &self.pins;
         writeln!(

@@ -16,6 +16,7 @@ pub mod connectivity;
 pub mod election;
 pub mod etcd;
 pub mod members;
+pub mod metrics;
 pub mod store;
 
 pub use config::{FleetConfig, FleetProblem};

@@ -9,6 +9,10 @@
 //! bucket derived from a session cookie uses a keyed hash so every replica, on every restart,
 //! computes the same bucket for the same session.
 //!
+//! Key rotation: `previous_keys` are accepted for verification only. A cookie signed by one keeps
+//! its bucket and pin and is re-signed with the current key on the next response, so a key can be
+//! replaced without re-bucketing shoppers (see docs/operations.md for the fleet procedure).
+//!
 //! Format: `v1.<bucket>.<pin>.<mac>` where `<pin>` is `-` or `<kind>~<storefront>~<issued unix s>`,
 //! kind `s` (assigned by the split) or `o` (staff override).
 
@@ -35,6 +39,9 @@ pub const DEFAULT_KEY: &str = "cutover-default-cohort-key: set cohort.key in pro
 pub struct CohortKeys {
     mac: (u64, u64),
     bucket: (u64, u64),
+    /// MAC keys of `previous_keys`: verify only, never sign. Usually empty; one or two while a
+    /// key is being rotated.
+    previous_macs: Vec<(u64, u64)>,
 }
 
 impl std::fmt::Debug for CohortKeys {
@@ -56,13 +63,34 @@ impl CohortKeys {
         CohortKeys {
             mac: (part("mac/0"), part("mac/1")),
             bucket: (part("bucket/0"), part("bucket/1")),
+            previous_macs: Vec::new(),
         }
     }
 
+    /// These keys, also accepting cookies signed with any of `previous` (older secrets being
+    /// rotated out). Signing and session buckets keep using the current secret.
+    pub fn with_previous<S: AsRef<str>>(mut self, previous: &[S]) -> Self {
+        self.previous_macs = previous
+            .iter()
+            .map(|p| CohortKeys::derive(p.as_ref()).mac)
+            .collect();
+        self
+    }
+
     fn mac(&self, payload: &str) -> u64 {
-        let mut h = SipHasher13::new_with_keys(self.mac.0, self.mac.1);
-        h.write(payload.as_bytes());
-        h.finish()
+        mac_with(self.mac, payload)
+    }
+
+    /// Which key signed `payload` with `mac`: `Some(false)` the current one, `Some(true)` a
+    /// previous one, `None` none of them.
+    fn verify(&self, payload: &str, mac: u64) -> Option<bool> {
+        if self.mac(payload) == mac {
+            return Some(false);
+        }
+        self.previous_macs
+            .iter()
+            .any(|k| mac_with(*k, payload) == mac)
+            .then_some(true)
     }
 
     /// The bucket of an existing session cookie value: stable across replicas and restarts.
@@ -71,6 +99,12 @@ impl CohortKeys {
         h.write(session.as_bytes());
         (h.finish() % u64::from(BUCKETS)) as u16
     }
+}
+
+fn mac_with(key: (u64, u64), payload: &str) -> u64 {
+    let mut h = SipHasher13::new_with_keys(key.0, key.1);
+    h.write(payload.as_bytes());
+    h.finish()
 }
 
 /// Why a shopper is pinned.
@@ -176,9 +210,7 @@ pub fn decode(
         return None;
     }
     let mac = scan::parse_hex(mac.as_bytes())?;
-    if keys.mac(payload) != mac {
-        return None;
-    }
+    let signed_by_previous = keys.verify(payload, mac)?;
     let (version, rest) = scan::split_once(payload, b'.')?;
     if version != "v1" {
         return None;
@@ -192,6 +224,7 @@ pub fn decode(
         return Some(Decoded {
             cookie: CohortCookie { bucket, pin: None },
             stale_pin: false,
+            signed_by_previous,
         });
     }
     let (kind, rest) = scan::split_once(pin_text, b'~')?;
@@ -211,6 +244,7 @@ pub fn decode(
     Some(Decoded {
         cookie: CohortCookie { bucket, pin },
         stale_pin: pin.is_none(),
+        signed_by_previous,
     })
 }
 
@@ -221,6 +255,8 @@ pub struct Decoded {
     pub cookie: CohortCookie,
     /// The pin named a storefront that is no longer configured.
     pub stale_pin: bool,
+    /// Signed with one of `previous_keys`: valid, but to be re-signed with the current key.
+    pub signed_by_previous: bool,
 }
 
 /// Encodes and signs a cookie value.
@@ -363,6 +399,45 @@ mod tests {
         ] {
             assert!(decode(junk, &keys, ids).is_none(), "{junk}");
         }
+    }
+
+    #[test]
+    fn previous_keys_verify_but_never_sign() {
+        let old = CohortKeys::derive("old-secret");
+        let cookie = CohortCookie {
+            bucket: 4321,
+            pin: Some(Pin {
+                storefront: 1,
+                kind: PinKind::Split,
+                issued: 1_764_330_000,
+            }),
+        };
+        let by_old = encode(&cookie, &old, names);
+        let rotated = CohortKeys::derive("new-secret").with_previous(&["other", "old-secret"]);
+        let d = decode(&by_old, &rotated, ids).expect("a previous key still verifies");
+        assert_eq!(d.cookie, cookie, "bucket and pin kept");
+        assert!(d.signed_by_previous, "marked for re-signing");
+        let by_new = encode(&cookie, &rotated, names);
+        assert_ne!(
+            by_new, by_old,
+            "signed with the current key, not the previous one"
+        );
+        let d = decode(&by_new, &rotated, ids).unwrap();
+        assert!(!d.signed_by_previous);
+        assert!(
+            decode(&by_new, &old, ids).is_none(),
+            "the old key alone does not know the new one"
+        );
+        let dropped = CohortKeys::derive("new-secret");
+        assert!(
+            decode(&by_old, &dropped, ids).is_none(),
+            "once removed from previous_keys, old cookies are foreign"
+        );
+        assert_eq!(
+            rotated.bucket_of("sess"),
+            CohortKeys::derive("new-secret").bucket_of("sess"),
+            "session buckets follow the current key"
+        );
     }
 
     #[test]

@@ -137,7 +137,9 @@ pub fn decide(
         .map(|v| cohort::decode(v, &table.cohort.keys, id_of));
     let cookie_present = decoded.is_some();
     let verified = decoded.flatten();
-    let mut rewrite = cookie_present && verified.is_none_or(|d| d.stale_pin);
+    // cohort key rotation: a cookie signed by a previous key is re-signed with the current one.
+    let mut rewrite =
+        cookie_present && verified.is_none_or(|d| d.stale_pin || d.signed_by_previous);
 
     let mut newly_assigned = false;
     let bucket = match verified {

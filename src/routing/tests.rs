@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method};
 
-use super::cohort::CohortPolicy;
+use super::cohort::{CohortKeys, CohortPolicy};
 use super::staff_override::OverridePolicy;
 use super::*;
 
@@ -448,4 +448,44 @@ fn reason_label_order_matches_declaration() {
     for (i, r) in Reason::ALL.iter().enumerate() {
         assert_eq!(*r as usize, i, "{}", r.as_str());
     }
+}
+
+/// Key rotation: a cookie signed by a previous key keeps bucket and pin, and the answer carries
+/// the same cookie signed with the current key.
+#[test]
+fn cookie_signed_by_a_previous_key_keeps_its_side_and_is_resigned() {
+    let old_table = table(3000);
+    let pinned = CohortCookie {
+        bucket: 9000,
+        pin: Some(Pin {
+            storefront: NEW,
+            kind: PinKind::Split,
+            issued: NOW - 60,
+        }),
+    };
+    let req = get("/").cookie(&old_table, &pinned);
+    let mut rotated = table(3000);
+    rotated.cohort.pinning = true;
+    rotated.cohort.keys = CohortKeys::derive("next-key").with_previous(&["test-key"]);
+    let d = req.decide(&rotated, NOW, 0);
+    assert_eq!(
+        name(&rotated, &d),
+        "new",
+        "the pin holds despite bucket 9000"
+    );
+    assert_eq!(d.reason, Reason::Pin);
+    let resent = d.set_cookie.expect("re-signed with the current key");
+    assert_eq!(resent, pinned, "same bucket and pin");
+    let again = get("/").cookie(&rotated, &resent).decide(&rotated, NOW, 0);
+    assert_eq!(name(&rotated, &again), "new");
+    assert!(
+        again.set_cookie.is_none(),
+        "a current-key cookie is not rewritten"
+    );
+    // Without the previous key the same cookie is foreign: a new bucket from `fresh`.
+    let mut dropped = rotated.clone();
+    dropped.cohort.keys = CohortKeys::derive("next-key");
+    let d = req.decide(&dropped, NOW, 10);
+    assert!(d.newly_assigned || d.set_cookie.is_some());
+    assert_eq!(d.set_cookie.map(|c| c.bucket), Some(10));
 }
