@@ -18,13 +18,13 @@
 //! <!-- layers: the test parses the block below; top layer first -->
 //! ```text
 //! edge      app demo fuzzing
-//! control   control reload admin rollout fleet
+//! control   control reload admin fleet
 //! server    server drain handover
 //! request   fast_path proxy response
 //! config    config
 //! snapshot  state
 //! observe   metrics access_log
-//! clients   upstream shadow
+//! clients   upstream shadow rollout
 //! domain    routing redirects inventory
 //! policy    headers
 //! wire      http1 tls body timer background values

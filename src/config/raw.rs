@@ -49,6 +49,10 @@ pub struct RawConfig {
     /// `[[route]]`: ordered rules; the first match wins, no match means `split`.
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
+    // rollout: `[rollout]`, the automatic ramp of the share judged new-vs-old (docs/rollout.md).
+    /// `[rollout]`: the automatic ramp of the share on new, judged new-vs-old.
+    #[serde(default)]
+    pub rollout: Option<Spanned<crate::rollout::plan::RolloutConfig>>,
 }
 
 /// One `[[listener]]`.

@@ -12,6 +12,8 @@
 
 mod names;
 mod request;
+// rollout: the local source's counter reader and the rollout's series.
+mod rollout;
 // The `no-metrics` benchmark baseline records nothing, so these cannot hold there.
 #[cfg(all(test, not(feature = "no-metrics")))]
 mod tests;
@@ -20,6 +22,8 @@ mod tls;
 pub use names::*;
 pub use request::{InFlightGuard, Reason, RequestMetrics, StorefrontTotals, UpstreamErrorKind};
 pub use tls::TlsMetrics;
+// rollout:
+pub use rollout::RolloutMetrics;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,0 +1,86 @@
+//! Where the rollout's operator state is kept: `<state file>.rollout`, beside the admin
+//! overrides' state file.
+//!
+//! It is a file of its own because the overrides' state file is tied to the config file's bytes
+//! (any edit drops it: the file wins), while a rollout must survive edits that leave its plan
+//! alone: the rollout state is tied to the plan's fingerprint instead, and the engine drops it
+//! with a message when the plan changes. Written atomically (temp file + rename); the temp name
+//! ends in `.tmp-<pid>` like the state file's, so the config watcher ignores it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::rollout::engine::RolloutState;
+
+/// Why the rollout state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// I/O.
+    #[error("{what} rollout state {}: {source}", path.display())]
+    Io {
+        /// reading, writing.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Not a rollout state.
+    #[error("rollout state {} is not valid ({source}): ignored, the rollout starts idle", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+}
+
+/// The rollout state file for a state file path.
+pub fn rollout_state_path(state_file: &Path) -> PathBuf {
+    let mut name = state_file.file_name().unwrap_or_default().to_os_string();
+    name.push(".rollout");
+    state_file.with_file_name(name)
+}
+
+/// Reads the saved state; `Ok(None)` when there is none.
+pub fn read(path: &Path) -> Result<Option<RolloutState>, PersistError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| PersistError::Invalid {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PersistError::Io {
+            what: "reading",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Writes the state atomically.
+pub fn write(path: &Path, state: &RolloutState) -> Result<(), PersistError> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let mut body = serde_json::to_vec_pretty(state).expect("rollout state serialises");
+    body.push(b'\n');
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|source| PersistError::Io {
+        what: "writing",
+        path: path.to_path_buf(),
+        source,
+    })
+}
