@@ -220,15 +220,19 @@ impl Driver {
                     let Some((command, reply)) = msg else { return };
                     self.follow_plan().await;
                     let answer = self.command(command).await;
+                    // Saved and visible before the operator hears back: a status read or a
+                    // restart right after the answer sees the command's effect.
+                    self.persist().await;
+                    self.publish();
                     let _ = reply.send(answer);
                 }
                 _ = poll.tick() => {
                     self.follow_plan().await;
                     self.evaluate().await;
+                    self.persist().await;
+                    self.publish();
                 }
             }
-            self.persist().await;
-            self.publish();
         }
     }
 

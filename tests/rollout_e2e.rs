@@ -1,0 +1,457 @@
+//! The `[rollout]` plan driving the real binary: two storefronts started by the test whose error
+//! rate the test sets, shoppers sent through the proxy, and the rollout driven and read through
+//! the admin API and the `cutover rollout` CLI.
+//!
+//! Plans use 1 s intervals and windows of a few seconds so the whole file runs in well under a
+//! minute; every wait is bounded and waits on the state, never on a sleep.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::Value;
+
+use support::admin::{admin, share};
+use support::process::{binary, check};
+use support::upstream::{bind_local, serve_auto, spawn_accept};
+use support::{wait_for, Client, ConfigSpec, ProxyProcess, TempConfig, SLOW_WAIT};
+
+/// A storefront whose share of 500 answers the test sets (per mille, deterministic: request `i`
+/// fails when `i % 1000 < permille`, so any 1000 consecutive requests fail exactly that many).
+struct FlakyStore {
+    addr: SocketAddr,
+    fail_permille: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FlakyStore {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FlakyStore {
+    async fn start(name: &'static str) -> FlakyStore {
+        let (listener, addr) = bind_local().await;
+        let fail_permille = Arc::new(AtomicU64::new(0));
+        let count = Arc::new(AtomicU64::new(0));
+        let f = Arc::clone(&fail_permille);
+        let task = spawn_accept(listener, move |stream| {
+            let (f, count) = (Arc::clone(&f), Arc::clone(&count));
+            serve_auto(stream, move |_req| {
+                let i = count.fetch_add(1, Ordering::Relaxed);
+                let fail = i % 1000 < f.load(Ordering::Relaxed);
+                async move {
+                    let status = if fail {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    };
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::from(name)))
+                            .expect("valid response"),
+                    )
+                }
+            })
+        });
+        FlakyStore {
+            addr,
+            fail_permille,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn fail(&self, permille: u64) {
+        self.fail_permille.store(permille, Ordering::Relaxed);
+    }
+}
+
+/// Shoppers without a cookie, one after another on a few keep-alive connections: each is
+/// assigned by the share in force, so new gets its share of the traffic.
+struct Shoppers {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Shoppers {
+    fn start(addr: SocketAddr) -> Shoppers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..4)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                tokio::spawn(async move {
+                    let client = Client::new(addr);
+                    while !stop.load(Ordering::Relaxed) {
+                        let req = support::client::request(
+                            addr,
+                            Method::GET,
+                            "/products/1",
+                            &[],
+                            Bytes::new(),
+                        );
+                        if client.try_send(req).await.is_err() {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Shoppers { stop, tasks }
+    }
+}
+
+impl Drop for Shoppers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The config: old and new, the admin API on a free loopback port, and `[rollout]` with `plan`.
+fn config(old: &FlakyStore, new: &FlakyStore, share_pct: f64, plan: &str) -> String {
+    ConfigSpec::new(&old.url(), &new.url(), share_pct)
+        .render()
+        .replace(
+            "[admin]\naddress = \"off\"",
+            "[admin]\naddress = \"127.0.0.1:0\"",
+        )
+        + "\n[rollout]\n"
+        + plan
+}
+
+/// 1 s evaluations over 3 s windows; new may have twice old's error ratio or 5 points more.
+fn plan(steps: &str, min_hold: &str, extra: &str) -> String {
+    format!(
+        "steps = {steps}\nmin_hold = \"{min_hold}\"\ninterval = \"1s\"\nwindow = \"3s\"\n\
+         min_requests = 10\nfailure_limit = 2\ninconclusive_timeout = \"30s\"\n{extra}\n\
+         [rollout.gates.error_ratio]\nmax_vs_old = 2.0\nmax_delta = 0.05\n"
+    )
+}
+
+async fn rollout(p: &ProxyProcess) -> Value {
+    let (s, b) = admin(p.admin, Method::GET, "/admin/rollout", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    serde_json::from_str(&b).unwrap()
+}
+
+/// The rollout once the driver has read the plan (it does right after start).
+async fn rollout_loaded(p: &ProxyProcess) -> Value {
+    wait_for("the rollout driver to load the plan", SLOW_WAIT, || async {
+        let v = rollout(p).await;
+        (v["configured"] == true).then_some(v)
+    })
+    .await
+}
+
+async fn command(p: &ProxyProcess, cmd: &str) -> (StatusCode, Value) {
+    let path = format!("/admin/rollout/{cmd}");
+    let (s, b) = admin(p.admin, Method::POST, &path, None, None).await;
+    (s, serde_json::from_str(&b).unwrap_or(Value::String(b)))
+}
+
+fn phase(v: &Value) -> &str {
+    v["state"]["phase"].as_str().unwrap_or("none")
+}
+
+fn step(v: &Value) -> u64 {
+    v["state"]["step"].as_u64().unwrap_or(0)
+}
+
+/// `cutover rollout ACTION` against the process; (success, stdout, stderr).
+fn cli(p: &ProxyProcess, action: &str) -> (bool, String, String) {
+    let cfg = p.config.as_ref().map(|c| c.path().to_path_buf());
+    let mut cmd = Command::new(binary());
+    cmd.args(["rollout", action, "--admin", &p.admin.to_string()])
+        .env_remove("CUTOVER_CONFIG")
+        .env_remove("CUTOVER_ADMIN");
+    if let Some(cfg) = cfg {
+        cmd.arg("--config").arg(cfg);
+    }
+    let out = cmd.output().expect("run cutover rollout");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn spawn(text: &str) -> ProxyProcess {
+    let cfg = TempConfig::new(text);
+    let mut p = ProxyProcess::spawn(cfg.path());
+    p.config = Some(cfg);
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_advance_while_new_is_as_good_as_old_and_a_rise_in_errors_rolls_back() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let p = spawn(&config(
+        &old,
+        &new,
+        0.0,
+        &plan("[20, 40, 60, 80]", "1s", ""),
+    ));
+    let _shoppers = Shoppers::start(p.addr);
+    let (s, a) = command(&p, "start").await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(share(p.admin).await, 20.0, "start sets step one's share");
+
+    let v = wait_for("the rollout to pass step one", SLOW_WAIT, || async {
+        let v = rollout(&p).await;
+        (step(&v) >= 1).then_some(v)
+    })
+    .await;
+    assert_eq!(phase(&v), "running", "{v:#}");
+    let verdict = &v["state"]["last_verdicts"][0];
+    assert_eq!(verdict["gate"], "error_ratio", "{v:#}");
+    assert_eq!(verdict["result"], "pass", "{v:#}");
+    assert_eq!(verdict["new"].as_f64(), Some(0.0), "{v:#}");
+    assert_eq!(verdict["old"].as_f64(), Some(0.0), "{v:#}");
+    assert!(share(p.admin).await >= 40.0);
+
+    // New starts failing half its requests: failure_limit (2) evaluations later, share 0.
+    new.fail(500);
+    let flipped_ms = unix_ms();
+    let v = wait_for("the rollout to roll back", SLOW_WAIT, || async {
+        let v = rollout(&p).await;
+        (phase(&v) == "rolled_back").then_some(v)
+    })
+    .await;
+    assert_eq!(share(p.admin).await, 0.0, "a rollback puts the share to 0");
+    let reason = v["state"]["reason"].as_str().unwrap();
+    assert!(reason.contains("error_ratio"), "{reason}");
+    let failed = &v["state"]["last_verdicts"][0];
+    assert_eq!(failed["result"], "fail", "{v:#}");
+    assert!(failed["new"].as_f64().unwrap() > 0.2, "{v:#}");
+    // Judged by the engine's own clock: the deciding evaluation came at most interval x
+    // failure_limit + one interval after the errors began (plus one poll of the driver, which
+    // wakes every second, and the window's overlap with healthy traffic: one more interval).
+    let decided = v["state"]["last_evaluation_ms"].as_u64().unwrap();
+    let bound = 1000 * 2 + 1000 + 1000 + 1000;
+    assert!(
+        decided.saturating_sub(flipped_ms) <= bound,
+        "rolled back {} ms after the errors began (bound {bound} ms)",
+        decided - flipped_ms
+    );
+
+    let page = support::metrics::scrape(p.admin).await;
+    assert_eq!(
+        support::metrics::metric(&page, "cutover_rollout_state{state=\"rolled_back\"}"),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        support::metrics::metric(&page, "cutover_rollout_step"),
+        Some(0.0)
+    );
+    assert!(
+        support::metrics::metric(
+            &page,
+            "cutover_rollout_verdicts_total{gate=\"error_ratio\",result=\"fail\"}"
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert!(
+        support::metrics::metric(
+            &page,
+            "cutover_rollout_gate_value{gate=\"error_ratio\",side=\"new\"}"
+        )
+        .unwrap()
+            > 0.2
+    );
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advise_mode_reports_what_it_would_do_and_changes_nothing() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let p = spawn(&config(
+        &old,
+        &new,
+        30.0,
+        &plan("[10, 50, 100]", "1s", "mode = \"advise\""),
+    ));
+    let _shoppers = Shoppers::start(p.addr);
+    new.fail(600);
+    let (s, a) = command(&p, "start").await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["rollout"]["state"]["phase"], "advising", "{a:#}");
+    let v = wait_for("an advised rollback", SLOW_WAIT, || async {
+        let v = rollout(&p).await;
+        let failed = v["state"]["last_verdicts"][0]["result"] == "fail";
+        (failed && v["state"]["consecutive_failures"] == 0).then_some(v)
+    })
+    .await;
+    assert_eq!(phase(&v), "advising", "advise mode never rolls back: {v:#}");
+    assert_eq!(
+        share(p.admin).await,
+        30.0,
+        "advise mode never moves the share"
+    );
+    assert!(
+        p.log_text().contains("would act:"),
+        "the log says what it would have done"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_promote_and_abort_through_the_cli() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let p = spawn(&config(&old, &new, 0.0, &plan("[10, 50, 100]", "1h", "")));
+
+    let (ok, out, err) = cli(&p, "pause");
+    assert!(!ok, "pausing an idle rollout is refused: {out}");
+    assert!(
+        err.contains("cannot pause the rollout: it is idle"),
+        "{err}"
+    );
+
+    let (ok, out, err) = cli(&p, "start");
+    assert!(ok, "{err}");
+    assert!(out.contains("rollout started at step 1/3 (10%)"), "{out}");
+    assert_eq!(share(p.admin).await, 10.0);
+
+    let (ok, out, err) = cli(&p, "pause");
+    assert!(ok, "{err}");
+    assert!(out.contains("rollout: paused"), "{out}");
+    assert_eq!(phase(&rollout(&p).await), "paused");
+
+    let (ok, out, err) = cli(&p, "resume");
+    assert!(ok, "{err}");
+    assert!(out.contains("rollout resumed at step 1/3"), "{out}");
+
+    let (ok, out, err) = cli(&p, "promote");
+    assert!(ok, "{err}");
+    assert!(out.contains("promoted to step 2/3 (50%)"), "{out}");
+    assert_eq!(share(p.admin).await, 50.0);
+
+    let (ok, out, err) = cli(&p, "status");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("rollout: running (enforce mode), step 2/3 (50%)"),
+        "{out}"
+    );
+    assert!(out.contains("next evaluation: in"), "{out}");
+
+    let (ok, out, err) = cli(&p, "abort");
+    assert!(ok, "{err}");
+    assert!(out.contains("aborted by an operator at step 2/3"), "{out}");
+    assert_eq!(share(p.admin).await, 0.0, "abort puts the share to 0");
+    assert_eq!(phase(&rollout(&p).await), "rolled_back");
+
+    // A mutation is a change like any other: a GET on it is refused.
+    let (s, _) = admin(p.admin, Method::GET, "/admin/rollout/start", None, None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_rollout_resumes_the_same_step_and_a_plan_edit_drops_it() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let text = config(&old, &new, 0.0, &plan("[10, 50, 100]", "1h", ""));
+    let cfg = TempConfig::new(&text);
+    let p = ProxyProcess::spawn(cfg.path());
+    assert_eq!(command(&p, "start").await.0, StatusCode::OK);
+    assert_eq!(command(&p, "promote").await.0, StatusCode::OK);
+    let before = rollout(&p).await;
+    assert_eq!(step(&before), 1);
+    let since = before["state"]["step_since_ms"].as_u64().unwrap();
+    // The state is saved by the driver after the command: wait for the file.
+    let saved = cfg.file("cutover.toml.state.json.rollout");
+    wait_for("the rollout state file", SLOW_WAIT, || async {
+        std::fs::read_to_string(&saved).is_ok_and(|t| t.contains("\"step\": 1"))
+    })
+    .await;
+    p.stop().await;
+
+    let p = ProxyProcess::spawn(cfg.path());
+    let after = rollout_loaded(&p).await;
+    assert_eq!(phase(&after), "running", "{after:#}");
+    assert_eq!(
+        step(&after),
+        1,
+        "the same step, never step one again: {after:#}"
+    );
+    assert_eq!(after["state"]["step_since_ms"].as_u64(), Some(since));
+    assert_eq!(share(p.admin).await, 50.0);
+    p.stop().await;
+
+    // The plan changes while the process is down: the state is dropped with a message.
+    cfg.rewrite(&text.replace("[10, 50, 100]", "[10, 60, 100]"));
+    let p = ProxyProcess::spawn(cfg.path());
+    let v = rollout_loaded(&p).await;
+    assert_eq!(phase(&v), "idle", "{v:#}");
+    let dropped = v["dropped"].as_str().unwrap_or_default();
+    assert!(
+        dropped.contains("the [rollout] plan changed since it was saved"),
+        "{v:#}"
+    );
+    assert!(p.log_text().contains("rollout state dropped"));
+}
+
+#[test]
+fn check_reports_plan_problems_with_their_line_and_shows_the_queries() {
+    let base = "[[listener]]\naddress = \"127.0.0.1:0\"\n[storefront.old]\nupstream = \"http://127.0.0.1:1\"\n\
+                [storefront.new]\nupstream = \"http://127.0.0.1:2\"\n[split]\nnew_share = 0\n";
+    let bad = TempConfig::new(&format!(
+        "{base}[rollout]\nsteps = [50, 10]\nmin_hold = \"1m\"\ninterval = \"0s\"\nwindow = \"1m\"\n\
+         min_requests = 1\nfailure_limit = 1\ninconclusive_timeout = \"1m\"\n\
+         [rollout.gates.p99]\nmax_vs_old = 1.5\n"
+    ));
+    let (code, _out, err) = check(bad.path());
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("cutover.toml:9:1: rollout.steps[1]"),
+        "the [rollout] section's line: {err}"
+    );
+    assert!(err.contains("rollout.steps[1]"), "{err}");
+    assert!(err.contains("rollout.interval"), "{err}");
+
+    let good = TempConfig::new(&format!(
+        "{base}[rollout]\nsteps = [5, 100]\nmin_hold = \"1m\"\ninterval = \"1m\"\nwindow = \"5m\"\n\
+         min_requests = 1\nfailure_limit = 1\ninconclusive_timeout = \"1m\"\n\
+         [rollout.gates.p99]\nmax_vs_old = 1.5\n[rollout.source]\nkind = \"prometheus\"\n\
+         url = \"http://127.0.0.1:9090\"\n"
+    ));
+    let (code, out, err) = check(good.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rollout: steps 5% -> 100%"), "{out}");
+    assert!(
+        out.contains("rollout query latency_buckets: sum by (storefront, route, le) (increase(cutover_request_duration_seconds_bucket{storefront=~\"old|new\"}"),
+        "{out}"
+    );
+}
