@@ -29,6 +29,8 @@ use support::{wait_for, Client, ConfigSpec, ProxyProcess, TempConfig, SLOW_WAIT}
 struct FlakyStore {
     addr: SocketAddr,
     fail_permille: Arc<AtomicU64>,
+    /// The status a failing request gets (500 unless the test says 404).
+    fail_status: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,16 +44,18 @@ impl FlakyStore {
     async fn start(name: &'static str) -> FlakyStore {
         let (listener, addr) = bind_local().await;
         let fail_permille = Arc::new(AtomicU64::new(0));
+        let fail_status = Arc::new(AtomicU64::new(500));
         let count = Arc::new(AtomicU64::new(0));
-        let f = Arc::clone(&fail_permille);
+        let (f, code) = (Arc::clone(&fail_permille), Arc::clone(&fail_status));
         let task = spawn_accept(listener, move |stream| {
-            let (f, count) = (Arc::clone(&f), Arc::clone(&count));
+            let (f, code, count) = (Arc::clone(&f), Arc::clone(&code), Arc::clone(&count));
             serve_auto(stream, move |_req| {
                 let i = count.fetch_add(1, Ordering::Relaxed);
                 let fail = i % 1000 < f.load(Ordering::Relaxed);
+                let code = code.load(Ordering::Relaxed) as u16;
                 async move {
                     let status = if fail {
-                        StatusCode::INTERNAL_SERVER_ERROR
+                        StatusCode::from_u16(code).expect("a status the test chose")
                     } else {
                         StatusCode::OK
                     };
@@ -67,6 +71,7 @@ impl FlakyStore {
         FlakyStore {
             addr,
             fail_permille,
+            fail_status,
             task,
         }
     }
@@ -76,6 +81,11 @@ impl FlakyStore {
     }
 
     fn fail(&self, permille: u64) {
+        self.fail_permille.store(permille, Ordering::Relaxed);
+    }
+
+    fn not_found(&self, permille: u64) {
+        self.fail_status.store(404, Ordering::Relaxed);
         self.fail_permille.store(permille, Ordering::Relaxed);
     }
 }
@@ -421,6 +431,106 @@ async fn a_restart_mid_rollout_resumes_the_same_step_and_a_plan_edit_drops_it() 
         "{v:#}"
     );
     assert!(p.log_text().contains("rollout state dropped"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rise_in_404s_pauses_with_action_pause_and_the_share_stays() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let gate =
+        "action = \"pause\"\n[rollout.gates.not_found_ratio]\nmax_vs_old = 2.0\nmax_delta = 0.05\n";
+    let p = spawn(&config(&old, &new, 0.0, &plan("[30, 60, 100]", "1h", gate)));
+    let _shoppers = Shoppers::start(p.addr);
+    new.not_found(400);
+    assert_eq!(command(&p, "start").await.0, StatusCode::OK);
+    let v = wait_for("the rollout to pause", SLOW_WAIT, || async {
+        let v = rollout(&p).await;
+        (phase(&v) == "paused").then_some(v)
+    })
+    .await;
+    assert_eq!(share(p.admin).await, 30.0, "a pause keeps the step's share");
+    let reason = v["state"]["reason"].as_str().unwrap();
+    assert!(reason.contains("not_found_ratio"), "{reason}");
+    let page = support::metrics::scrape(p.admin).await;
+    let new_404 =
+        support::metrics::metric_sum(&page, "cutover_not_found_total", &[("storefront", "new")]);
+    assert!(new_404 > 0.0, "404s are counted per storefront: {page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_requests_hold_the_step() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    // No shoppers at all: every verdict is `insufficient`, the step neither advances nor fails.
+    let p = spawn(&config(&old, &new, 0.0, &plan("[10, 50, 100]", "0s", "")));
+    assert_eq!(command(&p, "start").await.0, StatusCode::OK);
+    let v = wait_for("three evaluations", SLOW_WAIT, || async {
+        let v = rollout(&p).await;
+        let evaluated = v["state"]["last_verdicts"][0]["result"] == "insufficient";
+        let since = v["state"]["step_since_ms"].as_u64().unwrap_or(u64::MAX);
+        let last = v["state"]["last_evaluation_ms"].as_u64().unwrap_or(0);
+        (evaluated && last >= since + 3000).then_some(v)
+    })
+    .await;
+    assert_eq!(step(&v), 0, "{v:#}");
+    assert_eq!(phase(&v), "running");
+    assert_eq!(v["state"]["consecutive_failures"], 0);
+    assert_eq!(share(p.admin).await, 10.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_need_a_plan_and_the_token() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let without = ConfigSpec::new(&old.url(), &new.url(), 0.0)
+        .render()
+        .replace(
+            "[admin]\naddress = \"off\"",
+            "[admin]\naddress = \"127.0.0.1:0\"",
+        );
+    let p = spawn(&without);
+    let (s, v) = command(&p, "start").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("no [rollout] section"),
+        "{v}"
+    );
+    assert_eq!(rollout(&p).await["configured"], false);
+    let (ok, _, err) = cli(&p, "status");
+    assert!(ok, "{err}");
+    p.stop().await;
+
+    let with_token = config(&old, &new, 0.0, &plan("[10, 100]", "1h", "")).replace(
+        "[admin]\naddress = \"127.0.0.1:0\"",
+        "[admin]\naddress = \"127.0.0.1:0\"\ntoken = \"s3cret-token-for-rollout\"",
+    );
+    let p = spawn(&with_token);
+    let (s, _) = command(&p, "start").await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a rollout command is a change: token required"
+    );
+    assert_eq!(share(p.admin).await, 0.0);
+    let (s, b) = admin(
+        p.admin,
+        Method::POST,
+        "/admin/rollout/start",
+        Some("s3cret-token-for-rollout"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(share(p.admin).await, 10.0);
 }
 
 #[test]

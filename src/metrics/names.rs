@@ -66,6 +66,9 @@ pub const ROLLOUT_STATE: &str = "cutover_rollout_state";
 pub const ROLLOUT_GATE_VALUE: &str = "cutover_rollout_gate_value";
 /// Rollout gate verdicts, by `gate` and `result` (`pass`, `fail`, `insufficient`).
 pub const ROLLOUT_VERDICTS_TOTAL: &str = "cutover_rollout_verdicts_total";
+/// 404 answers by storefront and route: the rollout's 404-ratio gate (`cutover_requests_total`
+/// has only the status class).
+pub const NOT_FOUND_TOTAL: &str = "cutover_not_found_total";
 /// Rollout evaluations the source (local counters, Prometheus) could not answer.
 pub const ROLLOUT_SOURCE_INCONCLUSIVE_TOTAL: &str = "cutover_rollout_source_inconclusive_total";
 

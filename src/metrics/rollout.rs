@@ -20,8 +20,8 @@ use crate::rollout::metrics::RolloutMetricValues;
 
 impl RequestMetrics {
     /// Cumulative counters of storefront `sf`, per route name: requests by status class and the
-    /// duration histogram's cumulative bucket counts (then the total). 404s and failures after
-    /// the head are not counted by the request path yet, so they stay 0.
+    /// 404s, and the duration histogram's cumulative bucket counts (then the total). Failures
+    /// after the head are not counted by the request path yet, so they stay 0.
     pub fn route_counters(&self, sf: usize) -> BTreeMap<String, RouteCounters> {
         let h = self.handles();
         let mut out = BTreeMap::new();
@@ -39,6 +39,7 @@ impl RequestMetrics {
             {
                 c.by_class[i / Reason::ALL.len()] += counter.get();
             }
+            c.not_found = h.not_found[pair].get();
             let m = h.duration[pair].metric();
             let hist = m.get_histogram();
             c.latency = hist
