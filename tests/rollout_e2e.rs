@@ -533,6 +533,74 @@ async fn commands_need_a_plan_and_the_token() {
     assert_eq!(share(p.admin).await, 10.0);
 }
 
+/// A chat webhook stand-in: keeps every JSON body it is posted.
+async fn webhook_receiver() -> (
+    String,
+    Arc<std::sync::Mutex<Vec<Value>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use http_body_util::BodyExt as _;
+    let (listener, addr) = bind_local().await;
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = Arc::clone(&got);
+    let task = spawn_accept(listener, move |stream| {
+        let g = Arc::clone(&g);
+        serve_auto(stream, move |req: http::Request<hyper::body::Incoming>| {
+            let g = Arc::clone(&g);
+            async move {
+                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                if let Ok(v) = serde_json::from_slice::<Value>(&body.unwrap_or_default()) {
+                    g.lock().unwrap().push(v);
+                }
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            }
+        })
+    });
+    (format!("http://{addr}/hook"), got, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_hears_every_step_and_the_rollback() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let (url, got, _task) = webhook_receiver().await;
+    let hook = format!("evacuate_new = true\n[rollout.webhook]\nurl = \"{url}\"\n");
+    let p = spawn(&config(
+        &old,
+        &new,
+        0.0,
+        &plan("[10, 50, 100]", "1h", &hook),
+    ));
+    assert_eq!(command(&p, "start").await.0, StatusCode::OK);
+    assert_eq!(command(&p, "promote").await.0, StatusCode::OK);
+    assert_eq!(command(&p, "abort").await.0, StatusCode::OK);
+    let events = wait_for("three webhook posts", SLOW_WAIT, || async {
+        let g = got.lock().unwrap().clone();
+        (g.len() >= 3).then_some(g)
+    })
+    .await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["started", "promoted", "aborted"], "{events:#?}");
+    assert!(
+        events[1]["text"].as_str().unwrap().contains("step 2/3"),
+        "{events:#?}"
+    );
+    // The abort rolled back with evacuate_new: pins to new issued until now are released.
+    let status = support::admin::status(p.admin).await;
+    assert!(
+        status["overrides"]["evacuated_at"]["new"]
+            .as_u64()
+            .is_some(),
+        "{status:#}"
+    );
+    assert_eq!(share(p.admin).await, 0.0);
+}
+
 #[test]
 fn check_reports_plan_problems_with_their_line_and_shows_the_queries() {
     let base = "[[listener]]\naddress = \"127.0.0.1:0\"\n[storefront.old]\nupstream = \"http://127.0.0.1:1\"\n\

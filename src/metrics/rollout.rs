@@ -179,3 +179,84 @@ impl RolloutMetrics {
         self.inconclusive.inc_by(added);
     }
 }
+
+#[cfg(all(test, not(feature = "no-metrics")))]
+mod tests {
+    use std::time::Duration;
+
+    use http::StatusCode;
+
+    use super::super::{Metrics, LATENCY_BUCKETS};
+    use super::*;
+    use crate::routing::Reason;
+
+    #[test]
+    fn route_counters_read_classes_404s_and_buckets_per_route() {
+        let m = Metrics::try_new().unwrap();
+        let h = m.handles(&["old", "new"], &["checkout", "default"]);
+        let fast = Duration::from_millis(1);
+        h.record(1, 0, Reason::Split, StatusCode::OK, None, fast);
+        h.record(1, 0, Reason::Split, StatusCode::NOT_FOUND, None, fast);
+        h.record(
+            1,
+            0,
+            Reason::Split,
+            StatusCode::BAD_GATEWAY,
+            None,
+            Duration::from_secs(100),
+        );
+        h.record(0, 1, Reason::Split, StatusCode::OK, None, fast);
+        let new = h.route_counters(1);
+        let checkout = &new["checkout"];
+        assert_eq!(checkout.by_class, [0, 1, 0, 1, 1]);
+        assert_eq!(checkout.not_found, 1);
+        assert_eq!(checkout.latency.len(), LATENCY_BUCKETS.len() + 1);
+        assert_eq!(*checkout.latency.last().unwrap(), 3, "the total comes last");
+        assert_eq!(
+            checkout.latency[LATENCY_BUCKETS.len() - 1],
+            2,
+            "100 s is past every bound"
+        );
+        assert_eq!(new["default"].by_class, [0; 5]);
+        assert_eq!(h.route_counters(0)["default"].by_class, [0, 1, 0, 0, 0]);
+        assert!(
+            h.route_counters(7).is_empty(),
+            "an unknown storefront has no routes"
+        );
+    }
+
+    #[test]
+    fn rollout_series_register_once_and_count_on_from_a_new_engine() {
+        let m = Metrics::try_new().unwrap();
+        let r = RolloutMetrics::register(m.registry()).unwrap();
+        assert!(
+            RolloutMetrics::register(m.registry()).is_err(),
+            "a second registration is refused, not silently duplicated"
+        );
+        let mut v = RolloutMetricValues {
+            step: 2,
+            state: vec![("running", 1), ("paused", 0)],
+            gate_values: vec![("p99".into(), "new", 0.5)],
+            verdicts_total: vec![("p99".into(), "pass", 3)],
+            source_inconclusive_total: 1,
+        };
+        r.publish(&v, true);
+        v.verdicts_total = vec![("p99".into(), "pass", 1)];
+        v.gate_values.clear();
+        r.publish(&v, true);
+        let text = m.encode();
+        assert!(
+            text.contains("cutover_rollout_verdicts_total{gate=\"p99\",result=\"pass\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cutover_rollout_source_inconclusive_total 2"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("cutover_rollout_gate_value{"),
+            "stale gate values go: {text}"
+        );
+        assert!(text.contains("cutover_rollout_step 2"), "{text}");
+    }
+}

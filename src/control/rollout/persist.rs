@@ -84,3 +84,58 @@ pub fn write(path: &Path, state: &RolloutState) -> Result<(), PersistError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::engine::Phase;
+
+    fn state() -> RolloutState {
+        serde_json::from_value(serde_json::json!({
+            "plan_fingerprint": "00000000000000ff",
+            "phase": "running",
+            "step": 2,
+            "step_since_ms": 1234
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip_is_atomic_and_beside_the_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = rollout_state_path(&dir.path().join("c.toml.state.json"));
+        assert_eq!(path, dir.path().join("c.toml.state.json.rollout"));
+        assert!(read(&path).unwrap().is_none(), "no file: nothing saved");
+        write(&path, &state()).unwrap();
+        let back = read(&path).unwrap().unwrap();
+        assert_eq!(back, state());
+        assert_eq!(back.phase, Phase::Running);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn a_garbled_file_is_invalid_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.rollout");
+        std::fs::write(&path, "{\"phase\": 3").unwrap();
+        let e = read(&path).unwrap_err();
+        assert!(matches!(e, PersistError::Invalid { .. }));
+        assert!(e.to_string().contains("the rollout starts idle"), "{e}");
+    }
+
+    #[test]
+    fn an_unwritable_place_is_an_io_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir").join("x.rollout");
+        let e = write(&path, &state()).unwrap_err();
+        assert!(matches!(
+            e,
+            PersistError::Io {
+                what: "writing",
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("x.rollout"), "{e}");
+    }
+}
