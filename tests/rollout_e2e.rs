@@ -601,6 +601,108 @@ async fn the_webhook_hears_every_step_and_the_rollback() {
     assert_eq!(share(p.admin).await, 0.0);
 }
 
+/// Every shopper makes one request with its cookies; returns who answered each.
+async fn round(addr: SocketAddr, jars: &mut Vec<support::client::Jar>) -> Vec<String> {
+    let chunks: Vec<Vec<support::client::Jar>> = std::mem::take(jars)
+        .chunks(125)
+        .map(<[_]>::to_vec)
+        .collect();
+    let tasks: Vec<_> = chunks
+        .into_iter()
+        .map(|mut chunk| {
+            tokio::spawn(async move {
+                let client = Client::new(addr);
+                let mut seen = Vec::new();
+                for jar in &mut chunk {
+                    let r = client.get_jar("/products/1", jar).await;
+                    seen.push(r.text());
+                }
+                (chunk, seen)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        let (chunk, seen) = t.await.unwrap();
+        jars.extend(chunk);
+        out.extend(seen);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_shoppers_never_move_from_new_to_old_during_a_rollout() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let p = spawn(&config(&old, &new, 0.0, &plan("[10, 50, 100]", "1h", "")));
+    let mut jars: Vec<support::client::Jar> =
+        (0..1000).map(|_| support::client::Jar::new()).collect();
+    let mut on_new = vec![false; 1000];
+    for (i, cmd) in ["start", "promote", "promote"].into_iter().enumerate() {
+        assert_eq!(command(&p, cmd).await.0, StatusCode::OK);
+        let answered = round(p.addr, &mut jars).await;
+        let mut count = 0;
+        for (n, who) in answered.iter().enumerate() {
+            assert!(who == "old" || who == "new", "{who}");
+            if on_new[n] {
+                assert_eq!(who, "new", "shopper {n} moved new -> old at step {}", i + 1);
+            }
+            on_new[n] = who == "new";
+            count += usize::from(on_new[n]);
+        }
+        let expected = [100, 500, 1000][i];
+        assert!(
+            count.abs_diff(expected) <= 60,
+            "step {}: {count} of 1000 on new, expected about {expected}",
+            i + 1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_rollout_unless_the_plan_changed() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let text = config(&old, &new, 0.0, &plan("[10, 50, 100]", "1h", ""));
+    let p = spawn(&text);
+    assert_eq!(command(&p, "start").await.0, StatusCode::OK);
+    assert_eq!(command(&p, "promote").await.0, StatusCode::OK);
+    let cfg = p.config.as_ref().unwrap();
+
+    // An edit outside [rollout]: the rollout stays at its step.
+    cfg.rewrite(&format!("# an operator's comment\n{text}"));
+    let (s, b) = admin(p.admin, Method::POST, "/admin/reload", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let v = rollout(&p).await;
+    assert_eq!((phase(&v), step(&v)), ("running", 1), "{v:#}");
+    assert!(v["dropped"].is_null(), "{v:#}");
+    // The edit dropped the share override (the file wins); the rollout puts its step back.
+    wait_for("the step's share back", SLOW_WAIT, || async {
+        share(p.admin).await == 50.0
+    })
+    .await;
+
+    // The plan itself changes: the state is dropped with a message, the rollout is idle.
+    cfg.rewrite(&text.replace("[10, 50, 100]", "[10, 25, 100]"));
+    let (s, b) = admin(p.admin, Method::POST, "/admin/reload", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let v = wait_for("the driver to follow the new plan", SLOW_WAIT, || async {
+        let v = rollout(&p).await;
+        (phase(&v) == "idle").then_some(v)
+    })
+    .await;
+    let dropped = v["dropped"].as_str().unwrap_or_default();
+    assert!(
+        dropped.contains("the rollout was running at step 2"),
+        "{v:#}"
+    );
+    assert_eq!(v["steps"], serde_json::json!([10.0, 25.0, 100.0]));
+}
+
 #[test]
 fn check_reports_plan_problems_with_their_line_and_shows_the_queries() {
     let base = "[[listener]]\naddress = \"127.0.0.1:0\"\n[storefront.old]\nupstream = \"http://127.0.0.1:1\"\n\

@@ -101,6 +101,7 @@ impl Rollout {
             dropped: None,
             apply_error: None,
             metrics_fresh: false,
+            generation: 0,
         };
         tokio::spawn(driver.run(rx));
         Rollout { tx, view }
@@ -149,6 +150,8 @@ struct Driver {
     apply_error: Option<String>,
     /// The engine was just built: its metric counts start again at 0.
     metrics_fresh: bool,
+    /// The snapshot generation last followed.
+    generation: u64,
 }
 
 fn now_ms() -> u64 {
@@ -250,7 +253,15 @@ impl Driver {
             return;
         };
         let same = self.run.as_ref().is_some_and(|r| r.engine.plan() == &*plan);
+        let new_generation =
+            std::mem::replace(&mut self.generation, snap.generation) != snap.generation;
         if same {
+            // A file edit drops the admin overrides (the file wins), the step's share with them:
+            // the rollout, which outlives edits that leave its plan alone, puts it back. A manual
+            // `cutover shift` is an override and is left alone.
+            if new_generation && self.reloader.operator_state().is_none() {
+                self.reconcile_share(&snap).await;
+            }
             return;
         }
         let (saved, first) = match self.run.take() {
@@ -343,8 +354,8 @@ impl Driver {
         }
     }
 
-    /// After a restart mid-rollout the share must be the step's: the admin override that holds it
-    /// is dropped when the config file changed while the process was down.
+    /// The share must be the step's while a rollout holds one: the admin override that keeps it is
+    /// dropped when the config file changes (while running, or while the process was down).
     async fn reconcile_share(&mut self, snap: &Snapshot) {
         let Some(run) = &self.run else { return };
         let s = run.engine.state();
