@@ -10,9 +10,7 @@ mod support;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
@@ -21,129 +19,9 @@ use serde_json::Value;
 
 use support::admin::{admin, share};
 use support::process::{binary, check};
+use support::rollout::{config, FlakyStore};
 use support::upstream::{bind_local, serve_auto, spawn_accept};
 use support::{wait_for, Client, ConfigSpec, ProxyProcess, TempConfig, SLOW_WAIT};
-
-/// A storefront whose share of 500 answers the test sets (per mille, deterministic: request `i`
-/// fails when `i % 1000 < permille`, so any 1000 consecutive requests fail exactly that many).
-struct FlakyStore {
-    addr: SocketAddr,
-    fail_permille: Arc<AtomicU64>,
-    /// The status a failing request gets (500 unless the test says 404).
-    fail_status: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FlakyStore {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FlakyStore {
-    async fn start(name: &'static str) -> FlakyStore {
-        let (listener, addr) = bind_local().await;
-        let fail_permille = Arc::new(AtomicU64::new(0));
-        let fail_status = Arc::new(AtomicU64::new(500));
-        let count = Arc::new(AtomicU64::new(0));
-        let (f, code) = (Arc::clone(&fail_permille), Arc::clone(&fail_status));
-        let task = spawn_accept(listener, move |stream| {
-            let (f, code, count) = (Arc::clone(&f), Arc::clone(&code), Arc::clone(&count));
-            serve_auto(stream, move |_req| {
-                let i = count.fetch_add(1, Ordering::Relaxed);
-                let fail = i % 1000 < f.load(Ordering::Relaxed);
-                let code = code.load(Ordering::Relaxed) as u16;
-                async move {
-                    let status = if fail {
-                        StatusCode::from_u16(code).expect("a status the test chose")
-                    } else {
-                        StatusCode::OK
-                    };
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .status(status)
-                            .body(Full::new(Bytes::from(name)))
-                            .expect("valid response"),
-                    )
-                }
-            })
-        });
-        FlakyStore {
-            addr,
-            fail_permille,
-            fail_status,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn fail(&self, permille: u64) {
-        self.fail_permille.store(permille, Ordering::Relaxed);
-    }
-
-    fn not_found(&self, permille: u64) {
-        self.fail_status.store(404, Ordering::Relaxed);
-        self.fail_permille.store(permille, Ordering::Relaxed);
-    }
-}
-
-/// Shoppers without a cookie, one after another on a few keep-alive connections: each is
-/// assigned by the share in force, so new gets its share of the traffic.
-struct Shoppers {
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Shoppers {
-    fn start(addr: SocketAddr) -> Shoppers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = (0..4)
-            .map(|_| {
-                let stop = Arc::clone(&stop);
-                tokio::spawn(async move {
-                    let client = Client::new(addr);
-                    while !stop.load(Ordering::Relaxed) {
-                        let req = support::client::request(
-                            addr,
-                            Method::GET,
-                            "/products/1",
-                            &[],
-                            Bytes::new(),
-                        );
-                        if client.try_send(req).await.is_err() {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                })
-            })
-            .collect();
-        Shoppers { stop, tasks }
-    }
-}
-
-impl Drop for Shoppers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// The config: old and new, the admin API on a free loopback port, and `[rollout]` with `plan`.
-fn config(old: &FlakyStore, new: &FlakyStore, share_pct: f64, plan: &str) -> String {
-    ConfigSpec::new(&old.url(), &new.url(), share_pct)
-        .render()
-        .replace(
-            "[admin]\naddress = \"off\"",
-            "[admin]\naddress = \"127.0.0.1:0\"",
-        )
-        + "\n[rollout]\n"
-        + plan
-}
 
 /// 1 s evaluations over 3 s windows; new may have twice old's error ratio or 5 points more.
 fn plan(steps: &str, min_hold: &str, extra: &str) -> String {
@@ -220,7 +98,7 @@ async fn steps_advance_while_new_is_as_good_as_old_and_a_rise_in_errors_rolls_ba
         0.0,
         &plan("[20, 40, 60, 80]", "1s", ""),
     ));
-    let _shoppers = Shoppers::start(p.addr);
+    let _shoppers = support::rollout::Shoppers::start(&[p.addr]);
     let (s, a) = command(&p, "start").await;
     assert_eq!(s, StatusCode::OK, "{a}");
     assert_eq!(share(p.admin).await, 20.0, "start sets step one's share");
@@ -310,7 +188,7 @@ async fn advise_mode_reports_what_it_would_do_and_changes_nothing() {
         30.0,
         &plan("[10, 50, 100]", "1s", "mode = \"advise\""),
     ));
-    let _shoppers = Shoppers::start(p.addr);
+    let _shoppers = support::rollout::Shoppers::start(&[p.addr]);
     new.fail(600);
     let (s, a) = command(&p, "start").await;
     assert_eq!(s, StatusCode::OK, "{a}");
@@ -442,7 +320,7 @@ async fn a_rise_in_404s_pauses_with_action_pause_and_the_share_stays() {
     let gate =
         "action = \"pause\"\n[rollout.gates.not_found_ratio]\nmax_vs_old = 2.0\nmax_delta = 0.05\n";
     let p = spawn(&config(&old, &new, 0.0, &plan("[30, 60, 100]", "1h", gate)));
-    let _shoppers = Shoppers::start(p.addr);
+    let _shoppers = support::rollout::Shoppers::start(&[p.addr]);
     new.not_found(400);
     assert_eq!(command(&p, "start").await.0, StatusCode::OK);
     let v = wait_for("the rollout to pause", SLOW_WAIT, || async {
