@@ -9,7 +9,6 @@
 mod support;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
