@@ -338,6 +338,44 @@ async fn a_rise_in_404s_pauses_with_action_pause_and_the_share_stays() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rise_in_new_p99_rolls_back() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let gate = "[rollout.gates.p99]\nmax_vs_old = 2.0\nmax_delta = 0.1\n";
+    let p = spawn(&config(&old, &new, 0.0, &plan("[40, 80, 100]", "1h", gate)));
+    let _shoppers = support::rollout::Shoppers::start(&[p.addr]);
+    assert_eq!(command(&p, "start").await.0, StatusCode::OK);
+    wait_for("a passing p99 verdict", SLOW_WAIT, || async {
+        let v = rollout(&p).await;
+        let p99 = v["state"]["last_verdicts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|g| g["gate"] == "p99").cloned());
+        p99.is_some_and(|g| g["result"] == "pass")
+    })
+    .await;
+    // New answers 400 ms late: far past twice old's p99 (a few ms) plus 100 ms.
+    new.delay(400);
+    let v = wait_for("the rollout to roll back", SLOW_WAIT, || async {
+        let v = rollout(&p).await;
+        (phase(&v) == "rolled_back").then_some(v)
+    })
+    .await;
+    let reason = v["state"]["reason"].as_str().unwrap();
+    assert!(reason.contains("p99 new"), "{reason}");
+    let p99 = v["state"]["last_verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == "p99")
+        .unwrap();
+    assert!(p99["new"].as_f64().unwrap() >= 0.3, "{v:#}");
+    assert!(p99["old"].as_f64().unwrap() < 0.1, "{v:#}");
+    assert_eq!(share(p.admin).await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_few_requests_hold_the_step() {
     let (old, new) = (
         FlakyStore::start("old").await,

@@ -22,6 +22,8 @@ pub struct FlakyStore {
     fail_permille: Arc<AtomicU64>,
     /// The status a failing request gets (500 unless the test says 404).
     fail_status: Arc<AtomicU64>,
+    /// Milliseconds every answer waits (0: at once).
+    delay_ms: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -37,15 +39,29 @@ impl FlakyStore {
         let (listener, addr) = bind_local().await;
         let fail_permille = Arc::new(AtomicU64::new(0));
         let fail_status = Arc::new(AtomicU64::new(500));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let count = Arc::new(AtomicU64::new(0));
-        let (f, code) = (Arc::clone(&fail_permille), Arc::clone(&fail_status));
+        let (f, code, delay) = (
+            Arc::clone(&fail_permille),
+            Arc::clone(&fail_status),
+            Arc::clone(&delay_ms),
+        );
         let task = spawn_accept(listener, move |stream| {
-            let (f, code, count) = (Arc::clone(&f), Arc::clone(&code), Arc::clone(&count));
+            let (f, code, delay, count) = (
+                Arc::clone(&f),
+                Arc::clone(&code),
+                Arc::clone(&delay),
+                Arc::clone(&count),
+            );
             serve_auto(stream, move |_req| {
                 let i = count.fetch_add(1, Ordering::Relaxed);
                 let fail = i % 1000 < f.load(Ordering::Relaxed);
                 let code = code.load(Ordering::Relaxed) as u16;
+                let delay = delay.load(Ordering::Relaxed);
                 async move {
+                    if delay > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
                     let status = if fail {
                         StatusCode::from_u16(code).expect("a status the test chose")
                     } else {
@@ -64,6 +80,7 @@ impl FlakyStore {
             addr,
             fail_permille,
             fail_status,
+            delay_ms,
             task,
         }
     }
@@ -76,6 +93,11 @@ impl FlakyStore {
     /// Answers 500 to `permille` of every 1000 requests from now on.
     pub fn fail(&self, permille: u64) {
         self.fail_permille.store(permille, Ordering::Relaxed);
+    }
+
+    /// Waits `ms` before every answer from now on (the latency the p95/p99 gates see).
+    pub fn delay(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Answers 404 to `permille` of every 1000 requests from now on.
