@@ -376,6 +376,45 @@ async fn a_rise_in_new_p99_rolls_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_route_gate_rolls_back_what_the_overall_gate_lets_pass() {
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let route = "[[route]]\nname = \"checkout\"\npath_prefix = \"/checkout\"\nto = \"split\"\n";
+    // All traffic may have 50 points more errors on new; checkout not one point more.
+    let plan = "steps = [50, 100]\nmin_hold = \"1h\"\ninterval = \"1s\"\nwindow = \"3s\"\n\
+                min_requests = 10\nfailure_limit = 2\ninconclusive_timeout = \"30s\"\n\
+                [rollout.gates.error_ratio]\nmax_delta = 0.5\n\
+                [rollout.gates.error_ratio.routes.checkout]\nmax_delta = 0.01\n";
+    let text = ConfigSpec::new(&old.url(), &new.url(), 0.0)
+        .tail(route)
+        .render()
+        .replace(
+            "[admin]\naddress = \"off\"",
+            "[admin]\naddress = \"127.0.0.1:0\"",
+        )
+        + "\n[rollout]\n"
+        + plan;
+    let p = spawn(&text);
+    let _shoppers =
+        support::rollout::Shoppers::start_paths(&[p.addr], &["/products/1", "/checkout/1"]);
+    new.fail(200);
+    assert_eq!(command(&p, "start").await.0, StatusCode::OK);
+    let v = wait_for("the rollout to roll back", SLOW_WAIT, || async {
+        let v = rollout(&p).await;
+        (phase(&v) == "rolled_back").then_some(v)
+    })
+    .await;
+    let verdicts = v["state"]["last_verdicts"].as_array().unwrap();
+    let by_gate = |g: &str| verdicts.iter().find(|v| v["gate"] == g).cloned().unwrap();
+    assert_eq!(by_gate("error_ratio")["result"], "pass", "{v:#}");
+    assert_eq!(by_gate("error_ratio/checkout")["result"], "fail", "{v:#}");
+    let reason = v["state"]["reason"].as_str().unwrap();
+    assert!(reason.contains("error_ratio/checkout"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_few_requests_hold_the_step() {
     let (old, new) = (
         FlakyStore::start("old").await,

@@ -117,19 +117,28 @@ pub struct Shoppers {
 impl Shoppers {
     /// Four shoppers per proxy address, until dropped.
     pub fn start(addrs: &[SocketAddr]) -> Shoppers {
+        Self::start_paths(addrs, &["/products/1"])
+    }
+
+    /// [`Shoppers::start`], each shopper going through `paths` in turn.
+    pub fn start_paths(addrs: &[SocketAddr], paths: &[&'static str]) -> Shoppers {
+        let paths: Arc<[&'static str]> = paths.into();
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = addrs
             .iter()
             .flat_map(|a| std::iter::repeat_n(*a, 4))
             .map(|addr| {
                 let stop = Arc::clone(&stop);
+                let paths = Arc::clone(&paths);
                 tokio::spawn(async move {
                     let client = Client::new(addr);
+                    let mut turn = 0;
                     while !stop.load(Ordering::Relaxed) {
+                        turn += 1;
                         let req = super::client::request(
                             addr,
                             Method::GET,
-                            "/products/1",
+                            paths[turn % paths.len()],
                             &[],
                             Bytes::new(),
                         );
