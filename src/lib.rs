@@ -40,6 +40,8 @@
 //!   (the plan: CSV, validation, O(1) lookup, missed URLs). A new rule kind touches `routing`
 //!   and `config::raw` only.
 //! - clients: [`upstream`] pooled storefront clients, the one retry rule, error classes, health.
+//!   [`rollout`] the automatic ramp as a library (plan, gates, engine, Prometheus source, webhook);
+//!   `control::rollout` drives it against the live proxy.
 //! - observe: [`metrics`] every metric, handles resolved at build time; [`access_log`].
 //! - snapshot: [`state`] the immutable [`state::Snapshot`] and its `ArcSwap` handle.
 //! - config: [`config`] raw serde structs -> validation with file:line:column -> build.
