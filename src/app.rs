@@ -182,6 +182,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
     let handover = Handover::new(kept, upgrade);
     // fleet: filled once the fleet's state is applied (below), before readiness.
     let fleet_slot = control::fleet::Slot::default();
+    // rollout: the driver follows `[rollout]` (idle without it), with or without an admin API.
+    let rollout = control::rollout::Rollout::spawn(Arc::clone(&reloader), Arc::clone(&metrics));
     let admin_address = match admin_listener {
         None => None,
         Some(listener) => {
@@ -194,9 +196,13 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
                 handover: Arc::clone(&handover),
                 fleet: Arc::clone(&fleet_slot), // fleet:
             });
+            // rollout: its admin routes.
+            let rollout_routes =
+                control::rollout::api::routes(crate::admin::Router::new(), &control, rollout);
             let state = AdminState::new(Arc::clone(&metrics), Arc::clone(&ready))
                 .with_routes(admin_routes(&proxy))
-                .with_routes(control::routes(control));
+                .with_routes(control::routes(control))
+                .with_routes(rollout_routes);
             tokio::spawn(admin::serve(listener, state, std::future::pending()));
             bound
         }

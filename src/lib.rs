@@ -18,13 +18,13 @@
 //! <!-- layers: the test parses the block below; top layer first -->
 //! ```text
 //! edge      app demo fuzzing
-//! control   control reload admin rollout fleet
+//! control   control reload admin fleet
 //! server    server drain handover
 //! request   fast_path proxy response
 //! config    config
 //! snapshot  state
 //! observe   metrics access_log
-//! clients   upstream shadow
+//! clients   upstream shadow rollout
 //! domain    routing redirects inventory
 //! policy    headers
 //! wire      http1 tls body timer background values
@@ -40,6 +40,8 @@
 //!   (the plan: CSV, validation, O(1) lookup, missed URLs). A new rule kind touches `routing`
 //!   and `config::raw` only.
 //! - clients: [`upstream`] pooled storefront clients, the one retry rule, error classes, health.
+//!   [`rollout`] the automatic ramp as a library (plan, gates, engine, Prometheus source, webhook);
+//!   `control::rollout` drives it against the live proxy.
 //! - observe: [`metrics`] every metric, handles resolved at build time; [`access_log`].
 //! - snapshot: [`state`] the immutable [`state::Snapshot`] and its `ArcSwap` handle.
 //! - config: [`config`] raw serde structs -> validation with file:line:column -> build.

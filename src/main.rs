@@ -10,6 +10,9 @@ use cutover::config::{self, Summary};
 
 #[path = "cli/control.rs"]
 mod control;
+// rollout: `cutover rollout ...`.
+#[path = "cli/rollout.rs"]
+mod rollout;
 use cutover::demo::{self, Flavor};
 
 /// mimalloc instead of glibc's malloc: a proxied request allocates and frees a few dozen small
@@ -114,6 +117,16 @@ enum Command {
     Evacuate {
         /// Storefront name, e.g. new.
         storefront: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    // rollout: the automatic ramp of the share, judged new-vs-old.
+    /// Drive the `[rollout]` plan of a running proxy: start, pause, resume, promote, abort, or
+    /// show its status (step, last verdicts with both sides' values, next evaluation).
+    Rollout {
+        /// start, pause, resume, promote, abort or status.
+        #[arg(value_enum)]
+        action: rollout::Action,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -223,6 +236,8 @@ fn check(path: &Path) -> ExitCode {
         Ok((_, snap)) => {
             println!("{}: configuration ok", path.display());
             print!("{}", Summary(&snap));
+            // rollout: the plan and the effective Prometheus queries.
+            print!("{}", cutover::control::rollout::check_summary(&snap));
             for w in config::warnings(&snap) {
                 println!("warning: {w}");
             }
@@ -497,6 +512,8 @@ fn main() -> ExitCode {
             Command::Shift { percent, admin } => control::shift(&percent, admin).await,
             Command::Evacuate { storefront, admin } => control::evacuate(&storefront, admin).await,
             Command::Reload { admin } => control::reload(admin).await,
+            // rollout:
+            Command::Rollout { action, admin } => rollout::run(action, admin).await,
             Command::Upgrade { admin } => control::upgrade(admin).await,
             Command::Demo { config, tls } => run_demo(config, tls).await,
             Command::Redirects(cmd) => redirects(cmd).await,

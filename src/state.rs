@@ -171,6 +171,9 @@ pub struct Snapshot {
     pub access_log_config: AccessLogConfig,
     /// Access log writer (shared with the next snapshot while its settings are unchanged).
     pub access_log: AccessLog,
+    // rollout: the checked `[rollout]` plan, read by the rollout driver (control::rollout).
+    /// The checked `[rollout]` plan, if the file has one.
+    pub rollout: Option<std::sync::Arc<crate::rollout::plan::Plan>>,
 }
 
 impl Snapshot {

@@ -482,6 +482,18 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         }
     }
 
+    // rollout: the plan's problems, at the `[rollout]` section's line.
+    let rollout = raw.rollout.as_ref().and_then(|r| {
+        let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        match r.get_ref().validate(Some(&names)) {
+            Ok(plan) => Some(Arc::new(plan)),
+            Err(e) => {
+                e.0.into_iter().for_each(|p| c.at(r, p.field, p.problem));
+                None
+            }
+        }
+    });
+
     if !c.problems.is_empty() {
         c.problems.sort_by_key(|p| (p.line, p.column));
         return Err(ConfigError::Invalid(c.problems));
@@ -517,6 +529,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         misses,
         access_log_config,
         access_log,
+        rollout,
     })
 }
 

@@ -53,6 +53,10 @@ pub struct RawConfig {
     /// `[fleet]`: operator state shared by replicas through etcd; absent: the local state file.
     #[serde(default)]
     pub fleet: Option<Spanned<super::fleet::FleetConfig>>,
+    // rollout: `[rollout]`, the automatic ramp of the share judged new-vs-old (docs/rollout.md).
+    /// `[rollout]`: the automatic ramp of the share on new, judged new-vs-old.
+    #[serde(default)]
+    pub rollout: Option<Spanned<crate::rollout::plan::RolloutConfig>>,
 }
 
 /// One `[[listener]]`.

@@ -19,6 +19,8 @@
 pub mod fleet;
 pub mod paths;
 pub mod request;
+// rollout: the driver, its admin routes and its state file.
+pub mod rollout;
 pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};

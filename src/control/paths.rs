@@ -17,6 +17,20 @@ pub const FLEET: &str = "/admin/fleet";
 /// `POST`: hand the listeners to a new process.
 pub const UPGRADE: &str = "/admin/upgrade";
 
+// rollout: the automatic ramp (control::rollout).
+/// `GET`: the rollout's state, plan, last verdicts and next evaluation.
+pub const ROLLOUT: &str = "/admin/rollout";
+/// `POST`: start the rollout at step one.
+pub const ROLLOUT_START: &str = "/admin/rollout/start";
+/// `POST`: pause the rollout at its step.
+pub const ROLLOUT_PAUSE: &str = "/admin/rollout/pause";
+/// `POST`: resume a paused rollout.
+pub const ROLLOUT_RESUME: &str = "/admin/rollout/resume";
+/// `POST`: move to the next step now.
+pub const ROLLOUT_PROMOTE: &str = "/admin/rollout/promote";
+/// `POST`: stop the rollout (share to 0 in enforce mode).
+pub const ROLLOUT_ABORT: &str = "/admin/rollout/abort";
+
 /// [`EVACUATE`] for one storefront.
 pub fn evacuate(storefront: &str) -> String {
     EVACUATE.replace("{storefront}", storefront)

@@ -12,6 +12,8 @@
 
 mod names;
 mod request;
+// rollout: the local source's counter reader and the rollout's series.
+mod rollout;
 // The `no-metrics` benchmark baseline records nothing, so these cannot hold there.
 #[cfg(all(test, not(feature = "no-metrics")))]
 mod tests;
@@ -20,6 +22,8 @@ mod tls;
 pub use names::*;
 pub use request::{InFlightGuard, Reason, RequestMetrics, StorefrontTotals, UpstreamErrorKind};
 pub use tls::TlsMetrics;
+// rollout:
+pub use rollout::RolloutMetrics;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,6 +67,8 @@ pub struct Metrics {
     assigned: IntCounterVec,
     redirects: IntCounterVec,
     redirect_misses: IntCounter,
+    // rollout:
+    not_found: IntCounterVec,
     redirect_entries: IntGaugeVec,
     redirect_generation: IntGaugeVec,
     connections_open: IntGauge,
@@ -208,6 +214,14 @@ impl Metrics {
                 REDIRECT_MISSES_TOTAL,
                 "Requests with no redirect entry that the new storefront answered with 404."
             ),
+            // rollout:
+            not_found: reg!(
+                &r,
+                IntCounterVec,
+                NOT_FOUND_TOTAL,
+                "404 answers, by storefront and route (the rollout's 404-ratio gate).",
+                &[STOREFRONT, ROUTE]
+            ),
             redirect_entries: reg!(
                 &r,
                 IntGaugeVec,
@@ -316,6 +330,8 @@ impl Metrics {
         let mut requests = Vec::with_capacity(ns * nr * STATUS_CLASSES.len() * Reason::ALL.len());
         let mut duration = Vec::with_capacity(ns * nr);
         let mut ttfb = Vec::with_capacity(ns * nr);
+        // rollout:
+        let mut not_found = Vec::with_capacity(ns * nr);
         for sf in storefronts {
             for route in routes {
                 for class in STATUS_CLASSES {
@@ -330,6 +346,7 @@ impl Metrics {
                 }
                 duration.push(self.duration.with_label_values(&[sf, route]));
                 ttfb.push(self.ttfb.with_label_values(&[sf, route]));
+                not_found.push(self.not_found.with_label_values(&[sf, route]));
             }
         }
         let upstream_errors = storefronts
@@ -373,6 +390,7 @@ impl Metrics {
             assigned,
             redirects,
             redirect_misses: self.redirect_misses.clone(),
+            not_found: not_found.into_boxed_slice(),
         })
     }
 
@@ -401,6 +419,7 @@ impl Metrics {
             }
             let _ = self.duration.remove_label_values(&[sf, route]);
             let _ = self.ttfb.remove_label_values(&[sf, route]);
+            let _ = self.not_found.remove_label_values(&[sf, route]);
             known.pairs.remove(&(sf.clone(), route.clone()));
         }
         let stale_sf: Vec<String> = known

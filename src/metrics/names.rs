@@ -57,6 +57,21 @@ pub const ACCESS_LOG_WRITE_ERRORS_TOTAL: &str = "cutover_access_log_write_errors
 /// Constant 1 with the running version as a label.
 pub const BUILD_INFO: &str = "cutover_build_info";
 
+// rollout: the rollout's series (src/metrics/rollout.rs, deploy/prometheus/alerts.yml).
+/// Current rollout step, 1-based; 0 when idle or rolled back.
+pub const ROLLOUT_STEP: &str = "cutover_rollout_step";
+/// 1 for the rollout's current state (idle, running, paused, rolled_back, completed, advising).
+pub const ROLLOUT_STATE: &str = "cutover_rollout_state";
+/// Last measured value of each rollout gate, by `gate` and `side` (`old`, `new`, `limit`).
+pub const ROLLOUT_GATE_VALUE: &str = "cutover_rollout_gate_value";
+/// Rollout gate verdicts, by `gate` and `result` (`pass`, `fail`, `insufficient`).
+pub const ROLLOUT_VERDICTS_TOTAL: &str = "cutover_rollout_verdicts_total";
+/// 404 answers by storefront and route: the rollout's 404-ratio gate (`cutover_requests_total`
+/// has only the status class).
+pub const NOT_FOUND_TOTAL: &str = "cutover_not_found_total";
+/// Rollout evaluations the source (local counters, Prometheus) could not answer.
+pub const ROLLOUT_SOURCE_INCONCLUSIVE_TOTAL: &str = "cutover_rollout_source_inconclusive_total";
+
 /// Label names. Values come only from configuration or fixed enums, never from client input.
 pub mod label {
     /// Storefront name.

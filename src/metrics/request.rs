@@ -72,6 +72,8 @@ pub(crate) struct Handles {
     /// index from [`redirect_status_index`]
     pub(crate) redirects: Box<[IntCounter]>,
     pub(crate) redirect_misses: IntCounter,
+    // rollout: 404s per `sf * routes + route`, for the 404-ratio gate.
+    pub(crate) not_found: Box<[IntCounter]>,
 }
 
 impl std::fmt::Debug for RequestMetrics {
@@ -145,6 +147,10 @@ impl RequestMetrics {
             + reason_index(reason);
         h.requests[idx].inc();
         h.duration[pair].observe(total.as_secs_f64());
+        // rollout:
+        if status == StatusCode::NOT_FOUND {
+            h.not_found[pair].inc();
+        }
         if let Some(ttfb) = upstream_ttfb {
             h.ttfb[pair].observe(ttfb.as_secs_f64());
         }

@@ -185,6 +185,23 @@ if [ "$MODE" = demo ]; then
       -e "s/127\.0\.0\.1:8081/$OLD/; s/127\.0\.0\.1:8082/$NEW/" \
       "$ROOT/config/demo.toml" >"$TMP/demo.toml"
   cp "$ROOT/config/redirects.csv" "$TMP/redirects.csv"
+  # rollout: an idle plan in advise mode (changes nothing) so the rollout series and the
+  # cutover-rollout alert rules have metrics to evaluate.
+  cat >>"$TMP/demo.toml" <<'TOML'
+
+[rollout]
+steps = [5, 25, 50, 100]
+min_hold = "10m"
+interval = "1m"
+window = "5m"
+min_requests = 100
+failure_limit = 3
+mode = "advise"
+inconclusive_timeout = "15m"
+[rollout.gates.error_ratio]
+max_vs_old = 2.0
+max_delta = 0.01
+TOML
   for a in "$PROXY" "$ADMIN" "$OLD" "$NEW"; do
     grep -qF "$a\"" "$TMP/demo.toml" || die "config/demo.toml changed shape: could not move it to $a"
   done

@@ -21,6 +21,8 @@ pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod redirects;
+// rollout: storefronts with a chosen error rate, shoppers, the [rollout] config.
+pub mod rollout;
 pub mod stores;
 pub mod tls;
 pub mod upstream;
