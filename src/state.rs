@@ -167,6 +167,12 @@ pub struct Snapshot {
     pub access_log_config: AccessLogConfig,
     /// Access log writer (shared with the next snapshot while its settings are unchanged).
     pub access_log: AccessLog,
+    // inventory: one instance per process, carried from snapshot to snapshot (counts survive
+    // reloads); recording happens only while `inventory_config` is `Some` (section on).
+    /// The URL inventory, once `[inventory]` has been enabled; read by the request path.
+    pub inventory: Option<Arc<crate::inventory::Inventory>>,
+    /// `[inventory]` when enabled, its `file` resolved against the config's directory.
+    pub inventory_config: Option<crate::inventory::InventoryConfig>,
 }
 
 impl Snapshot {

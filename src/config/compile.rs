@@ -465,6 +465,9 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         }
     }
 
+    // inventory: validated with the section's line; the instance is carried across reloads.
+    let (inventory, inventory_config) = super::inventory::compile(&mut c, raw, input.previous);
+
     if !c.problems.is_empty() {
         c.problems.sort_by_key(|p| (p.line, p.column));
         return Err(ConfigError::Invalid(c.problems));
@@ -500,6 +503,9 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         misses,
         access_log_config,
         access_log,
+        // inventory:
+        inventory,
+        inventory_config,
     })
 }
 

@@ -8,6 +8,8 @@
 pub mod admin;
 mod check;
 mod compile;
+// inventory: `[inventory]` validation and the carried instance.
+mod inventory;
 pub mod raw;
 mod routes;
 pub mod runtime;

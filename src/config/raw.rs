@@ -49,6 +49,11 @@ pub struct RawConfig {
     /// `[[route]]`: ordered rules; the first match wins, no match means `split`.
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
+    // inventory: `[inventory]`, old-store URLs from live traffic and the plan's coverage of them
+    // (issue 17). Absent: off, behaviour unchanged.
+    /// `[inventory]`: which old-store URLs carry traffic, and whether the plan covers them.
+    #[serde(default)]
+    pub inventory: Option<Spanned<crate::inventory::InventoryConfig>>,
 }
 
 /// One `[[listener]]`.

@@ -225,5 +225,7 @@ fn redirect_finish(
         complete: false,
         in_flight: None,
         access: None,
+        // inventory: a redirect from the plan is not an old-store answer.
+        inventory: None,
     }
 }

@@ -1,0 +1,39 @@
+//! `[inventory]`: checked with the section's line, and the process's one [`Inventory`] carried
+//! from the previous snapshot so a reload never resets the counts.
+//!
+//! `capacity`, `per_host`, `crawler_user_agents`, `file` and `persist_interval` apply when the
+//! inventory is first created (at start, or the first reload that enables it); later changes to
+//! them take effect at the next restart, like `[redirect_misses]`.
+
+use std::sync::Arc;
+
+use super::check::Check;
+use super::raw::RawConfig;
+use crate::inventory::{Inventory, InventoryConfig};
+use crate::state::Snapshot;
+
+/// Validates the section (every problem at the section's line) and returns the inventory to
+/// carry and the section in force (`None` when absent or `enabled = false`).
+pub(super) fn compile(
+    c: &mut Check<'_>,
+    raw: &RawConfig,
+    previous: Option<&Snapshot>,
+) -> (Option<Arc<Inventory>>, Option<InventoryConfig>) {
+    let carried = previous.and_then(|p| p.inventory.clone());
+    let Some(section) = &raw.inventory else {
+        return (carried, None);
+    };
+    let problems = section.get_ref().validate();
+    let ok = problems.is_empty();
+    for p in problems {
+        c.at(section, p.field, p.message);
+    }
+    let mut cfg = section.get_ref().clone();
+    if !ok || !cfg.enabled {
+        return (carried, None);
+    }
+    cfg.file = cfg.file_path(&c.src.base_dir());
+    let inventory = carried
+        .unwrap_or_else(|| Arc::new(Inventory::from_config(&cfg, raw.redirects.first())));
+    (Some(inventory), Some(cfg))
+}
