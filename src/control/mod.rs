@@ -18,6 +18,8 @@
 pub mod paths;
 pub mod request;
 pub mod status;
+// inventory: admin routes and the running inventory's file, persister and gauges.
+pub mod inventory;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -16,6 +16,9 @@ mod request;
 #[cfg(all(test, not(feature = "no-metrics")))]
 mod tests;
 mod tls;
+// inventory: the URL inventory's gauges.
+mod inventory;
+pub use inventory::{InventoryMetrics, INVENTORY_ALL_TABLES};
 
 pub use names::*;
 pub use request::{InFlightGuard, Reason, RequestMetrics, StorefrontTotals, UpstreamErrorKind};
