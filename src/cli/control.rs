@@ -232,3 +232,7 @@ pub async fn upgrade(args: AdminArgs) -> anyhow::Result<bool> {
     );
     Ok(true)
 }
+
+// inventory: `cutover inventory ...` reuses this module's admin resolution and call.
+#[path = "inventory.rs"]
+pub mod inventory;
