@@ -304,11 +304,11 @@ impl Proxy {
         let inventory = (snap.inventory_config.is_some()
             && decision.storefront == snap.routing.split.from
             && matches!(parts.method, Method::GET | Method::HEAD))
-            .then(|| response::InventoryFields {
-                path_and_query: pq.clone(),
-                host: miss_host.clone(),
-                user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
-            });
+        .then(|| response::InventoryFields {
+            path_and_query: pq.clone(),
+            host: miss_host.clone(),
+            user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
+        });
         let mut inventory = inventory;
         let uri = up.request_uri(pq);
 

@@ -52,7 +52,11 @@ fn path_of(url: &str) -> &str {
 }
 
 /// `cutover inventory coverage [--probe] [--csv FILE]`.
-pub async fn coverage(probe_new: bool, csv: Option<PathBuf>, args: AdminArgs) -> anyhow::Result<bool> {
+pub async fn coverage(
+    probe_new: bool,
+    csv: Option<PathBuf>,
+    args: AdminArgs,
+) -> anyhow::Result<bool> {
     let t = resolve(&args)?;
     let body = call(&t, Method::GET, paths::INVENTORY_COVERAGE, None, SLOW).await?;
     if args.json && !probe_new && csv.is_none() {
@@ -125,8 +129,8 @@ async fn run_probe(a: &mut Answer) -> anyhow::Result<Probed> {
 }
 
 fn write_csv(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = csv::Writer::from_writer(file);
     w.write_record(["old_url", "hits", "crawler_hits", "verdict", "new_url"])?;
     for r in rows {
@@ -138,7 +142,8 @@ fn write_csv(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
             r.new_url.as_deref().unwrap_or(""),
         ])?;
     }
-    w.flush().with_context(|| format!("writing {}", path.display()))
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn pct(part: u64, whole: u64) -> String {
@@ -171,13 +176,17 @@ fn print_report(a: &Answer, probed: Option<&Probed>, csv: Option<&Path>) {
         pct(covered_urls as u64, a.rows.len() as u64),
         a.rows.len()
     );
-    println!(
-        "  crawler hits on uncovered URLs: {uncovered_crawler} of {crawler}"
-    );
-    let by: Vec<String> = ["redirected", "same_path", "kept_on_old", "gone", "uncovered"]
-        .iter()
-        .map(|v| format!("{v} {}", a.rows.iter().filter(|r| r.verdict == *v).count()))
-        .collect();
+    println!("  crawler hits on uncovered URLs: {uncovered_crawler} of {crawler}");
+    let by: Vec<String> = [
+        "redirected",
+        "same_path",
+        "kept_on_old",
+        "gone",
+        "uncovered",
+    ]
+    .iter()
+    .map(|v| format!("{v} {}", a.rows.iter().filter(|r| r.verdict == *v).count()))
+    .collect();
     println!("  {}", by.join(", "));
     if uncovered.is_empty() {
         println!("\nEvery inventoried URL has a home on the new store.");
@@ -188,21 +197,33 @@ fn print_report(a: &Answer, probed: Option<&Probed>, csv: Option<&Path>) {
             println!("  {:>8} {:>8}  {}", r.hits, r.crawler_hits, r.old_url);
         }
         if uncovered.len() > SHOWN {
-            println!("  ... and {} more (--csv FILE lists every URL)", uncovered.len() - SHOWN);
+            println!(
+                "  ... and {} more (--csv FILE lists every URL)",
+                uncovered.len() - SHOWN
+            );
         }
     }
     if let Some(p) = probed {
         if p.failed.is_empty() {
-            println!("\nEvery plan target and same-path URL answered 2xx on {}.", a.new_storefront);
+            println!(
+                "\nEvery plan target and same-path URL answered 2xx on {}.",
+                a.new_storefront
+            );
         } else {
-            println!("\nNot answering 2xx on {} (not coverage):", a.new_storefront);
+            println!(
+                "\nNot answering 2xx on {} (not coverage):",
+                a.new_storefront
+            );
             for (u, why) in &p.failed {
                 println!("  {u}: {why}");
             }
         }
     }
     if let Some(path) = csv {
-        println!("\nWrote {} (old_url,hits,crawler_hits,verdict,new_url).", path.display());
+        println!(
+            "\nWrote {} (old_url,hits,crawler_hits,verdict,new_url).",
+            path.display()
+        );
     }
 }
 
@@ -219,7 +240,14 @@ pub async fn import_sitemap(source: &str, args: AdminArgs) -> anyhow::Result<boo
     };
     let t = resolve(&args)?;
     let body = serde_json::to_string(&ImportBody { source })?;
-    let answer = call(&t, Method::POST, paths::INVENTORY_IMPORT_SITEMAP, Some(body), SLOW).await?;
+    let answer = call(
+        &t,
+        Method::POST,
+        paths::INVENTORY_IMPORT_SITEMAP,
+        Some(body),
+        SLOW,
+    )
+    .await?;
     if args.json {
         print_json(&answer);
         return Ok(true);

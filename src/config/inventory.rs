@@ -33,7 +33,7 @@ pub(super) fn compile(
         return (carried, None);
     }
     cfg.file = cfg.file_path(&c.src.base_dir());
-    let inventory = carried
-        .unwrap_or_else(|| Arc::new(Inventory::from_config(&cfg, raw.redirects.first())));
+    let inventory =
+        carried.unwrap_or_else(|| Arc::new(Inventory::from_config(&cfg, raw.redirects.first())));
     (Some(inventory), Some(cfg))
 }

@@ -76,7 +76,8 @@ pub struct ImportAnswer {
     pub inventory_urls: usize,
 }
 
-const IMPORT_EXAMPLE: &str = r#"{"source": "/srv/old/sitemap.xml"} or {"source": "https://old.example/sitemap.xml"}"#;
+const IMPORT_EXAMPLE: &str =
+    r#"{"source": "/srv/old/sitemap.xml"} or {"source": "https://old.example/sitemap.xml"}"#;
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?

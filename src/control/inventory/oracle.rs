@@ -24,7 +24,11 @@ pub struct SnapshotOracle<'a> {
 impl<'a> SnapshotOracle<'a> {
     /// The whole plan: every table in order, the first with an entry answers (as the proxy does).
     pub fn whole_plan(snap: &'a Snapshot, same_path: &'a HashSet<String>) -> Self {
-        Self::with_tables(snap, snap.redirects.iter().map(|r| &*r.table).collect(), same_path)
+        Self::with_tables(
+            snap,
+            snap.redirects.iter().map(|r| &*r.table).collect(),
+            same_path,
+        )
     }
 
     /// One table only (the per-table gauge), with the same routes.
