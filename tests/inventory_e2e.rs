@@ -422,3 +422,34 @@ fn a_bad_section_is_reported_with_its_line_by_check() {
     );
     assert!(all.contains("inventory.persist_interval"), "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_random_urls_stays_within_capacity_and_heavy_hitters_stay() {
+    let old = path_store("old", &[]).await;
+    let new = path_store("new", &[]).await;
+    let extra = format!("{PLAN_TABLE}\n[inventory]\nenabled = true\ncapacity = 32\n");
+    let cfg = TempConfig::new(&config(old.addr, new.addr, 0.0, &extra));
+    std::fs::write(cfg.file("plan.csv"), PLAN).unwrap();
+    let p = ProxyProcess::spawn(cfg.path());
+    // Space-Saving keeps any URL with more than N/K hits: 60 of ~80 in /heavy's shard of 2 slots.
+    get(p.addr, "/heavy", 60, &[]).await;
+    for i in 0..300 {
+        get(p.addr, &format!("/scan/{i:x}"), 1, &[]).await;
+    }
+    let admin_addr = p.admin;
+    let inv = wait_for("the flood to be counted", WAIT, || async move {
+        let v = inventory(admin_addr).await;
+        let e = v["entries"].as_array().unwrap();
+        (e.iter().any(|e| e["url"] == "/scan/12b")
+            || e.iter().map(|e| e["hits"].as_u64().unwrap()).sum::<u64>() >= 360)
+            .then_some(v)
+    })
+    .await;
+    let capacity = inv["stats"]["capacity"].as_u64().unwrap();
+    assert!((32..=48).contains(&capacity), "{inv}");
+    assert!(inv["stats"]["urls"].as_u64().unwrap() <= capacity, "{inv}");
+    assert_eq!(inv["entries"][0]["url"], "/heavy", "{inv}");
+    assert_eq!(inv["entries"][0]["hits"], 60);
+    assert_eq!(inv["entries"][0]["hits_error"], 0);
+    p.stop().await;
+}
