@@ -1,9 +1,10 @@
 //! `[inventory]`: checked with the section's line, and the process's one [`Inventory`] carried
 //! from the previous snapshot so a reload never resets the counts.
 //!
-//! `capacity`, `per_host`, `crawler_user_agents`, `file` and `persist_interval` apply when the
-//! inventory is first created (at start, or the first reload that enables it); later changes to
-//! them take effect at the next restart, like `[redirect_misses]`.
+//! The inventory is created at start only (its file, persister and gauges start with the
+//! process): `capacity`, `per_host`, `crawler_user_agents`, `file` and `persist_interval`, and
+//! turning the section on, take effect at the next restart, like `[redirect_misses]`. A reload
+//! may turn recording off (and on again: the same counts go on).
 
 use std::sync::Arc;
 
@@ -33,7 +34,13 @@ pub(super) fn compile(
         return (carried, None);
     }
     cfg.file = cfg.file_path(&c.src.base_dir());
-    let inventory =
-        carried.unwrap_or_else(|| Arc::new(Inventory::from_config(&cfg, raw.redirects.first())));
+    let inventory = match (carried, previous) {
+        (Some(inv), _) => inv,
+        (None, None) => Arc::new(Inventory::from_config(&cfg, raw.redirects.first())),
+        (None, Some(_)) => {
+            tracing::warn!("[inventory] was off at start: it takes effect at the next restart");
+            return (None, None);
+        }
+    };
     (Some(inventory), Some(cfg))
 }
