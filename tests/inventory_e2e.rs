@@ -453,3 +453,43 @@ async fn a_flood_of_random_urls_stays_within_capacity_and_heavy_hitters_stay() {
     assert_eq!(inv["entries"][0]["hits_error"], 0);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_turns_recording_off_and_on_and_the_counts_go_on() {
+    let old = path_store("old", &[]).await;
+    let new = path_store("new", &[]).await;
+    let (cfg, p) = start(old.addr, new.addr, PLAN);
+    let on = std::fs::read_to_string(cfg.path()).unwrap();
+    let reload = |text: String| {
+        let (path, admin_addr) = (cfg.path().to_path_buf(), p.admin);
+        async move {
+            std::fs::write(&path, text).unwrap();
+            let (s, b) = admin(admin_addr, Method::POST, "/admin/reload", None, None).await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+        }
+    };
+    get(p.addr, "/x", 2, &[]).await;
+    wait_urls(p.admin, 1).await;
+    reload(on.replace(
+        "[inventory]\nenabled = true",
+        "[inventory]\nenabled = false",
+    ))
+    .await;
+    get(p.addr, "/x", 3, &[]).await;
+    get(p.addr, "/while-off", 1, &[]).await;
+    reload(on.clone()).await;
+    get(p.addr, "/after", 1, &[]).await;
+    let inv = wait_urls(p.admin, 2).await;
+    let hits = |url: &str| {
+        inv["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["url"] == url)
+            .map(|e| e["hits"].as_u64().unwrap())
+    };
+    assert_eq!(hits("/x"), Some(2), "not counted while off: {inv}");
+    assert_eq!(hits("/while-off"), None, "{inv}");
+    assert_eq!(hits("/after"), Some(1), "{inv}");
+    p.stop().await;
+}
