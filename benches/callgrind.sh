@@ -11,6 +11,7 @@
 # loop, so it is the whole cost of a request in user space. Kernel time is not counted.
 #
 # env: CUTOVER=path/to/cutover (default target/release/cutover), N (20000), WARMUP (2000),
+#      CONFIG (proxy mode: another config, e.g. proxy/cutover-inventory.toml),
 #      ROWS (10000), KEEP=1 keeps the callgrind output (for callgrind_annotate) and prints its path.
 set -euo pipefail
 mode=${1:-proxy}
@@ -27,7 +28,7 @@ case $mode in
     sed -e "s|@PREFIX@|$WORK|g" -e "s|@BODY@|$body|" "$here/proxy/backend.conf" >"$WORK/backend.conf"
     nginx -e "$WORK/backend.err" -p "$WORK" -c "$WORK/backend.conf" -g "user root;" 2>>"$WORK/backend.err" &
     PIDS+=($!)
-    sed -e "s|127.0.0.1:18083|127.0.0.1:$PORT|" "$here/proxy/cutover.toml" >"$WORK/cutover.toml"
+    sed -e "s|127.0.0.1:18083|127.0.0.1:$PORT|" "${CONFIG:-$here/proxy/cutover.toml}" >"$WORK/cutover.toml"
     wait_http "http://127.0.0.1:$BACKEND_PORT/" 30
     for i in $(seq 8); do echo "http://127.0.0.1:$PORT/p"; done >"$WORK/urls.txt"
     ;;

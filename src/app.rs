@@ -82,6 +82,9 @@ pub struct App {
     // fleet:
     /// The fleet runtime, when `[fleet]` is set: left (leadership resigned) on drain.
     pub fleet: control::fleet::Slot,
+    // inventory:
+    /// The URL inventory's file, persister and gauges; `None` when `[inventory]` is off at start.
+    pub inventory: Option<Arc<control::inventory::InventoryRuntime>>,
     /// SIGTERM/SIGINT listeners, installed before the listeners open so a signal that arrives
     /// at any moment after that is seen (not lost, and not the default kill).
     signals: Option<ShutdownSignals>,
@@ -174,6 +177,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
     let proxy = Proxy::new(Arc::clone(&state), Arc::clone(&metrics));
     let ready = Arc::new(AtomicBool::new(false));
     let draining = Arc::new(AtomicBool::new(false));
+    // inventory: file loaded (a bad one: empty + warning), persister and gauges started.
+    let inventory = control::inventory::InventoryRuntime::start(&state, &metrics).await;
     let admin_listener = match admin_at {
         None => None,
         Some(addr) => Some(bind_admin(config, addr, &mut inherited, &mut kept)?),
@@ -201,6 +206,12 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
                 control::rollout::api::routes(crate::admin::Router::new(), &control, rollout);
             let state = AdminState::new(Arc::clone(&metrics), Arc::clone(&ready))
                 .with_routes(admin_routes(&proxy))
+                // inventory:
+                .with_routes(control::inventory::routes(
+                    Router::new(),
+                    &control,
+                    inventory.clone(),
+                ))
                 .with_routes(control::routes(control))
                 .with_routes(rollout_routes);
             tokio::spawn(admin::serve(listener, state, std::future::pending()));
@@ -240,6 +251,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
         ready,
         draining,
         handover,
+        // inventory:
+        inventory,
         signals,
         fleet: fleet_slot, // fleet:
     })
@@ -443,6 +456,10 @@ impl App {
         // The last requests' access log lines may still wait for the writer's next batch.
         let log = self.proxy.state().load().access_log.clone();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), log.flush()).await;
+        // inventory: the final save, once no request can count any more.
+        if let Some(inv) = &self.inventory {
+            inv.drain().await;
+        }
         clean
     }
 

@@ -54,6 +54,8 @@ fn page(name: &str, flavor: Flavor, req: &Request<Incoming>) -> Response<Full<By
          <ul><li><a href=\"/\">home</a></li><li><a href=\"/cart\">cart</a></li>\
          <li><a href=\"/blog/spring-sale\">blog</a></li>\
          <li><a href=\"/index.php?route=product/product&amp;product_id=42\">an old product URL</a></li>\
+         <li><a href=\"/index.php?route=information/information&amp;information_id=8\">our story</a> and \
+         <a href=\"/catalog/gift-cards\">gift cards</a>: old pages the plan does not map</li>\
          <li><a href=\"/?cutover=new\">switch me to new</a> / <a href=\"/?cutover=old\">to old</a> / \
          <a href=\"/?cutover=clear\">clear</a></li></ul></body></html>\n"
     );

@@ -91,6 +91,10 @@ enum Command {
     /// Work with the migration's redirect plan.
     #[command(subcommand)]
     Redirects(RedirectsCommand),
+    // inventory:
+    /// The old store's URLs seen in live traffic, and whether the plan gives each a home.
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
     /// Show what a running proxy has in force: generation, split, pins, storefront health,
     /// redirect tables, last reload, admin overrides.
     Status {
@@ -175,6 +179,34 @@ struct AdminArgs {
     /// Print the admin API's JSON answer instead of text (for scripts).
     #[arg(long)]
     json: bool,
+}
+
+// inventory:
+#[derive(Subcommand)]
+enum InventoryCommand {
+    /// Coverage of the running proxy's URL inventory by the plan in force: the share of
+    /// old-store hits and of URLs with a home on the new store, and the uncovered URLs by hits
+    /// (crawler hits apart).
+    Coverage {
+        /// Also ask the new storefront for every plan target and same path (bounded
+        /// concurrency, progress on stderr): a target that does not answer 2xx is not coverage,
+        /// an uncovered URL whose same path answers 2xx is.
+        #[arg(long)]
+        probe: bool,
+        /// Write every URL as `old_url,hits,crawler_hits,verdict,new_url` to this file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Import a sitemap or sitemap index (file or http(s) URL, gzip too) of the old store into
+    /// the running inventory; a malformed file imports nothing.
+    ImportSitemap {
+        /// sitemap.xml, sitemap.xml.gz, or an http(s) URL.
+        source: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -517,6 +549,13 @@ fn main() -> ExitCode {
             Command::Upgrade { admin } => control::upgrade(admin).await,
             Command::Demo { config, tls } => run_demo(config, tls).await,
             Command::Redirects(cmd) => redirects(cmd).await,
+            // inventory:
+            Command::Inventory(InventoryCommand::Coverage { probe, csv, admin }) => {
+                control::inventory::coverage(probe, csv, admin).await
+            }
+            Command::Inventory(InventoryCommand::ImportSitemap { source, admin }) => {
+                control::inventory::import_sitemap(&source, admin).await
+            }
             Command::Check { .. } => unreachable!("handled above"),
         }
     });

@@ -304,6 +304,16 @@ impl Proxy {
         };
         // Recorded without the override parameters: the staff token must not reach the list.
         let miss_pq = pq.clone();
+        // inventory: kept for the split's `from` storefront only, and only while it is on.
+        let inventory = (snap.inventory_config.is_some()
+            && decision.storefront == snap.routing.split.from
+            && matches!(parts.method, Method::GET | Method::HEAD))
+        .then(|| response::InventoryFields {
+            path_and_query: pq.clone(),
+            host: miss_host.clone(),
+            user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
+        });
+        let mut inventory = inventory;
         let uri = up.request_uri(pq);
 
         let h = &mut parts.headers;
@@ -371,6 +381,8 @@ impl Proxy {
             complete: false,
             in_flight: in_flight.take(),
             access: access.take(),
+            // inventory:
+            inventory: inventory.take(),
         };
 
         let resp = match result {

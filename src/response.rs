@@ -48,6 +48,21 @@ pub struct Finish {
     pub in_flight: Option<InFlightGuard>,
     /// What only the access log needs; `None` when it is off, so nothing is cloned for it.
     pub access: Option<AccessFields>,
+    // inventory:
+    /// What the URL inventory needs; `None` unless the inventory is on and the split's `from`
+    /// storefront was asked (the only requests it counts).
+    pub inventory: Option<InventoryFields>,
+}
+
+// inventory: cloned from the parsed request (reference-counted bytes, no allocation).
+/// Request details kept for the URL inventory.
+pub struct InventoryFields {
+    /// Path and query as forwarded (staff override parameters stripped).
+    pub path_and_query: http::uri::PathAndQuery,
+    /// The Host header (or h2 authority).
+    pub host: Option<HeaderValue>,
+    /// The User-Agent header, for the crawler share.
+    pub user_agent: Option<HeaderValue>,
 }
 
 impl Finish {
@@ -134,6 +149,20 @@ impl Drop for Finish {
                 bytes_sent: self.bytes,
                 client_ip: Some(a.client_ip),
             });
+        }
+        // inventory: only answers the storefront itself gave (a local 502 is not the old store's).
+        if let (Some(i), Some(inv), Some(_)) = (
+            self.inventory.take(),
+            self.snap.inventory.as_deref(),
+            self.upstream_ttfb,
+        ) {
+            inv.record(
+                &self.method,
+                i.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+                i.path_and_query.as_str(),
+                self.status,
+                i.user_agent.as_ref().map_or(&[][..], HeaderValue::as_bytes),
+            );
         }
         let sf = &self.snap.storefronts[self.storefront].name;
         tracing::debug!(

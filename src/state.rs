@@ -174,6 +174,12 @@ pub struct Snapshot {
     // rollout: the checked `[rollout]` plan, read by the rollout driver (control::rollout).
     /// The checked `[rollout]` plan, if the file has one.
     pub rollout: Option<std::sync::Arc<crate::rollout::plan::Plan>>,
+    // inventory: one instance per process, carried from snapshot to snapshot (counts survive
+    // reloads); recording happens only while `inventory_config` is `Some` (section on).
+    /// The URL inventory, once `[inventory]` has been enabled; read by the request path.
+    pub inventory: Option<Arc<crate::inventory::Inventory>>,
+    /// `[inventory]` when enabled, its `file` resolved against the config's directory.
+    pub inventory_config: Option<crate::inventory::InventoryConfig>,
 }
 
 impl Snapshot {

@@ -14,6 +14,8 @@
 #              shopper, so cutover also mints a Set-Cookie each time (nginx sets none).
 #   BUILD=1    run `cargo build --release` first (0: use the binary as it is).
 #   CUTOVER=path/to/cutover   another build to measure (default target/release/cutover).
+#   CONFIG=path/to/cutover.toml   another config (inventory: cutover-inventory.toml, the same with
+#              [inventory] on, to compare the request path with and without it).
 # Prints a markdown table; writes nothing into the repository.
 set -euo pipefail
 
@@ -88,7 +90,7 @@ taskset -c "$PROXY_CPU" "$NGINX" -e "$tmp/startup.log" -p "$tmp" -c "$tmp/nginx.
 nginx_master=$!
 pids+=($nginx_master)
 CUTOVER_LOG=warn taskset -c "$PROXY_CPU" "$CUTOVER" serve --workers 1 \
-    --config "$here/cutover.toml" 2>"$tmp/cutover.stderr" &
+    --config "${CONFIG:-$here/cutover.toml}" 2>"$tmp/cutover.stderr" &
 cutover_pid=$!
 pids+=($cutover_pid)
 

@@ -493,6 +493,8 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             }
         }
     });
+    // inventory: validated with the section's line; the instance is carried across reloads.
+    let (inventory, inventory_config) = super::inventory::compile(&mut c, raw, input.previous);
 
     if !c.problems.is_empty() {
         c.problems.sort_by_key(|p| (p.line, p.column));
@@ -530,6 +532,9 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         access_log_config,
         access_log,
         rollout,
+        // inventory:
+        inventory,
+        inventory_config,
     })
 }
 

@@ -10,6 +10,8 @@ mod check;
 mod compile;
 // fleet: the [fleet] section, validated by compile like every other section.
 pub mod fleet;
+// inventory: `[inventory]` validation and the carried instance.
+mod inventory;
 pub mod raw;
 mod routes;
 pub mod runtime;

@@ -57,6 +57,11 @@ pub struct RawConfig {
     /// `[rollout]`: the automatic ramp of the share on new, judged new-vs-old.
     #[serde(default)]
     pub rollout: Option<Spanned<crate::rollout::plan::RolloutConfig>>,
+    // inventory: `[inventory]`, old-store URLs from live traffic and the plan's coverage of them
+    // (issue 17). Absent: off, behaviour unchanged.
+    /// `[inventory]`: which old-store URLs carry traffic, and whether the plan covers them.
+    #[serde(default)]
+    pub inventory: Option<Spanned<crate::inventory::InventoryConfig>>,
 }
 
 /// One `[[listener]]`.

@@ -22,6 +22,8 @@ pub mod request;
 // rollout: the driver, its admin routes and its state file.
 pub mod rollout;
 pub mod status;
+// inventory: admin routes and the running inventory's file, persister and gauges.
+pub mod inventory;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -35,3 +35,11 @@ pub const ROLLOUT_ABORT: &str = "/admin/rollout/abort";
 pub fn evacuate(storefront: &str) -> String {
     EVACUATE.replace("{storefront}", storefront)
 }
+
+// inventory:
+/// `GET`: the URL inventory (`?format=csv`, `?limit=N`).
+pub const INVENTORY: &str = "/inventory";
+/// `GET`: coverage of the inventory by the plan in force (`?format=csv`).
+pub const INVENTORY_COVERAGE: &str = "/inventory/coverage";
+/// `POST`: import a sitemap into the running inventory.
+pub const INVENTORY_IMPORT_SITEMAP: &str = "/inventory/import-sitemap";

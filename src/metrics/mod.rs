@@ -18,6 +18,9 @@ mod rollout;
 #[cfg(all(test, not(feature = "no-metrics")))]
 mod tests;
 mod tls;
+// inventory: the URL inventory's gauges.
+mod inventory;
+pub use inventory::{InventoryMetrics, INVENTORY_ALL_TABLES};
 
 pub use names::*;
 pub use request::{InFlightGuard, Reason, RequestMetrics, StorefrontTotals, UpstreamErrorKind};

@@ -110,3 +110,12 @@ pub const TLS_HANDSHAKE_ERRORS_TOTAL: &str = "cutover_tls_handshake_errors_total
 pub const TLS_RELOADS_TOTAL: &str = "cutover_tls_reloads_total";
 /// Label of a configured certificate.
 pub const CERTIFICATE_LABEL: &str = "certificate";
+
+// inventory: the URL inventory (issue 17).
+/// URLs the old-store inventory keeps now (bounded by `[inventory] capacity`).
+pub const INVENTORY_URLS: &str = "cutover_inventory_urls";
+/// Share of inventoried old-store hits the plan covers, by redirect table (`(all)`: the whole
+/// plan and the routes together); recomputed on reload and every minute.
+pub const INVENTORY_COVERAGE_RATIO: &str = "cutover_inventory_coverage_ratio";
+/// 1 when the inventory file was unusable at start and the inventory started empty.
+pub const INVENTORY_LOAD_FAILED: &str = "cutover_inventory_load_failed";

@@ -232,6 +232,8 @@ fn redirect_finish(
         complete: false,
         in_flight: None,
         access: None,
+        // inventory: a redirect from the plan is not an old-store answer.
+        inventory: None,
     }
 }
 
