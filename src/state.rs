@@ -17,6 +17,9 @@ use crate::routing::{self, StorefrontId};
 use crate::upstream::health::Health;
 use crate::upstream::Upstream;
 
+// shadow: the mirror and the fallback, reached by the request path through the snapshot.
+pub mod shadow;
+
 /// The shared handle: requests `load()`, reloads `store()`.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
@@ -167,6 +170,11 @@ pub struct Snapshot {
     pub access_log_config: AccessLogConfig,
     /// Access log writer (shared with the next snapshot while its settings are unchanged).
     pub access_log: AccessLog,
+    // shadow: `[shadow]` and `[fallback]` (issue 18); `None` without the sections.
+    /// The shadow mirror, kept across reloads while its settings are unchanged.
+    pub shadow: Option<Arc<shadow::ShadowPlane>>,
+    /// The 404 fallback, when any route opts in.
+    pub fallback: Option<shadow::FallbackPlane>,
 }
 
 impl Snapshot {

@@ -465,10 +465,16 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         }
     }
 
+    // shadow: validate [shadow], [fallback] and the routes' opt-ins.
+    let shadow_checked = super::shadow::check(&mut c, raw, &names, &split);
+
     if !c.problems.is_empty() {
         c.problems.sort_by_key(|p| (p.line, p.column));
         return Err(ConfigError::Invalid(c.problems));
     }
+    // shadow: start the mirror (or keep the running one) for a snapshot that will serve.
+    let (shadow, fallback) = super::shadow::planes(shadow_checked, input.previous, &redirects)
+        .map_err(|e| ConfigError::Invalid(vec![c.src.problem(0..0, "shadow", e)]))?;
     let metrics = {
         let sf: Vec<&str> = storefronts.iter().map(|s| s.name.as_str()).collect();
         let rt: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
@@ -500,6 +506,9 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         misses,
         access_log_config,
         access_log,
+        // shadow:
+        shadow,
+        fallback,
     })
 }
 

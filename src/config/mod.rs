@@ -10,7 +10,9 @@ mod check;
 mod compile;
 pub mod raw;
 mod routes;
+// shadow: `[shadow]`, `[fallback]`, route opt-ins.
 pub mod runtime;
+mod shadow;
 mod summary;
 mod tables;
 

@@ -49,6 +49,11 @@ pub struct RawConfig {
     /// `[[route]]`: ordered rules; the first match wins, no match means `split`.
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
+    // shadow: the shadow comparison and the 404 fallback (issue 18).
+    /// `[shadow]`: copy a sample of requests to both storefronts and compare the answers.
+    pub shadow: Option<Spanned<crate::shadow::ShadowConfig>>,
+    /// `[fallback]`: which statuses from new make cutover ask old (routes opt in).
+    pub fallback: Option<Spanned<crate::shadow::FallbackConfig>>,
 }
 
 /// One `[[listener]]`.
@@ -240,4 +245,7 @@ pub struct RawRoute {
     pub header: Option<RawNameValue>,
     /// Cohort cookie name; default `cutover_cohort`.
     pub cookie: Option<RawNameValue>,
+    // shadow: per-route opt-in to the 404 fallback.
+    /// When new answers a `[fallback]` status to a GET/HEAD, serve old's answer instead.
+    pub fallback: Option<Spanned<bool>>,
 }
