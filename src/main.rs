@@ -10,6 +10,9 @@ use cutover::config::{self, Summary};
 
 #[path = "cli/control.rs"]
 mod control;
+// shadow: `cutover shadow report | clear`.
+#[path = "cli/shadow.rs"]
+mod shadow;
 use cutover::demo::{self, Flavor};
 
 /// mimalloc instead of glibc's malloc: a proxied request allocates and frees a few dozen small
@@ -88,6 +91,10 @@ enum Command {
     /// Work with the migration's redirect plan.
     #[command(subcommand)]
     Redirects(RedirectsCommand),
+    // shadow:
+    /// The shadow comparison of a running proxy: `cutover shadow report`, `cutover shadow clear`.
+    #[command(subcommand)]
+    Shadow(shadow::ShadowCommand),
     /// Show what a running proxy has in force: generation, split, pins, storefront health,
     /// redirect tables, last reload, admin overrides.
     Status {
@@ -488,6 +495,8 @@ fn main() -> ExitCode {
             Command::Upgrade { admin } => control::upgrade(admin).await,
             Command::Demo { config, tls } => run_demo(config, tls).await,
             Command::Redirects(cmd) => redirects(cmd).await,
+            // shadow:
+            Command::Shadow(cmd) => shadow::run(cmd).await,
             Command::Check { .. } => unreachable!("handled above"),
         }
     });

@@ -18,14 +18,15 @@ use cutover::control::{ChangeAnswer, ReloadAnswer, UpgradeAnswer};
 use super::AdminArgs;
 
 /// Where the proxy is and how to authenticate, and where that came from (for error messages).
-struct Target {
+// shadow: pub(crate) so `cutover shadow` (src/cli/shadow.rs) calls the admin API the same way.
+pub(crate) struct Target {
     address: String,
     token: Option<String>,
     from: String,
     token_from: String,
 }
 
-fn resolve(args: &AdminArgs) -> anyhow::Result<Target> {
+pub(crate) fn resolve(args: &AdminArgs) -> anyhow::Result<Target> {
     let config = args.config.clone().or_else(|| {
         let demo = PathBuf::from("config/demo.toml");
         demo.exists().then_some(demo)
@@ -83,7 +84,7 @@ fn message(body: &str) -> String {
         .unwrap_or_else(|| body.to_string())
 }
 
-async fn call(
+pub(crate) async fn call(
     target: &Target,
     method: Method,
     path: &str,
@@ -123,9 +124,9 @@ async fn call(
     }
 }
 
-const QUICK: Duration = Duration::from_secs(30);
+pub(crate) const QUICK: Duration = Duration::from_secs(30);
 
-fn print_json(body: &str) {
+pub(crate) fn print_json(body: &str) {
     print!("{body}");
     if !body.ends_with('\n') {
         println!();

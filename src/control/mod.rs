@@ -17,6 +17,8 @@
 
 pub mod paths;
 pub mod request;
+// shadow: GET /shadow, POST /shadow/clear, GET /fallback.
+pub mod shadow;
 pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -303,6 +305,8 @@ pub fn routes(control: Arc<Control>) -> Router {
         paths::UPGRADE,
         |c, _, body| async move { c.upgrade(&body).await },
     );
+    // shadow:
+    router = shadow::routes(router, &control);
     router
 }
 

@@ -18,3 +18,11 @@ pub const UPGRADE: &str = "/admin/upgrade";
 pub fn evacuate(storefront: &str) -> String {
     EVACUATE.replace("{storefront}", storefront)
 }
+
+// shadow: the shadow report and the fallback's top URLs (issue 18).
+/// `GET`: the shadow comparison report (JSON; `?format=csv` for CSV).
+pub const SHADOW: &str = "/shadow";
+/// `POST`: clear the shadow report (the counters keep counting).
+pub const SHADOW_CLEAR: &str = "/shadow/clear";
+/// `GET`: the 404 fallback's outcomes and the URLs old served because new lacked them.
+pub const FALLBACK: &str = "/fallback";
