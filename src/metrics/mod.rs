@@ -12,6 +12,8 @@
 
 mod names;
 mod request;
+// shadow: the shadow and fallback counters, read at scrape time.
+pub mod shadow;
 // The `no-metrics` benchmark baseline records nothing, so these cannot hold there.
 #[cfg(all(test, not(feature = "no-metrics")))]
 mod tests;

@@ -95,3 +95,11 @@ pub const TLS_HANDSHAKE_ERRORS_TOTAL: &str = "cutover_tls_handshake_errors_total
 pub const TLS_RELOADS_TOTAL: &str = "cutover_tls_reloads_total";
 /// Label of a configured certificate.
 pub const CERTIFICATE_LABEL: &str = "certificate";
+
+// shadow: the shadow comparison and the 404 fallback (issue 18).
+/// Shadow comparisons by result (match, mismatch, error, dropped).
+pub const SHADOW_REQUESTS_TOTAL: &str = "cutover_shadow_requests_total";
+/// Shadow mismatches by kind (status, missing_on_new, redirect, canonical, title, ...).
+pub const SHADOW_MISMATCHES_TOTAL: &str = "cutover_shadow_mismatches_total";
+/// 404 fallback outcomes by result (served, still_404, old_error, not_eligible).
+pub const FALLBACK_TOTAL: &str = "cutover_fallback_total";
