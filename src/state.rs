@@ -175,6 +175,9 @@ pub struct Snapshot {
     pub shadow: Option<Arc<shadow::ShadowPlane>>,
     /// The 404 fallback, when any route opts in.
     pub fallback: Option<shadow::FallbackPlane>,
+    /// The server's runtime, carried from snapshot to snapshot: reloads compile on background
+    /// threads outside it, and a mirror started by a reload must run its tasks in it.
+    pub shadow_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Snapshot {

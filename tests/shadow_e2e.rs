@@ -406,3 +406,87 @@ fn check_reports_bad_shadow_and_fallback_settings_with_their_lines() {
         );
     }
 }
+
+async fn generation(p: &ProxyProcess) -> u64 {
+    support::admin::status(p.admin).await["config"]["generation"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn reload(p: &ProxyProcess, file: &TempConfig, text: &str) {
+    let before = generation(p).await;
+    file.rewrite(text);
+    p.signal("HUP");
+    wait_for("the reload applied", SLOW_WAIT, || async {
+        generation(p).await > before
+    })
+    .await;
+}
+
+async fn wait_seen(store: &Store, path: &str, n: usize) {
+    wait_for(
+        &format!("{path} received {n} time(s)"),
+        SLOW_WAIT,
+        || async { store.seen(path).len() >= n },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_follow_the_plan_in_force_and_the_mirror_survives_a_reload_with_equal_settings() {
+    let (old, new) = stores(
+        HashMap::from([("/p/1", html("<title>Red shoe</title>"))]),
+        HashMap::from([("/p/1", html("<title>Blue shoe</title>"))]),
+    )
+    .await;
+    let with = |shadow: &str| {
+        config(
+            &old.base,
+            &new.base,
+            0.0,
+            &format!("{shadow}\n[[redirects]]\nname = \"plan\"\nfile = \"plan.csv\"\n"),
+        )
+    };
+    let file_text = with(SHADOW_ALL);
+    let file = TempConfig::new(&file_text);
+    let plan = file.file("plan.csv");
+    std::fs::write(&plan, "old_url,new_url\n/old-shoe,/new-shoe\n").unwrap();
+    let p = ProxyProcess::spawn(file.path());
+
+    // The shopper is on old, which serves its own URL; the copy goes to new at the mapped URL.
+    let (s, _, _) = get(&p, "/old-shoe", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    wait_seen(&new, "/new-shoe", 1).await;
+    assert!(new.seen("/old-shoe").is_empty());
+    let (s, _, _) = get(&p, "/p/1", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    wait_report(&p, "the mismatch", |r| requests(r, "mismatch") >= 1).await;
+
+    // A reload that changes the plan but not [shadow]: the same mirror (the report stays), and
+    // the next copy follows the new plan.
+    std::fs::write(&plan, "old_url,new_url\n/old-shoe,/newer-shoe\n").unwrap();
+    reload(&p, &file, &format!("{file_text}\n# plan changed\n")).await;
+    assert!(
+        requests(&report(&p).await, "mismatch") >= 1,
+        "the report was kept"
+    );
+    let (s, _, _) = get(&p, "/old-shoe", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    wait_seen(&new, "/newer-shoe", 1).await;
+
+    // Changed [shadow] settings: a fresh mirror, so a fresh report.
+    reload(
+        &p,
+        &file,
+        &with("[shadow]\nsample = 1.0\ntimeout = \"4s\"\n"),
+    )
+    .await;
+    let r = report(&p).await;
+    assert_eq!(requests(&r, "mismatch") + requests(&r, "match"), 0, "{r}");
+    let (s, _, _) = get(&p, "/p/1", &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    wait_report(&p, "the new mirror compares", |r| {
+        requests(r, "mismatch") >= 1
+    })
+    .await;
+}

@@ -473,8 +473,14 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         return Err(ConfigError::Invalid(c.problems));
     }
     // shadow: start the mirror (or keep the running one) for a snapshot that will serve.
-    let (shadow, fallback) = super::shadow::planes(shadow_checked, input.previous, &redirects)
-        .map_err(|e| ConfigError::Invalid(vec![c.src.problem(0..0, "shadow", e)]))?;
+    let shadow_runtime = super::shadow::runtime(input.previous);
+    let (shadow, fallback) = super::shadow::planes(
+        shadow_checked,
+        input.previous,
+        &redirects,
+        shadow_runtime.as_ref(),
+    )
+    .map_err(|e| ConfigError::Invalid(vec![c.src.problem(0..0, "shadow", e)]))?;
     let metrics = {
         let sf: Vec<&str> = storefronts.iter().map(|s| s.name.as_str()).collect();
         let rt: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
@@ -509,6 +515,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         // shadow:
         shadow,
         fallback,
+        shadow_runtime,
     })
 }
 

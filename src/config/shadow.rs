@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::runtime::Handle;
 use toml::Spanned;
 
 use super::check::Check;
@@ -94,13 +95,22 @@ pub(super) fn check(
     checked
 }
 
+/// The server's runtime: the current one (startup compiles inside it), else the one the running
+/// snapshot carries (reloads compile on background threads outside it).
+pub(super) fn runtime(previous: Option<&Snapshot>) -> Option<Handle> {
+    Handle::try_current()
+        .ok()
+        .or_else(|| previous.and_then(|p| p.shadow_runtime.clone()))
+}
+
 /// Builds the planes for a snapshot that will serve: the mirror is kept from `previous` when its
 /// settings and storefronts are unchanged (its report and counters go on), started otherwise.
-/// Outside a tokio runtime (`cutover check`) nothing is started.
+/// Without the server's runtime (`cutover check`) nothing is started.
 pub(super) fn planes(
     checked: Checked,
     previous: Option<&Snapshot>,
     redirects: &[RedirectSource],
+    runtime: Option<&Handle>,
 ) -> Result<(Option<Arc<ShadowPlane>>, Option<FallbackPlane>), String> {
     let tables: Vec<_> = redirects.iter().map(|r| Arc::clone(&r.table)).collect();
     let shadow = match checked.shadow {
@@ -114,8 +124,9 @@ pub(super) fn planes(
                     plane.plan.store(Arc::new(tables));
                     Some(Arc::clone(plane))
                 }
-                None if tokio::runtime::Handle::try_current().is_ok() => {
+                None if runtime.is_some() => {
                     let plan = Arc::new(ArcSwap::from_pointee(tables));
+                    let _in = runtime.map(Handle::enter);
                     let shadow = Shadow::start(settings.clone(), &targets, map_url(plan.clone()))
                         .map_err(|e| e.to_string())?;
                     Some(Arc::new(ShadowPlane {
