@@ -322,6 +322,15 @@ async fn fallback_serves_olds_page_for_a_404_on_new_but_never_for_a_post() {
         1,
         "neither was replayed to old"
     );
+    // Staff forcing new see new's own answer.
+    let (s, _, body) = get(&p, "/only-old?cutover=new", &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(body, "new 404");
+    assert_eq!(
+        old.seen("/only-old").len(),
+        1,
+        "no fallback under a staff override"
+    );
 
     let (s, _, body) = get(&p, "/nowhere", &[]).await;
     assert_eq!(s, StatusCode::NOT_FOUND);

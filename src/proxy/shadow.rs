@@ -17,9 +17,10 @@ use super::{send, ConnInfo, Proxy, SendError, REASON_HEADER, STOREFRONT_HEADER};
 use crate::headers::outgoing::Outgoing;
 use crate::headers::Hop;
 use crate::routing::staff_override;
-use crate::routing::Decision;
+use crate::routing::{Decision, Reason};
 use crate::shadow::fallback::{outcome, should_ask_old, FallbackDecision, FallbackResult};
 use crate::shadow::{OfferRequest, Storefront};
+use crate::state::shadow::FallbackPlane;
 use crate::state::Snapshot;
 use crate::upstream::{HostHeader, ResponseBody};
 
@@ -53,6 +54,14 @@ fn side(snap: &Snapshot, decision: &Decision) -> Option<Storefront> {
     } else {
         None
     }
+}
+
+/// Whether a fallback may answer for new on this decision: a fallback route, the split's new
+/// side, and not a staff override (staff forcing new must see new's own 404s).
+fn falls_back(snap: &Snapshot, plane: &FallbackPlane, decision: &Decision) -> bool {
+    plane.on(decision.route)
+        && decision.storefront == snap.routing.split.to
+        && decision.reason != Reason::Override
 }
 
 /// The redirect plan's target for `pq` on `host`, as the shopper's own redirect would be.
@@ -108,7 +117,7 @@ impl Proxy {
         has_body: bool,
     ) -> Option<Replay> {
         let plane = snap.fallback.as_ref()?;
-        if !plane.on(decision.route) || decision.storefront != snap.routing.split.to {
+        if !falls_back(snap, plane, decision) {
             return None;
         }
         if has_body || !(parts.method == Method::GET || parts.method == Method::HEAD) {
@@ -142,7 +151,7 @@ impl Proxy {
         let Some(plane) = snap.fallback.as_ref() else {
             return Answer::New(resp);
         };
-        if !plane.on(decision.route) || decision.storefront != snap.routing.split.to {
+        if !falls_back(snap, plane, decision) {
             return Answer::New(resp);
         }
         let status = resp.status().as_u16();
