@@ -444,8 +444,20 @@ async fn wait_seen(store: &Store, path: &str, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_follow_the_plan_in_force_and_the_mirror_survives_a_reload_with_equal_settings() {
     let (old, new) = stores(
-        HashMap::from([("/p/1", html("<title>Red shoe</title>"))]),
-        HashMap::from([("/p/1", html("<title>Blue shoe</title>"))]),
+        HashMap::from([
+            ("/p/1", html("<title>Red shoe</title>")),
+            (
+                "/old-shoe",
+                html("<title>Shoe</title><link rel=canonical href=\"/old-shoe\"><h1>Shoe</h1>"),
+            ),
+        ]),
+        HashMap::from([
+            ("/p/1", html("<title>Blue shoe</title>")),
+            (
+                "/new-shoe",
+                html("<title>Shoe</title><link rel=canonical href=\"/new-shoe\"><h1>Shoe</h1>"),
+            ),
+        ]),
     )
     .await;
     let with = |shadow: &str| {
@@ -467,6 +479,16 @@ async fn copies_follow_the_plan_in_force_and_the_mirror_survives_a_reload_with_e
     assert_eq!(s, StatusCode::OK);
     wait_seen(&new, "/new-shoe", 1).await;
     assert!(new.seen("/old-shoe").is_empty());
+    // Old's canonical, mapped through the plan, is new's: a match.
+    let r = wait_report(&p, "the mapped copy compared", |r| {
+        requests(r, "match") + requests(r, "mismatch") >= 1
+    })
+    .await;
+    assert_eq!(
+        (requests(&r, "match"), requests(&r, "mismatch")),
+        (1, 0),
+        "{r}"
+    );
     let (s, _, _) = get(&p, "/p/1", &[]).await;
     assert_eq!(s, StatusCode::OK);
     wait_report(&p, "the mismatch", |r| requests(r, "mismatch") >= 1).await;
@@ -498,4 +520,30 @@ async fn copies_follow_the_plan_in_force_and_the_mirror_survives_a_reload_with_e
         requests(r, "mismatch") >= 1
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_beyond_the_bounds_are_dropped_and_counted_while_shoppers_are_served() {
+    let old = shadow_support::start(HashMap::new(), false).await;
+    let new = shadow_support::start(HashMap::new(), true).await; // every copy hangs
+    let shadow = "[shadow]\nsample = 1.0\nconcurrency = 1\nqueue = 1\ntimeout = \"60s\"\n";
+    let (p, _file) = start(&config(&old.base, &new.base, 0.0, shadow));
+
+    for i in 0..10 {
+        let (s, _, _) = get(&p, &format!("/p/{i}"), &[]).await;
+        assert_eq!(
+            s,
+            StatusCode::OK,
+            "shopper {i} is served whatever the mirror does"
+        );
+    }
+    // At most queue + concurrency + 1 copies are held (one in a worker, one queued, one with
+    // the dispatcher); the rest were dropped at the offer.
+    let r = report(&p).await;
+    assert!(requests(&r, "dropped") >= 7, "{r}");
+    let page = scrape(p.admin).await;
+    assert!(
+        metric(&page, "cutover_shadow_requests_total{result=\"dropped\"}") >= Some(7.0),
+        "{page}"
+    );
 }
