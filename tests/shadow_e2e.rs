@@ -457,6 +457,10 @@ async fn copies_follow_the_plan_in_force_and_the_mirror_survives_a_reload_with_e
                 "/new-shoe",
                 html("<title>Shoe</title><link rel=canonical href=\"/new-shoe\"><h1>Shoe</h1>"),
             ),
+            (
+                "/newer-shoe",
+                html("<title>Shoe</title><link rel=canonical href=\"/newer-shoe\"><h1>Shoe</h1>"),
+            ),
         ]),
     )
     .await;
@@ -504,6 +508,12 @@ async fn copies_follow_the_plan_in_force_and_the_mirror_survives_a_reload_with_e
     let (s, _, _) = get(&p, "/old-shoe", &[]).await;
     assert_eq!(s, StatusCode::OK);
     wait_seen(&new, "/newer-shoe", 1).await;
+    // Old's canonical now maps to /newer-shoe: the mirror reads the plan in force.
+    let r = wait_report(&p, "the copy under the new plan compared", |r| {
+        requests(r, "match") >= 2
+    })
+    .await;
+    assert_eq!(requests(&r, "mismatch"), 1, "only /p/1 differs: {r}");
 
     // Changed [shadow] settings: a fresh mirror, so a fresh report.
     reload(

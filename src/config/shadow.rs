@@ -112,7 +112,6 @@ pub(super) fn planes(
     redirects: &[RedirectSource],
     runtime: Option<&Handle>,
 ) -> Result<(Option<Arc<ShadowPlane>>, Option<FallbackPlane>), String> {
-    let tables: Vec<_> = redirects.iter().map(|r| Arc::clone(&r.table)).collect();
     let shadow = match checked.shadow {
         None => None,
         Some((settings, targets)) => {
@@ -120,11 +119,11 @@ pub(super) fn planes(
                 .and_then(|p| p.shadow.as_ref())
                 .filter(|p| p.settings == settings && p.targets == targets);
             match kept {
-                Some(plane) => {
-                    plane.plan.store(Arc::new(tables));
-                    Some(Arc::clone(plane))
-                }
+                // Its plan moves to this snapshot's tables once this snapshot is in force
+                // (`state::shadow::publish_plan`).
+                Some(plane) => Some(Arc::clone(plane)),
                 None if runtime.is_some() => {
+                    let tables: Vec<_> = redirects.iter().map(|r| Arc::clone(&r.table)).collect();
                     let plan = Arc::new(ArcSwap::from_pointee(tables));
                     let _in = runtime.map(Handle::enter);
                     let shadow = Shadow::start(settings.clone(), &targets, map_url(plan.clone()))

@@ -16,8 +16,9 @@ use crate::shadow::fallback::FallbackUrls;
 use crate::shadow::{MapUrl, Shadow, ShadowSettings, Targets};
 
 /// The redirect tables of the snapshot in force, for mapping URLs found inside answers
-/// (`<link rel=canonical>`, `Location`) off the request path. Compile stores the new tables
-/// here when it builds the snapshot that is about to go live.
+/// (`<link rel=canonical>`, `Location`) off the request path: [`publish_plan`] stores a
+/// snapshot's tables once it serves (a fresh mirror starts with those of the snapshot it is
+/// built for).
 pub type PlanSlot = ArcSwap<Vec<Arc<RedirectTable>>>;
 
 /// The running mirror and what it was started from.
@@ -38,6 +39,19 @@ impl std::fmt::Debug for ShadowPlane {
             .field("settings", &self.settings)
             .field("targets", &self.targets)
             .finish_non_exhaustive()
+    }
+}
+
+/// Points the running mirror's URL mapping at `snap`'s redirect tables; called when `snap` goes
+/// live (after the swap), so copies compare against the plan in force.
+pub fn publish_plan(snap: &super::Snapshot) {
+    if let Some(plane) = &snap.shadow {
+        let tables = snap
+            .redirects
+            .iter()
+            .map(|r| Arc::clone(&r.table))
+            .collect();
+        plane.plan.store(Arc::new(tables));
     }
 }
 
