@@ -393,7 +393,8 @@ fn check_reports_bad_shadow_and_fallback_settings_with_their_lines() {
         "http://127.0.0.1:1",
         "https://127.0.0.1:2",
         0.0,
-        "[shadow]\nsample = 1.5\nmethods = [\"POST\"]\n\n[fallback]\nstatuses = [503]\n",
+        "[shadow]\nsample = 1.5\nmethods = [\"POST\"]\n\n[fallback]\nstatuses = [503]\n\n\
+         [[route]]\nname = \"blog\"\npath_prefix = \"/blog\"\nto = \"old\"\nfallback = true\n",
     );
     let line_of = |needle: &str| text.lines().position(|l| l == needle).unwrap() + 1;
     let file = TempConfig::new(&text);
@@ -402,11 +403,13 @@ fn check_reports_bad_shadow_and_fallback_settings_with_their_lines() {
     let all = format!("{out}{err}");
     let shadow_at = format!("{}:{}", file.path().display(), line_of("[shadow]"));
     let fallback_at = format!("{}:{}", file.path().display(), line_of("[fallback]"));
+    let route_at = format!("{}:{}", file.path().display(), line_of("fallback = true"));
     for (at, what) in [
         (&shadow_at, "shadow.sample"),
         (&shadow_at, "shadow.methods[0]"),
         (&shadow_at, "not http://"),
         (&fallback_at, "fallback.statuses[0]"),
+        (&route_at, "route[0].fallback"),
     ] {
         assert!(
             all.lines()

@@ -77,8 +77,26 @@ pub(super) fn check(
         }
     }
     let mut routes: Vec<bool> = Vec::with_capacity(raw.routes.len() + 1);
-    for r in &raw.routes {
-        routes.push(r.get_ref().fallback.as_ref().is_some_and(|f| *f.get_ref()));
+    let new_name = names.get(split.to).map(String::as_str);
+    for (i, r) in raw.routes.iter().enumerate() {
+        let r = r.get_ref();
+        let on = r.fallback.as_ref().filter(|f| *f.get_ref());
+        if let Some(flag) = on {
+            // Only new's answers fall back: a route pinned to another storefront never would.
+            let to = r.to.get_ref().as_str();
+            if to != "split" && Some(to) != new_name {
+                c.at(
+                    flag,
+                    format!("route[{i}].fallback"),
+                    format!(
+                        "this route sends requests to `{to}`; the fallback replaces answers of the \
+                         split's new storefront ({}) only",
+                        new_name.unwrap_or("new")
+                    ),
+                );
+            }
+        }
+        routes.push(on.is_some());
     }
     routes.push(false); // the implicit `default` route
     let any_route = routes.iter().any(|&on| on);
