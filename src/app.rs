@@ -174,6 +174,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
     reload::publish(&metrics, snap);
     let reloader = Reloader::from_startup(config.to_path_buf(), Arc::clone(&metrics), startup);
     let state = Arc::clone(reloader.state());
+    // shadow: the shadow and fallback counters of the snapshot in force, at each scrape.
+    register_shadow_metrics(&metrics, &state);
     let proxy = Proxy::new(Arc::clone(&state), Arc::clone(&metrics));
     let ready = Arc::new(AtomicBool::new(false));
     let draining = Arc::new(AtomicBool::new(false));
@@ -389,6 +391,19 @@ fn bind_admin(
     ));
     std_listener.set_nonblocking(true).map_err(err)?;
     tokio::net::TcpListener::from_std(std_listener).map_err(err)
+}
+
+// shadow:
+fn register_shadow_metrics(metrics: &Metrics, state: &crate::state::SharedSnapshot) {
+    let state = Arc::clone(state);
+    crate::metrics::shadow::ShadowMetrics::register(metrics.registry(), move || {
+        let snap = state.load();
+        crate::metrics::shadow::ShadowTotals {
+            shadow: snap.shadow.as_ref().map(|p| p.shadow.counters()),
+            fallback: snap.fallback.as_ref().map(|f| f.counters.snapshot()),
+        }
+    })
+    .expect("shadow metric definitions are valid");
 }
 
 /// Read-only routes beyond metrics and health: what a migration team needs in week one.

@@ -13,6 +13,9 @@ mod control;
 // rollout: `cutover rollout ...`.
 #[path = "cli/rollout.rs"]
 mod rollout;
+// shadow: `cutover shadow report | clear`.
+#[path = "cli/shadow.rs"]
+mod shadow;
 use cutover::demo::{self, Flavor};
 
 /// mimalloc instead of glibc's malloc: a proxied request allocates and frees a few dozen small
@@ -95,6 +98,10 @@ enum Command {
     /// The old store's URLs seen in live traffic, and whether the plan gives each a home.
     #[command(subcommand)]
     Inventory(InventoryCommand),
+    // shadow:
+    /// The shadow comparison of a running proxy: `cutover shadow report`, `cutover shadow clear`.
+    #[command(subcommand)]
+    Shadow(shadow::ShadowCommand),
     /// Show what a running proxy has in force: generation, split, pins, storefront health,
     /// redirect tables, last reload, admin overrides.
     Status {
@@ -556,6 +563,8 @@ fn main() -> ExitCode {
             Command::Inventory(InventoryCommand::ImportSitemap { source, admin }) => {
                 control::inventory::import_sitemap(&source, admin).await
             }
+            // shadow:
+            Command::Shadow(cmd) => shadow::run(cmd).await,
             Command::Check { .. } => unreachable!("handled above"),
         }
     });

@@ -32,6 +32,8 @@ use crate::upstream::{self, ResponseBody, Upstream, UpstreamError, UpstreamError
 
 mod decorate;
 mod redirect;
+// shadow: the mirror offer and the 404 fallback.
+mod shadow;
 
 use decorate::Decoration;
 
@@ -219,6 +221,8 @@ impl Proxy {
         ) {
             return Ok(resp);
         }
+        // shadow: copy a sample to the mirror, off the shopper's path.
+        self.offer_shadow(&snap, conn, &req, &decision, host);
         let request_id = given.unwrap_or_else(new_request_id);
         // Boxed: forwarding holds a few KB of state across awaits. Inline, it would make every
         // request's future that big, and hyper and the drain tracker move the future by value,
@@ -349,6 +353,8 @@ impl Proxy {
         };
 
         let body_empty = hyper::body::Body::is_end_stream(&body);
+        // shadow: what the 404 fallback would replay to old (fallback routes only).
+        let replay = Self::keep_for_fallback(snap, decision, &parts, &miss_pq, !body_empty);
         // Nothing reaches the storefront before the connection is up, so a bodyless idempotent
         // request can safely be tried again when connecting fails.
         let retry_connect = idempotent(&parts.method) && body_empty && !upgrade;
@@ -452,6 +458,14 @@ impl Proxy {
         };
         let ttfb = upstream_started.elapsed();
         sf.health.success();
+        // shadow: new's fallback status on a fallback route may be answered by old.
+        let (resp, fell_back) = match self
+            .fall_back(snap, conn, decision, &parts.method, replay, resp)
+            .await
+        {
+            shadow::Answer::New(resp) => (resp, false),
+            shadow::Answer::Old(resp) => (resp, true),
+        };
         let (mut rparts, rbody) = resp.into_parts();
         // The shopper is answered in the shopper's protocol, whatever the storefront spoke: an
         // HTTP/1.0 storefront's close-delimited answer goes to an HTTP/1.1 client chunked, a
@@ -510,6 +524,9 @@ impl Proxy {
             ),
         );
         self.decorate(snap, &mut resp, decision, conn);
+        if fell_back {
+            shadow::mark_fallback(snap, resp.headers_mut());
+        }
         resp
     }
 

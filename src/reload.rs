@@ -567,6 +567,8 @@ pub fn publish(metrics: &Metrics, snap: &Snapshot) {
     );
     metrics.retain(&snap.metrics);
     metrics.reload(true, snap.generation);
+    // shadow: the mirror maps URLs in answers through the plan now in force.
+    crate::state::shadow::publish_plan(snap);
 }
 
 /// Frees a retired snapshot on a low-priority thread once no request holds it any more. Its

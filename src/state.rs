@@ -17,6 +17,9 @@ use crate::routing::{self, StorefrontId};
 use crate::upstream::health::Health;
 use crate::upstream::Upstream;
 
+// shadow: the mirror and the fallback, reached by the request path through the snapshot.
+pub mod shadow;
+
 /// The shared handle: requests `load()`, reloads `store()`.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
@@ -180,6 +183,14 @@ pub struct Snapshot {
     pub inventory: Option<Arc<crate::inventory::Inventory>>,
     /// `[inventory]` when enabled, its `file` resolved against the config's directory.
     pub inventory_config: Option<crate::inventory::InventoryConfig>,
+    // shadow: `[shadow]` and `[fallback]` (issue 18); `None` without the sections.
+    /// The shadow mirror, kept across reloads while its settings are unchanged.
+    pub shadow: Option<Arc<shadow::ShadowPlane>>,
+    /// The 404 fallback, when any route opts in.
+    pub fallback: Option<shadow::FallbackPlane>,
+    /// The server's runtime, carried from snapshot to snapshot: reloads compile on background
+    /// threads outside it, and a mirror started by a reload must run its tasks in it.
+    pub shadow_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Snapshot {

@@ -18,6 +18,7 @@ use cutover::control::{ChangeAnswer, ReloadAnswer, UpgradeAnswer};
 use super::AdminArgs;
 
 /// Where the proxy is and how to authenticate, and where that came from (for error messages).
+// shadow: pub(crate) so `cutover shadow` (src/cli/shadow.rs) calls the admin API the same way.
 pub(crate) struct Target {
     address: String,
     token: Option<String>,

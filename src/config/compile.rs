@@ -495,11 +495,22 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
     });
     // inventory: validated with the section's line; the instance is carried across reloads.
     let (inventory, inventory_config) = super::inventory::compile(&mut c, raw, input.previous);
+    // shadow: validate [shadow], [fallback] and the routes' opt-ins.
+    let shadow_checked = super::shadow::check(&mut c, raw, &names, &split);
 
     if !c.problems.is_empty() {
         c.problems.sort_by_key(|p| (p.line, p.column));
         return Err(ConfigError::Invalid(c.problems));
     }
+    // shadow: start the mirror (or keep the running one) for a snapshot that will serve.
+    let shadow_runtime = super::shadow::runtime(input.previous);
+    let (shadow, fallback) = super::shadow::planes(
+        shadow_checked,
+        input.previous,
+        &redirects,
+        shadow_runtime.as_ref(),
+    )
+    .map_err(|e| ConfigError::Invalid(vec![c.src.problem(0..0, "shadow", e)]))?;
     let metrics = {
         let sf: Vec<&str> = storefronts.iter().map(|s| s.name.as_str()).collect();
         let rt: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
@@ -535,6 +546,10 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         // inventory:
         inventory,
         inventory_config,
+        // shadow:
+        shadow,
+        fallback,
+        shadow_runtime,
     })
 }
 

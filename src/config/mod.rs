@@ -14,7 +14,9 @@ pub mod fleet;
 mod inventory;
 pub mod raw;
 mod routes;
+// shadow: `[shadow]`, `[fallback]`, route opt-ins.
 pub mod runtime;
+mod shadow;
 mod summary;
 mod tables;
 

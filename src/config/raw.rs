@@ -62,6 +62,11 @@ pub struct RawConfig {
     /// `[inventory]`: which old-store URLs carry traffic, and whether the plan covers them.
     #[serde(default)]
     pub inventory: Option<Spanned<crate::inventory::InventoryConfig>>,
+    // shadow: the shadow comparison and the 404 fallback (issue 18).
+    /// `[shadow]`: copy a sample of requests to both storefronts and compare the answers.
+    pub shadow: Option<Spanned<crate::shadow::ShadowConfig>>,
+    /// `[fallback]`: which statuses from new make cutover ask old (routes opt in).
+    pub fallback: Option<Spanned<crate::shadow::FallbackConfig>>,
 }
 
 /// One `[[listener]]`.
@@ -260,4 +265,7 @@ pub struct RawRoute {
     pub header: Option<RawNameValue>,
     /// Cohort cookie name; default `cutover_cohort`.
     pub cookie: Option<RawNameValue>,
+    // shadow: per-route opt-in to the 404 fallback.
+    /// When new answers a `[fallback]` status to a GET/HEAD, serve old's answer instead.
+    pub fallback: Option<Spanned<bool>>,
 }

@@ -21,6 +21,8 @@ pub mod paths;
 pub mod request;
 // rollout: the driver, its admin routes and its state file.
 pub mod rollout;
+// shadow: GET /shadow, POST /shadow/clear, GET /fallback.
+pub mod shadow;
 pub mod status;
 // inventory: admin routes and the running inventory's file, persister and gauges.
 pub mod inventory;
@@ -402,6 +404,8 @@ pub fn routes(control: Arc<Control>) -> Router {
         paths::UPGRADE,
         |c, _, body| async move { c.upgrade(&body).await },
     );
+    // shadow:
+    router = shadow::routes(router, &control);
     router
 }
 

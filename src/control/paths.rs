@@ -43,3 +43,10 @@ pub const INVENTORY: &str = "/inventory";
 pub const INVENTORY_COVERAGE: &str = "/inventory/coverage";
 /// `POST`: import a sitemap into the running inventory.
 pub const INVENTORY_IMPORT_SITEMAP: &str = "/inventory/import-sitemap";
+// shadow: the shadow report and the fallback's top URLs (issue 18).
+/// `GET`: the shadow comparison report (JSON; `?format=csv` for CSV).
+pub const SHADOW: &str = "/shadow";
+/// `POST`: clear the shadow report (the counters keep counting).
+pub const SHADOW_CLEAR: &str = "/shadow/clear";
+/// `GET`: the 404 fallback's outcomes and the URLs old served because new lacked them.
+pub const FALLBACK: &str = "/fallback";

@@ -14,6 +14,8 @@ mod names;
 mod request;
 // rollout: the local source's counter reader and the rollout's series.
 mod rollout;
+// shadow: the shadow and fallback counters, read at scrape time.
+pub mod shadow;
 // The `no-metrics` benchmark baseline records nothing, so these cannot hold there.
 #[cfg(all(test, not(feature = "no-metrics")))]
 mod tests;

@@ -119,3 +119,10 @@ pub const INVENTORY_URLS: &str = "cutover_inventory_urls";
 pub const INVENTORY_COVERAGE_RATIO: &str = "cutover_inventory_coverage_ratio";
 /// 1 when the inventory file was unusable at start and the inventory started empty.
 pub const INVENTORY_LOAD_FAILED: &str = "cutover_inventory_load_failed";
+// shadow: the shadow comparison and the 404 fallback (issue 18).
+/// Shadow comparisons by result (match, mismatch, error, dropped).
+pub const SHADOW_REQUESTS_TOTAL: &str = "cutover_shadow_requests_total";
+/// Shadow mismatches by kind (status, missing_on_new, redirect, canonical, title, ...).
+pub const SHADOW_MISMATCHES_TOTAL: &str = "cutover_shadow_mismatches_total";
+/// 404 fallback outcomes by result (served, still_404, old_error, not_eligible).
+pub const FALLBACK_TOTAL: &str = "cutover_fallback_total";
