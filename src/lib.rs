@@ -33,13 +33,17 @@
 //! What each owns (and so where a change goes):
 //! - wire: [`http1`] head parsing and writing, and the smuggling defences (its doc is where to
 //!   read them); [`tls`] rustls for shoppers and storefronts; [`body`] streaming bodies with idle
-//!   bounds; [`timer`] hyper's timer; [`background`] low-priority threads for reload work.
+//!   bounds; [`timer`] hyper's timer; [`background`] low-priority threads for reload work;
+//!   [`values`] the config's human values (durations, sizes, shares) and human times.
 //! - policy: [`headers`] what is added, stripped and forwarded between shopper and storefront.
 //! - domain, pure libraries with their tests beside them: [`routing`] (rules, the split, the
 //!   cohort cookie, pins, the staff override: `decide(&Table, &RequestView)`), [`redirects`]
-//!   (the plan: CSV, validation, O(1) lookup, missed URLs). A new rule kind touches `routing`
+//!   (the plan: CSV, validation, O(1) lookup, missed URLs), [`inventory`] (old-store URLs from
+//!   live traffic and sitemaps, bounded; coverage verdicts). A new rule kind touches `routing`
 //!   and `config::raw` only.
-//! - clients: [`upstream`] pooled storefront clients, the one retry rule, error classes, health.
+//! - clients: [`upstream`] pooled storefront clients, the one retry rule, error classes, health;
+//!   [`shadow`] mirrored copies compared as a migration needs (off the shopper's path) and the
+//!   404 fallback's policy; [`rollout`] the ramp's engine, gates, Prometheus source and webhook.
 //!   [`rollout`] the automatic ramp as a library (plan, gates, engine, Prometheus source, webhook);
 //!   `control::rollout` drives it against the live proxy.
 //! - observe: [`metrics`] every metric, handles resolved at build time; [`access_log`].
@@ -51,7 +55,9 @@
 //! - server: [`server`] listeners, limits, accept loop; [`drain`]; [`handover`] sockets to a
 //!   successor process.
 //! - control: [`reload`] file/SIGHUP/admin change -> compile -> swap, operator state;
-//!   [`control`] the admin API; [`admin`] the admin listener and its route table.
+//!   [`control`] the admin API and the drivers of the features (rollout, fleet, inventory,
+//!   shadow); [`admin`] the admin listener and its route table; [`fleet`] the etcd store shared by
+//!   replicas (state, members, election).
 //! - edge: [`app`] wiring for `serve` and `demo`; [`demo`]; `fuzzing` (checks behind the fuzz
 //!   targets). `main.rs` and its `cli` are the only places that use `anyhow`.
 #![forbid(unsafe_code)]

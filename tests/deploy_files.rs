@@ -1183,6 +1183,14 @@ fn upgrade_under_systemd_notify_never_reports_stopping() {
         .unwrap();
     assert_ne!(new, old);
     let stopped = served.child.wait().unwrap();
+    // Everything the predecessor sent is in the socket once it has exited; read it before the
+    // successor is stopped, whose own STOPPING=1 is legitimate.
+    served.notify.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut after = Vec::new();
+    while let Ok(n) = served.notify.recv(&mut buf) {
+        after.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
     let _ = std::process::Command::new("kill")
         .arg(new.to_string())
         .status();
@@ -1190,10 +1198,7 @@ fn upgrade_under_systemd_notify_never_reports_stopping() {
         stopped.success(),
         "the predecessor drains and exits cleanly"
     );
-    served.notify.set_nonblocking(true).unwrap();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = served.notify.recv(&mut buf) {
-        let msg = String::from_utf8_lossy(&buf[..n]);
+    for msg in &after {
         assert!(
             !msg.contains("STOPPING=1"),
             "after the handover systemd got {msg:?}"

@@ -221,7 +221,10 @@ fn handles_are_bounded_and_survive_reloads() {
         series_count(&t, &format!("{REQUEST_DURATION_SECONDS}_count")),
         10 * 20
     );
-    assert_eq!(series_count(&t, UPSTREAM_ERRORS_TOTAL), 10 * 5);
+    assert_eq!(
+        series_count(&t, UPSTREAM_ERRORS_TOTAL),
+        10 * UpstreamErrorKind::ALL.len()
+    );
     assert_eq!(
         sample(&t, REQUESTS_TOTAL, &req_labels("r19", "pin", "sf9", "2xx")),
         Some(2.0)
