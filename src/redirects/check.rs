@@ -11,7 +11,6 @@ use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one probe may take, body included.
@@ -106,20 +105,8 @@ type ProbeClient = Client<
 >;
 
 fn client() -> Result<ProbeClient, CheckError> {
-    let provider = Arc::new(crate::tls::provider());
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CheckError::Client(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
+    let https =
+        crate::tls::public_https_connector().map_err(|e| CheckError::Client(e.to_string()))?;
     Ok(Client::builder(TokioExecutor::new()).build(https))
 }
 

@@ -56,7 +56,9 @@ pub use config::{
 pub use listener::{check, CertSummary, ReloadReport, TlsListener};
 pub use selfsigned::{generate_self_signed, SelfSigned};
 pub use sni::SniResolver;
-pub use upstream::{upstream_client_config, upstream_connector, AcceptAnyServerCert};
+pub use upstream::{
+    public_https_connector, upstream_client_config, upstream_connector, AcceptAnyServerCert,
+};
 
 /// The crypto provider of every TLS config cutover builds (listeners, storefronts, the probe of
 /// `redirects check`): aws-lc-rs, with its default cipher suites and key exchange groups.

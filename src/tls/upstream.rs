@@ -234,3 +234,24 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         self.algs.supported_schemes()
     }
 }
+
+/// A connector for cutover's own outbound calls to the public web (sitemaps, plan probes,
+/// Prometheus, webhooks): `http://` and `https://` over rustls with the web's roots (webpki),
+/// HTTP/1.1. Storefronts use [`upstream_connector`] instead, with their own CA settings.
+pub fn public_https_connector() -> Result<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    rustls::Error,
+> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(super::provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build())
+}
