@@ -246,9 +246,12 @@ enum RedirectsCommand {
         /// Admin listener address of the running proxy.
         #[arg(long, default_value = "127.0.0.1:9901", env = "CUTOVER_ADMIN")]
         admin: String,
-        /// CSV (old_url,new_url,status,count) instead of JSON.
-        #[arg(long)]
+        /// CSV (old_url,new_url,status,count) instead of the table, ready for the plan.
+        #[arg(long, conflicts_with = "json")]
         csv: bool,
+        /// The admin API's JSON instead of the table (for scripts).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -455,7 +458,7 @@ async fn redirects(cmd: RedirectsCommand) -> anyhow::Result<bool> {
             .with_context(|| format!("checking {}", file.display()))?;
             Ok(ok)
         }
-        RedirectsCommand::Missed { admin, csv } => {
+        RedirectsCommand::Missed { admin, csv, json } => {
             let path = if csv {
                 "/redirects/missed.csv"
             } else {
@@ -466,10 +469,53 @@ async fn redirects(cmd: RedirectsCommand) -> anyhow::Result<bool> {
                 .with_context(|| {
                     format!("asking the admin listener at {admin} (is cutover running? --admin)")
                 })?;
-            print!("{body}");
+            if csv || json {
+                println!("{}", body.trim_end());
+            } else {
+                print!("{}", missed_table(&body)?);
+            }
             Ok(true)
         }
     }
+}
+
+/// `cutover redirects missed` for people: most frequent first, counts right-aligned. URLs came
+/// from requests, so control characters are shown escaped, never sent to the terminal.
+fn missed_table(json: &str) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let v: serde_json::Value =
+        serde_json::from_str(json).context("reading the admin API's answer")?;
+    let entries = v["entries"].as_array().cloned().unwrap_or_default();
+    let mut out = String::new();
+    if entries.is_empty() {
+        out.push_str("no missed redirects: every old URL that reached new had a home\n");
+        return Ok(out);
+    }
+    let _ = writeln!(
+        out,
+        "old URLs with no redirect that got a 404 from new (most frequent first; `--csv` pastes into the plan)"
+    );
+    let _ = writeln!(out, "{:>8}  OLD URL", "HITS");
+    for e in entries {
+        let host = e["host"].as_str().unwrap_or("");
+        let path = e["path"].as_str().unwrap_or("");
+        let url: String = format!("{host}{path}").escape_default().collect();
+        let count = e["count"].as_u64().unwrap_or(0);
+        let at_least = e["count_at_least"].as_u64().unwrap_or(count);
+        let hits = if at_least == count {
+            count.to_string()
+        } else {
+            format!("~{count}")
+        };
+        let _ = writeln!(out, "{hits:>8}  {url}");
+    }
+    if let Some(skipped) = v["skipped"].as_u64().filter(|s| *s > 0) {
+        let _ = writeln!(
+            out,
+            "({skipped} misses were not counted: their counter was busy)"
+        );
+    }
+    Ok(out)
 }
 
 /// `cutover status | head` closes our stdout early; like other CLI tools, stop quietly instead

@@ -654,6 +654,35 @@ async fn missed_redirects_are_listed_after_404s_on_new() {
     assert_eq!(count("/old-cms/page.html?id=7"), Some(3), "{json}");
     assert_eq!(entries.len(), 2, "nothing else is a miss: {json}");
     assert_eq!(entries[0]["path"], "/missing-page", "most frequent first");
+    assert_eq!(entries[0]["count_at_least"], 4, "{json}");
+    assert!(json["tracked_urls_at_most"].as_u64().unwrap() > 0, "{json}");
+
+    // The CLI prints a table for people (and the JSON, newline-terminated, with --json).
+    let cli = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["redirects", "missed", "--admin", &admin.to_string()])
+            .args(extra)
+            .output()
+            .expect("cutover redirects missed");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = cli(&[]);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[1].trim_start().starts_with("HITS"), "{table}");
+    assert_eq!(
+        rows[2].split_whitespace().collect::<Vec<_>>(),
+        ["4", "/missing-page"],
+        "{table}"
+    );
+    assert_eq!(
+        rows[3].split_whitespace().collect::<Vec<_>>(),
+        ["3", "/old-cms/page.html?id=7"],
+        "{table}"
+    );
+    let as_json = cli(&["--json"]);
+    assert!(as_json.ends_with('\n'), "{as_json:?}");
+    serde_json::from_str::<serde_json::Value>(&as_json).expect("--json is JSON");
 
     let csv = f.client.get(admin, "/redirects/missed.csv", &[]).await;
     assert!(

@@ -236,18 +236,37 @@ impl MissedRedirects {
         all
     }
 
-    /// `{"k":..,"skipped":..,"entries":[{"host","path","count","error_bound"}..]}`.
+    /// `{"tracked_urls_at_most":..,"skipped":..,"entries":[{"host","path","count",
+    /// "count_at_least","count_error_at_most"}..]}`.
     pub fn to_json(&self) -> String {
         #[derive(Serialize)]
+        struct Entry {
+            host: String,
+            path: String,
+            count: u64,
+            count_at_least: u64,
+            count_error_at_most: u64,
+        }
+        #[derive(Serialize)]
         struct Doc {
-            k: usize,
+            tracked_urls_at_most: usize,
             skipped: u64,
-            entries: Vec<MissedEntry>,
+            entries: Vec<Entry>,
         }
         let doc = Doc {
-            k: self.k,
+            tracked_urls_at_most: self.k,
             skipped: self.skipped(),
-            entries: self.top(),
+            entries: self
+                .top()
+                .into_iter()
+                .map(|e| Entry {
+                    count_at_least: e.count - e.error_bound.min(e.count),
+                    count_error_at_most: e.error_bound,
+                    host: e.host,
+                    path: e.path,
+                    count: e.count,
+                })
+                .collect(),
         };
         serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into())
     }
