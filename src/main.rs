@@ -312,23 +312,60 @@ fn demo_config(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+const DEMO_TLS_PREFIX: &str = "cutover-demo-tls-";
+
+/// The TLS demo's temporary directory (a private key, a certificate, a state file): removed when
+/// the demo ends, and on the next start when a crash left one behind.
+struct DemoTlsDir(PathBuf);
+
+impl Drop for DemoTlsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes the directories of TLS demos whose process is gone (killed, crashed).
+fn remove_stale_demo_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DEMO_TLS_PREFIX))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// A copy of the demo config (and the files it names) in a temporary directory, with an HTTPS
 /// listener on 127.0.0.1:8443 using a generated self-signed certificate.
-fn demo_tls_config(path: &Path) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("cutover-demo-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+fn demo_tls_config(path: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let source = config::Source::read(path)?;
     let raw = source.parse()?;
     for t in &raw.redirects {
         let from = source.base_dir().join(&t.file);
         let to = dir.join(&t.file);
+        if to.exists() {
+            continue;
+        }
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
     }
-    let cert =
-        cutover::tls::generate_self_signed(&dir).context("generating the demo certificate")?;
+    // One certificate for the demo's life: an edit of the config must not change it.
+    let (cert_path, key_path) = (dir.join("cutover-demo.crt"), dir.join("cutover-demo.key"));
+    if !cert_path.exists() || !key_path.exists() {
+        cutover::tls::generate_self_signed(dir).context("generating the demo certificate")?;
+    }
     // The shipped demo gets the well-known 8443; a config on other ports (the metrics gate, a
     // second demo) gets a free one, printed when it starts.
     let default_ports = raw
@@ -345,22 +382,53 @@ fn demo_tls_config(path: &Path) -> anyhow::Result<PathBuf> {
          [listener.tls]\nhsts = {{ max_age = 300 }}\n\
          [[listener.tls.certificates]]\ncert = {:?}\nkey = {:?}\n",
         source.text,
-        cert.cert.display().to_string(),
-        cert.key.display().to_string()
+        cert_path.display().to_string(),
+        key_path.display().to_string()
     );
     let out = dir.join("demo.toml");
-    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "demo certificate: {} (self-signed for localhost and 127.0.0.1)",
-        cert.cert.display()
-    );
+    // Written whole and renamed, so the reloader watching it never reads half a file.
+    let tmp = dir.join("demo.toml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
     Ok(out)
+}
+
+/// The TLS demo runs from a copy: this keeps the copy following edits of the file it was made
+/// from, so "edit config/demo.toml and watch" works with `--tls` too (the copy's own watcher
+/// then reloads it).
+fn follow_demo_edits(original: PathBuf, dir: PathBuf) {
+    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    tokio::spawn(async move {
+        let mut seen = stamp(&original);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let now = stamp(&original);
+            if now != seen {
+                seen = now;
+                if let Err(e) = demo_tls_config(&original, &dir) {
+                    tracing::warn!(error = %e, "the demo's edited config was not applied");
+                }
+            }
+        }
+    });
 }
 
 async fn run_demo(config: Option<PathBuf>, tls: bool) -> anyhow::Result<bool> {
     let mut path = demo_config(config)?;
+    let mut _tls_dir = None;
     if tls {
-        path = demo_tls_config(&path)?;
+        remove_stale_demo_dirs();
+        let dir = std::env::temp_dir().join(format!("{DEMO_TLS_PREFIX}{}", std::process::id()));
+        let guard = DemoTlsDir(dir.clone());
+        let original = path.clone();
+        path = demo_tls_config(&original, &dir)?;
+        println!(
+            "demo certificate: {} (self-signed for localhost and 127.0.0.1; removed on exit)",
+            dir.join("cutover-demo.crt").display()
+        );
+        follow_demo_edits(original, dir);
+        _tls_dir = Some(guard);
     }
     // Only the storefront addresses are needed here; `app::start` below validates and compiles
     // the whole file (and its redirect table) once.

@@ -112,3 +112,87 @@ async fn evacuate_and_status_print_human_times() {
         "no raw epoch in status: {out}"
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `demo --tls` keeps a private key in a temporary directory: gone after Ctrl-C, and a directory
+/// a killed demo left behind is removed by the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_demo_leaves_no_private_key_behind() {
+    let stale = std::env::temp_dir().join("cutover-demo-tls-4194300");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("cutover-demo.key"), "left by a crash").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.toml");
+    let admin_port = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:{}\"\n[admin]\naddress = \"127.0.0.1:{admin_port}\"\n\
+             [storefront.old]\nupstream = \"http://127.0.0.1:{}\"\n\
+             [storefront.new]\nupstream = \"http://127.0.0.1:{}\"\n[split]\nnew_share = 10\n",
+            free_port(),
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let mut demo = tokio::process::Command::new(binary())
+        .args(["demo", "--tls", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mine = std::env::temp_dir().join(format!("cutover-demo-tls-{}", demo.id().unwrap()));
+    // Wait (bounded) for the demo to serve: it prints its URLs once listening.
+    let stdout = demo.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("cutover demo is running") {
+                return;
+            }
+        }
+        panic!("the demo ended before serving");
+    })
+    .await
+    .expect("the demo serves");
+    assert!(
+        mine.join("cutover-demo.key").exists(),
+        "the key is in {mine:?}"
+    );
+    assert!(
+        !stale.exists(),
+        "a dead demo's directory is removed at start"
+    );
+
+    // The TLS demo runs from a copy, which follows edits of the file it was given.
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    assert_eq!(support::admin::share(admin).await, 10.0);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("new_share = 10", "new_share = 30")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while support::admin::share(admin).await != 30.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edit never reached the TLS demo"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    assert!(signal(demo.id().unwrap(), "INT"));
+    let status = tokio::time::timeout(Duration::from_secs(60), demo.wait())
+        .await
+        .expect("the demo exits after SIGINT")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!mine.exists(), "{mine:?} survived Ctrl-C");
+}
