@@ -172,7 +172,16 @@ async fn admin_mutations_need_the_token_and_good_json_and_never_disturb_the_data
     assert_eq!(st["split"]["new_share_source"], "override");
     assert!(st["storefronts"][0]["responses"].as_u64().unwrap() > 0);
 
-    // The stalled admin client held nothing up.
+    // The stalled admin client held nothing up, and is answered 408 once the body timeout (10 s
+    // from its request) is over: the documented answer, waited for with a deadline that only
+    // bounds a hang.
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), stalled.read_to_end(&mut answer)).await;
+    let head = String::from_utf8_lossy(&answer);
+    assert!(
+        head.starts_with("HTTP/1.1 408"),
+        "a stalled admin body gets 408: {head:?}"
+    );
     drop(stalled);
     let result = load.stop().await;
     assert!(
