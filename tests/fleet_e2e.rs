@@ -220,11 +220,18 @@ async fn three_replicas_share_one_state_through_etcd_outages_and_late_joiners() 
     let (_, text, _) = cli(r[1].admin, &["status"]);
     assert!(text.contains("fleet store UNREACHABLE since"), "{text}");
     assert!(text.contains("until the next fleet change"), "{text}");
+    // The gauges follow the connectivity every 500 ms: wait for the scrape to say so.
+    let second = r[1].admin;
+    wait_for(
+        "the metric says the fleet store is unreachable",
+        CONVERGE,
+        || async move {
+            let (_, metrics) = admin(second, Method::GET, "/metrics", None, None).await;
+            metrics.contains("cutover_fleet_store_connected 0")
+        },
+    )
+    .await;
     let (_, metrics) = admin(r[1].admin, Method::GET, "/metrics", None, None).await;
-    assert!(
-        metrics.contains("cutover_fleet_store_connected 0"),
-        "{metrics}"
-    );
     assert!(metrics.contains("cutover_fleet_configured 1"));
 
     // etcd is back: everyone reconnects and the next shift converges.
