@@ -159,26 +159,32 @@ pub fn read_state(path: &Path) -> Result<Option<StateFile>, StateError> {
 /// `.tmp-<pid>` (never starts with `..`) so the config watcher, which reacts to Kubernetes'
 /// `..data` swaps, does not mistake it for a config change.
 pub fn write_state(path: &Path, state: &StateFile) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
+    let mut body = serde_json::to_vec_pretty(state).expect("state serialises");
+    body.push(b'\n');
+    write_atomically(path, &body).map_err(|source| StateError::Io {
         what: "writing",
         path: path.to_path_buf(),
         source,
-    };
+    })
+}
+
+/// Replaces `path` with `body` so that a reader sees the old file or the new one, never half of
+/// it: a temp file beside it (named `.tmp-<pid>`, see [`write_state`]), fsync, rename. Every file
+/// of operator state (the state file, the rollout's) is written through here.
+pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
-    let mut body = serde_json::to_vec_pretty(state).expect("state serialises");
-    body.push(b'\n');
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
+        f.write_all(body)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(io)
+    result
 }
 
 /// Removes a state file; a missing one is fine.

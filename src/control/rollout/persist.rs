@@ -7,7 +7,6 @@
 //! with a message when the plan changes. Written atomically (temp file + rename); the temp name
 //! ends in `.tmp-<pid>` like the state file's, so the config watcher ignores it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::rollout::engine::RolloutState;
@@ -64,21 +63,9 @@ pub fn read(path: &Path) -> Result<Option<RolloutState>, PersistError> {
 
 /// Writes the state atomically.
 pub fn write(path: &Path, state: &RolloutState) -> Result<(), PersistError> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
     let mut body = serde_json::to_vec_pretty(state).expect("rollout state serialises");
     body.push(b'\n');
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|source| PersistError::Io {
+    crate::config::runtime::write_atomically(path, &body).map_err(|source| PersistError::Io {
         what: "writing",
         path: path.to_path_buf(),
         source,
