@@ -1,0 +1,100 @@
+//! Forward: the request goes to the storefront the decision chose, and its answer (or its
+//! failure) comes back as the shopper's response. Each phase is its own file: [`Outbound`]
+//! prepares the storefront's request, [`send`] bounds the exchange, `failure` answers what went
+//! wrong, `respond` relays what the storefront said, and [`Record`] carries what the one
+//! counting place needs to whichever of them answers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::prepare::Outbound;
+use super::record::Record;
+use super::{ConnInfo, Proxy};
+use crate::body::UpstreamBody;
+use crate::headers::outgoing::Outgoing;
+use crate::response::{AccessFields, ProxyBody};
+use crate::routing::Decision;
+use crate::state::Snapshot;
+use crate::upstream::{ResponseBody, Upstream, UpstreamError};
+
+/// Why no response head came back from the storefront.
+pub(super) enum SendError {
+    /// None within `response_header_timeout`.
+    HeaderTimeout,
+    /// The client failed (connect, TLS, reset, protocol, or the shopper's body).
+    Client(UpstreamError),
+}
+
+/// Idempotent per RFC 9110: safe to send again when nothing reached the storefront.
+pub(super) fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Connect (retried once when `retry_connect`) and send, bounded by the response-header timeout.
+pub(super) async fn send(
+    up: &Upstream,
+    req: Request<UpstreamBody>,
+    outgoing: &Outgoing<'_>,
+    retry_connect: bool,
+) -> Result<http::Response<ResponseBody>, SendError> {
+    // Pinned where it is built: `timeout` then holds a pointer, not the kilobyte-sized future,
+    // which would otherwise be copied at every hand-over.
+    let exchange = std::pin::pin!(up.send(req, outgoing, retry_connect));
+    match crate::timer::timeout(up.settings.response_header_timeout, exchange).await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => Err(SendError::Client(e)),
+        Err(_) => Err(SendError::HeaderTimeout),
+    }
+}
+
+impl Proxy {
+    /// Forwards a request the redirect tables did not answer.
+    pub(super) async fn forward(
+        &self,
+        snap: &Arc<Snapshot>,
+        conn: ConnInfo,
+        req: Request<Incoming>,
+        decision: &Decision,
+        request_id: &HeaderValue,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let in_flight = snap.metrics.start(decision.storefront);
+        let access = snap.access_log.is_enabled().then(|| AccessFields {
+            uri: req.uri().clone(),
+            host: req.headers().get(http::header::HOST).cloned(),
+            client_ip: conn.peer.ip(),
+        });
+        let (request, mut outbound) = Outbound::prepare(snap, req, decision);
+        let record = Record {
+            started,
+            snap: Arc::clone(snap),
+            decision: *decision,
+            conn,
+            request_id: request_id.clone(),
+            method: outbound.method.clone(),
+            in_flight,
+            access,
+            inventory: outbound.inventory.take(),
+        };
+        let reason = HeaderValue::from_static(decision.reason.as_str());
+        let upstream = &snap.storefronts[decision.storefront].upstream;
+        let upstream_started = Instant::now();
+        let result = {
+            let outgoing = outbound.outgoing(snap, decision, conn, request_id, &reason);
+            send(upstream, request, &outgoing, outbound.retry_connect).await
+        };
+        match result {
+            Ok(resp) => {
+                let ttfb = upstream_started.elapsed();
+                self.respond(snap, outbound, resp, ttfb, record).await
+            }
+            Err(err) => self.fail(snap, err, record),
+        }
+    }
+}
