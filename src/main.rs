@@ -8,14 +8,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use cutover::config::{self, Summary};
 
-#[path = "cli/control.rs"]
-mod control;
-// rollout: `cutover rollout ...`.
-#[path = "cli/rollout.rs"]
-mod rollout;
-// shadow: `cutover shadow report | clear`.
-#[path = "cli/shadow.rs"]
-mod shadow;
+mod cli;
+use cli::inventory::InventoryCommand;
+use cli::redirects::RedirectsCommand;
+use cli::{control, rollout, shadow, AdminArgs};
 use cutover::demo::{self, Flavor};
 
 /// mimalloc instead of glibc's malloc: a proxied request allocates and frees a few dozen small
@@ -166,92 +162,6 @@ enum Command {
         /// (curl -k, or trust the printed certificate file).
         #[arg(long)]
         tls: bool,
-    },
-}
-
-/// How the control commands find the running proxy: like the server does.
-#[derive(clap::Args)]
-struct AdminArgs {
-    /// The proxy's config file: the admin address and token are read from its [admin] section.
-    /// Default: $CUTOVER_CONFIG, else config/demo.toml when present (next to `cutover demo`),
-    /// else 127.0.0.1:9901 without a token.
-    #[arg(short, long, env = "CUTOVER_CONFIG")]
-    config: Option<PathBuf>,
-    /// Admin listener address (IP:port), instead of the config's.
-    #[arg(long, env = "CUTOVER_ADMIN")]
-    admin: Option<String>,
-    /// File holding the admin token, instead of the config's token/token_file/token_env.
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// Print the admin API's JSON answer instead of text (for scripts).
-    #[arg(long)]
-    json: bool,
-}
-
-// inventory:
-#[derive(Subcommand)]
-enum InventoryCommand {
-    /// Coverage of the running proxy's URL inventory by the plan in force: the share of
-    /// old-store hits and of URLs with a home on the new store, and the uncovered URLs by hits
-    /// (crawler hits apart).
-    Coverage {
-        /// Also ask the new storefront for every plan target and same path (bounded
-        /// concurrency, progress on stderr): a target that does not answer 2xx is not coverage,
-        /// an uncovered URL whose same path answers 2xx is.
-        #[arg(long)]
-        probe: bool,
-        /// Write every URL as `old_url,hits,crawler_hits,verdict,new_url` to this file.
-        #[arg(long)]
-        csv: Option<PathBuf>,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Import a sitemap or sitemap index (file or http(s) URL, gzip too) of the old store into
-    /// the running inventory; a malformed file imports nothing.
-    ImportSitemap {
-        /// sitemap.xml, sitemap.xml.gz, or an http(s) URL.
-        source: String,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum RedirectsCommand {
-    /// Validate a redirect plan (CSV) and report what it contains, before cutover night.
-    ///
-    /// Reports entries, chains collapsed (and the longest), loops, conflicting duplicates,
-    /// self-redirects and targets outside allowed_hosts, each with its line. With --probe,
-    /// requests every target from the new storefront and lists those that do not answer 2xx:
-    /// the pre-cutover audit. Exits 1 when the plan has errors or targets fail the probe.
-    Check {
-        /// The CSV file: a header row with old_url,new_url[,status], as a spreadsheet exports it.
-        file: PathBuf,
-        /// Take the matching options (query mode, allowed hosts...) from the [[redirects]] entry
-        /// of this config whose file is FILE.
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-        /// Base URL of the new storefront, e.g. https://new.shop.example: every target is requested.
-        #[arg(long)]
-        probe: Option<String>,
-        /// Probe requests in flight at once.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-    },
-    /// Print the old URLs that had no redirect and got a 404 from the new storefront, most
-    /// frequent first (from a running proxy's admin listener).
-    ///
-    /// `--csv` prints rows ready to paste into the plan: fill in new_url and reload.
-    Missed {
-        /// Admin listener address of the running proxy.
-        #[arg(long, default_value = "127.0.0.1:9901", env = "CUTOVER_ADMIN")]
-        admin: String,
-        /// CSV (old_url,new_url,status,count) instead of the table, ready for the plan.
-        #[arg(long, conflicts_with = "json")]
-        csv: bool,
-        /// The admin API's JSON instead of the table (for scripts).
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -486,106 +396,6 @@ edit {} (split.new_share) and watch the share change live\nCtrl-C to stop.",
     Ok(app.run_until_signal().await)
 }
 
-/// The `[[redirects]]` entry of `config` whose file is `file`.
-fn table_config(config: &Path, file: &Path) -> anyhow::Result<cutover::redirects::TableConfig> {
-    let source = config::Source::read(config)?;
-    let raw = source.parse()?;
-    let want =
-        std::fs::canonicalize(file).with_context(|| format!("reading {}", file.display()))?;
-    let base = source.base_dir();
-    raw.redirects
-        .into_iter()
-        .find(|t| std::fs::canonicalize(base.join(&t.file)).is_ok_and(|p| p == want))
-        .with_context(|| {
-            format!(
-                "{} has no [[redirects]] entry for {}",
-                config.display(),
-                file.display()
-            )
-        })
-}
-
-async fn redirects(cmd: RedirectsCommand) -> anyhow::Result<bool> {
-    match cmd {
-        RedirectsCommand::Check {
-            file,
-            config,
-            probe,
-            concurrency,
-        } => {
-            let table = config.map(|c| table_config(&c, &file)).transpose()?;
-            let mut out = std::io::stdout();
-            let ok = cutover::redirects::check::run(
-                &file,
-                table.as_ref(),
-                probe.as_deref(),
-                concurrency.max(1),
-                &mut out,
-            )
-            .await
-            .with_context(|| format!("checking {}", file.display()))?;
-            Ok(ok)
-        }
-        RedirectsCommand::Missed { admin, csv, json } => {
-            let path = if csv {
-                "/redirects/missed.csv"
-            } else {
-                "/redirects/missed"
-            };
-            let body = cutover::admin::client::get(&admin, path)
-                .await
-                .with_context(|| {
-                    format!("asking the admin listener at {admin} (is cutover running? --admin)")
-                })?;
-            if csv || json {
-                println!("{}", body.trim_end());
-            } else {
-                print!("{}", missed_table(&body)?);
-            }
-            Ok(true)
-        }
-    }
-}
-
-/// `cutover redirects missed` for people: most frequent first, counts right-aligned. URLs came
-/// from requests, so control characters are shown escaped, never sent to the terminal.
-fn missed_table(json: &str) -> anyhow::Result<String> {
-    use std::fmt::Write as _;
-    let v: serde_json::Value =
-        serde_json::from_str(json).context("reading the admin API's answer")?;
-    let entries = v["entries"].as_array().cloned().unwrap_or_default();
-    let mut out = String::new();
-    if entries.is_empty() {
-        out.push_str("no missed redirects: every old URL that reached new had a home\n");
-        return Ok(out);
-    }
-    let _ = writeln!(
-        out,
-        "old URLs with no redirect that got a 404 from new (most frequent first; `--csv` pastes into the plan)"
-    );
-    let _ = writeln!(out, "{:>8}  OLD URL", "HITS");
-    for e in entries {
-        let host = e["host"].as_str().unwrap_or("");
-        let path = e["path"].as_str().unwrap_or("");
-        let url: String = format!("{host}{path}").escape_default().collect();
-        let count = e["count"].as_u64().unwrap_or(0);
-        let at_least = e["count_at_least"].as_u64().unwrap_or(count);
-        let hits = if at_least == count {
-            count.to_string()
-        } else {
-            format!("~{count}")
-        };
-        let _ = writeln!(out, "{hits:>8}  {url}");
-    }
-    if let Some(skipped) = v["skipped"].as_u64().filter(|s| *s > 0) {
-        let _ = writeln!(
-            out,
-            "({skipped} misses were not counted: their counter was busy)"
-        );
-    }
-    Ok(out)
-}
-
 /// `cutover status | head` closes our stdout early; like other CLI tools, stop quietly instead
 /// of printing a panic about the broken pipe.
 fn quiet_on_broken_pipe() {
@@ -669,13 +479,13 @@ fn main() -> ExitCode {
             Command::Rollout { action, admin } => rollout::run(action, admin).await,
             Command::Upgrade { admin } => control::upgrade(admin).await,
             Command::Demo { config, tls } => run_demo(config, tls).await,
-            Command::Redirects(cmd) => redirects(cmd).await,
+            Command::Redirects(cmd) => cli::redirects::run(cmd).await,
             // inventory:
             Command::Inventory(InventoryCommand::Coverage { probe, csv, admin }) => {
-                control::inventory::coverage(probe, csv, admin).await
+                cli::inventory::coverage(probe, csv, admin).await
             }
             Command::Inventory(InventoryCommand::ImportSitemap { source, admin }) => {
-                control::inventory::import_sitemap(&source, admin).await
+                cli::inventory::import_sitemap(&source, admin).await
             }
             // shadow:
             Command::Shadow(cmd) => shadow::run(cmd).await,

@@ -261,6 +261,3 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
-// inventory: `cutover inventory ...` reuses this module's admin resolution and call.
-#[path = "inventory.rs"]
-pub mod inventory;

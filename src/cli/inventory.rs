@@ -14,7 +14,36 @@ use cutover::control::inventory::{ImportAnswer, ImportBody};
 use cutover::control::paths;
 use cutover::inventory::probe::{self, ProbeOptions};
 
-use super::{call, print_json, resolve, AdminArgs};
+use super::control::{call, print_json, resolve};
+use super::AdminArgs;
+
+/// `cutover inventory ...`.
+#[derive(clap::Subcommand)]
+pub enum InventoryCommand {
+    /// Coverage of the running proxy's URL inventory by the plan in force: the share of
+    /// old-store hits and of URLs with a home on the new store, and the uncovered URLs by hits
+    /// (crawler hits apart).
+    Coverage {
+        /// Also ask the new storefront for every plan target and same path (bounded
+        /// concurrency, progress on stderr): a target that does not answer 2xx is not coverage,
+        /// an uncovered URL whose same path answers 2xx is.
+        #[arg(long)]
+        probe: bool,
+        /// Write every URL as `old_url,hits,crawler_hits,verdict,new_url` to this file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Import a sitemap or sitemap index (file or http(s) URL, gzip too) of the old store into
+    /// the running inventory; a malformed file imports nothing.
+    ImportSitemap {
+        /// sitemap.xml, sitemap.xml.gz, or an http(s) URL.
+        source: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
 
 /// A coverage pass over 10^5 URLs and a sitemap fetch can take a while.
 const SLOW: Duration = Duration::from_secs(120);
