@@ -73,47 +73,16 @@ pub(crate) fn resolve(src: &Source, raw: &RawAdmin) -> (AdminAccess, Vec<Problem
         },
     };
 
-    let set: Vec<&Spanned<String>> = [&raw.token, &raw.token_file, &raw.token_env]
-        .into_iter()
-        .flatten()
-        .collect();
-    if set.len() > 1 {
-        problems.push(at(
-            set[1],
-            "admin.token",
-            "set one of `token`, `token_file` or `token_env`, not several".into(),
-        ));
-    }
-    let mut token = None;
-    if let Some(t) = &raw.token {
-        token = Some(t.get_ref().trim().to_string());
-    }
-    if let Some(f) = &raw.token_file {
-        let path = resolve_path(f.get_ref());
-        files.push(path.clone());
-        match std::fs::read_to_string(&path) {
-            Ok(s) => token = Some(s.trim().to_string()),
-            Err(e) => problems.push(at(
-                f,
-                "admin.token_file",
-                format!("cannot read {}: {e}", path.display()),
-            )),
-        }
-    }
-    if let Some(var) = &raw.token_env {
-        match std::env::var(var.get_ref()) {
-            Ok(t) => token = Some(t.trim().to_string()),
-            Err(_) => problems.push(at(
-                var,
-                "admin.token_env",
-                format!("environment variable `{}` is not set", var.get_ref()),
-            )),
-        }
-    }
-    if let (Some(t), Some(v)) = (&token, set.first()) {
-        if t.is_empty() {
-            problems.push(at(v, "admin.token", "the token is empty".into()));
-        } else if t.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+    let fields = [&raw.token, &raw.token_file, &raw.token_env];
+    let (secret, problem, file) =
+        super::secret::read_spanned(src, "admin", "token", fields.map(Option::as_ref));
+    problems.extend(problem);
+    files.extend(file);
+    let token = secret.map(super::secret::Secret::into_string);
+    // The one rule only admin tokens need: they travel in a header.
+    let given = fields.into_iter().flatten().next();
+    if let (Some(t), Some(v)) = (&token, given) {
+        if t.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
             problems.push(at(
                 v,
                 "admin.token",

@@ -100,27 +100,6 @@ pub(super) fn name_value_header(
     Some((name, value))
 }
 
-pub(super) fn read_secret(
-    c: &mut Check<'_>,
-    file: &Option<Spanned<String>>,
-    field: &str,
-) -> Option<String> {
-    let f = file.as_ref()?;
-    let path = c.path(f.get_ref());
-    c.files.push(path.clone());
-    match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Ok(_) => {
-            c.at(f, field, format!("{} is empty", path.display()));
-            None
-        }
-        Err(e) => {
-            c.at(f, field, format!("cannot read {}: {e}", path.display()));
-            None
-        }
-    }
-}
-
 /// Certificate problems of an HTTPS listener become config problems (so a bad pair is rejected
 /// with the rest of the reload); warnings (expiring soon) are logged. Returns the HSTS header.
 pub(super) fn check_listener_tls(

@@ -9,9 +9,7 @@ use http::uri::Scheme;
 use http::{HeaderName, HeaderValue};
 use toml::Spanned;
 
-use super::check::{
-    check_listener_tls, dur, positive, read_secret, upstream_target, valid_name, Check,
-};
+use super::check::{check_listener_tls, dur, positive, upstream_target, valid_name, Check};
 use super::raw::{HostHeader, RawConfig, UpstreamProtocol};
 use super::routes::compile_routes;
 use super::runtime::RuntimeOverrides;
@@ -340,11 +338,11 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             );
         }
     }
-    let file_key = read_secret(&mut c, &rc.key_file, "cohort.key_file");
-    if let (Some(key), Some(_)) = (&rc.key, &rc.key_file) {
-        c.at(key, "cohort.key", "set `key` or `key_file`, not both");
-    }
-    let secret = rc.key.as_ref().map(|k| k.get_ref().clone()).or(file_key);
+    let fields = [&rc.key, &rc.key_file, &rc.key_env].map(Option::as_ref);
+    let (secret, problem, file) = super::secret::read_spanned(c.src, "cohort", "key", fields);
+    c.problems.extend(problem);
+    c.files.extend(file);
+    let secret = secret.map(super::secret::Secret::into_string);
     let cohort = CohortPolicy {
         cookie: cookie_name,
         max_age: positive(
@@ -386,20 +384,11 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
                 .map_err(|_| c.at(h, "override.header", "not a valid header name"))
                 .ok()
         });
-    let mut token = ro.token.as_ref().map(|t| t.get_ref().clone());
-    if let Some(t) = read_secret(&mut c, &ro.token_file, "override.token_file") {
-        token = Some(t);
-    }
-    if let Some(var) = &ro.token_env {
-        match std::env::var(var.get_ref()) {
-            Ok(t) if !t.is_empty() => token = Some(t),
-            _ => c.at(
-                var,
-                "override.token_env",
-                format!("environment variable `{}` is not set", var.get_ref()),
-            ),
-        }
-    }
+    let fields = [&ro.token, &ro.token_file, &ro.token_env].map(Option::as_ref);
+    let (token, problem, file) = super::secret::read_spanned(c.src, "override", "token", fields);
+    c.problems.extend(problem);
+    c.files.extend(file);
+    let token = token.map(super::secret::Secret::into_string);
     let query_param: String = ro
         .query_param
         .as_ref()

@@ -240,25 +240,27 @@ impl FleetConfig {
 impl FleetAuth {
     /// The password from `password_file` or `password_env` (exactly one must be set).
     pub fn password(&self, base_dir: &Path) -> Result<String, String> {
-        match (&self.password_file, &self.password_env) {
-            (Some(_), Some(_)) => Err("set password_file or password_env, not both".into()),
-            (None, None) => Err("set password_file or password_env for the password".into()),
-            (Some(f), None) => {
-                let path = base_dir.join(f);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("password_file {}: {e}", path.display()))?;
-                let pw = text.trim_end_matches(['\n', '\r']).to_string();
-                if pw.is_empty() {
-                    return Err(format!("password_file {} is empty", path.display()));
-                }
-                Ok(pw)
+        let file = self.password_file.as_ref().map(|f| base_dir.join(f));
+        let fields = super::secret::SecretFields {
+            value: None,
+            file: file.as_deref(),
+            env: self.password_env.as_deref(),
+        };
+        match fields.read() {
+            Ok(Some(password)) => Ok(password.into_string()),
+            Ok(None) => Err("set password_file or password_env for the password".into()),
+            Err((origin, e)) => {
+                let field = match origin {
+                    super::secret::Origin::Env => "password_env",
+                    _ => "password_file",
+                };
+                Err(match e {
+                    super::secret::SecretError::Several => {
+                        "set password_file or password_env, not both".into()
+                    }
+                    e => format!("{field}: {e}"),
+                })
             }
-            (None, Some(var)) => match std::env::var(var) {
-                Ok(pw) if !pw.is_empty() => Ok(pw),
-                _ => Err(format!(
-                    "password_env: environment variable `{var}` is not set or empty"
-                )),
-            },
         }
     }
 }

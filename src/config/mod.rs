@@ -16,6 +16,7 @@ pub mod raw;
 mod routes;
 // shadow: `[shadow]`, `[fallback]`, route opt-ins.
 pub mod runtime;
+pub mod secret;
 mod shadow;
 mod summary;
 mod tables;

@@ -177,8 +177,10 @@ pub struct RawCohort {
     pub session_cookie: Option<Spanned<String>>,
     /// Secret that signs cohort cookies and keys the session hash; the same on every replica.
     pub key: Option<Spanned<String>>,
-    /// File holding `key` (for Kubernetes secrets).
+    /// File holding `key` (for Kubernetes secrets); re-read on reload.
     pub key_file: Option<Spanned<String>>,
+    /// Environment variable holding `key`.
+    pub key_env: Option<Spanned<String>>,
     // cohort key rotation:
     /// Older keys still accepted on incoming cookies (which are re-signed with `key`); for
     /// rotating the key across a fleet without re-bucketing shoppers.
