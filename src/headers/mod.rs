@@ -6,22 +6,12 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::header::Entry;
-use http::header::{
-    CONNECTION, COOKIE, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{CONNECTION, COOKIE, TE, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-pub mod outgoing;
+use crate::http1::framing::HOP_BY_HOP;
 
-/// Headers that describe one connection, never the message. Parsed once, not per request.
-static HOP_BY_HOP: [HeaderName; 6] = [
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    TRANSFER_ENCODING,
-    TRAILER,
-    PROXY_AUTHENTICATE,
-    UPGRADE,
-];
+pub mod outgoing;
 
 /// `X-Forwarded-For`.
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -85,7 +75,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         }
     }
     if hop {
-        for name in &HOP_BY_HOP {
+        // `Connection` went above, `TE` is judged by its value below.
+        for name in &HOP_BY_HOP[..] {
+            if name == CONNECTION || name == TE {
+                continue;
+            }
             if !(upgrade && name == UPGRADE) {
                 headers.remove(name);
             }

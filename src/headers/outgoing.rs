@@ -79,6 +79,7 @@ impl Outgoing<'_> {
         for (name, value) in h {
             let skip = match name.as_str() {
                 "host" => self.host.is_some(),
+                // Body framing (`http1::framing::BODY_FRAMING`) is the writer's own.
                 "transfer-encoding" => true,
                 "content-length" => !keep_length,
                 "x-forwarded-for" => {

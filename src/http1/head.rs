@@ -167,20 +167,11 @@ static TARGET_BYTES: [bool; 256] = {
 /// A header that changes nothing about framing or the connection. `Connection` is fine when it
 /// only says `keep-alive` (browsers send it); `close` and `upgrade` are hyper's to honour.
 fn ordinary_header(name: &[u8], value: &[u8]) -> bool {
-    const FRAMING: [&[u8]; 5] = [
-        b"content-length",
-        b"transfer-encoding",
-        b"expect",
-        b"upgrade",
-        b"te",
-    ];
     if name.eq_ignore_ascii_case(b"connection") {
         return crate::http1::scan::split_bytes(value, b',')
             .all(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"));
     }
-    !FRAMING
-        .iter()
-        .any(|f| f.len() == name.len() && f.eq_ignore_ascii_case(name))
+    !super::framing::is_one_of(&super::framing::REQUEST_CONTROL, name)
 }
 
 #[cfg(test)]

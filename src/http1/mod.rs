@@ -1,7 +1,7 @@
 //! HTTP/1 on the wire, both directions: request heads parsed from shoppers, response heads
 //! written to them, and the line writers the storefront client frames its requests with.
 //!
-//! Owns: byte scanning ([`scan`]), head lines ([`wire`]), the shopper-side head parser
+//! Owns: the one list of framing and hop-by-hop header names ([`framing`]), byte scanning ([`scan`]), head lines ([`wire`]), the shopper-side head parser
 //! ([`head`]) and response writer ([`write`]). May import nothing of cutover's but itself:
 //! it sits at the bottom of the layer order (see the crate doc).
 //!
@@ -23,12 +23,15 @@
 //!   parses is what cutover parsed (`src/headers/outgoing/tests.rs`).
 //! - **Hop-by-hop headers** (`Connection` and the headers it names, `Upgrade`, `TE`, `Trailer`,
 //!   `Keep-Alive`, proxy headers) are removed both ways ([`crate::headers`]).
+//! - **One list of names.** Body framing, hop-by-hop and request-control headers are listed
+//!   once, in [`framing`]; the parser, the header policy and the shadow copies use it.
 //! - **Response framing from a storefront** is checked by the client (`upstream/h1/framing.rs`):
 //!   both `Content-Length` and `Transfer-Encoding`, or a `Transfer-Encoding` that does not end in
 //!   `chunked`, is read to close rather than trusted (`src/upstream/h1/tests.rs`).
 //! - **Limits** on head size, header count and URI length answer 431/414 as hyper does
 //!   (`tests/fast_path.rs`, `tests/limits.rs`).
 
+pub mod framing;
 pub mod head;
 pub mod scan;
 pub(crate) mod wire;

@@ -185,20 +185,12 @@ fn starts_with_ignore_case(path: &str, prefix: &str) -> bool {
 /// Headers never copied: hop-by-hop, framing (a copy has no body), and cutover's own (staff
 /// override tokens must not reach a storefront).
 fn is_dropped_header(name: &HeaderName) -> bool {
-    matches!(
-        *name,
-        header::CONNECTION
-            | header::TE
-            | header::TRAILER
-            | header::TRANSFER_ENCODING
-            | header::UPGRADE
-            | header::PROXY_AUTHORIZATION
-            | header::PROXY_AUTHENTICATE
-            | header::CONTENT_LENGTH
-            | header::EXPECT
-            | header::ACCEPT_ENCODING
-            | header::HOST
-    ) || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+    crate::http1::framing::HOP_BY_HOP.contains(name)
+        || crate::http1::framing::BODY_FRAMING.contains(name)
+        || matches!(
+            *name,
+            header::PROXY_AUTHORIZATION | header::EXPECT | header::ACCEPT_ENCODING | header::HOST
+        )
         || name.as_str().starts_with("x-cutover-")
 }
 

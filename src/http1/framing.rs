@@ -1,0 +1,58 @@
+//! The header names that decide how a message is delimited and what its connection does: the
+//! one list every part of cutover that parses, strips or writes an HTTP head uses (the shopper
+//! head parser, the header policy in both directions, the storefront client's writer, the
+//! shadow copies).
+
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, EXPECT, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::HeaderName;
+
+/// What delimits a message's body (RFC 9112 section 6). cutover frames each side's body
+/// itself, so neither is ever copied from one side to the other.
+pub static BODY_FRAMING: [HeaderName; 2] = [CONTENT_LENGTH, TRANSFER_ENCODING];
+
+/// Hop-by-hop fields (RFC 9110 section 7.6.1): they describe one connection, never the message,
+/// and are removed in both directions, with every field `Connection` names. `TE: trailers` is the
+/// one value kept end to end (see `headers::strip_hop_by_hop`); `Upgrade` is relayed only for a
+/// handshake the shopper asked for.
+pub static HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+];
+
+/// Request fields that change how a server reads the body or handles the connection
+/// (`Expect: 100-continue` included): a request carrying any of them never takes the fast path,
+/// which answers only bodyless requests of the plainest shape.
+pub static REQUEST_CONTROL: [HeaderName; 5] =
+    [CONTENT_LENGTH, TRANSFER_ENCODING, EXPECT, UPGRADE, TE];
+
+/// Whether the raw header `name` (any case) is one of `list`.
+pub fn is_one_of(list: &[HeaderName], name: &[u8]) -> bool {
+    list.iter().any(|f| {
+        let f = f.as_str().as_bytes();
+        f.len() == name.len() && f.eq_ignore_ascii_case(name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_names_match_in_any_case() {
+        assert!(is_one_of(&REQUEST_CONTROL, b"Transfer-Encoding"));
+        assert!(is_one_of(&REQUEST_CONTROL, b"CONTENT-LENGTH"));
+        assert!(!is_one_of(&REQUEST_CONTROL, b"content-lengthx"));
+        assert!(is_one_of(&HOP_BY_HOP, b"Keep-Alive"));
+        for name in &BODY_FRAMING {
+            assert!(is_one_of(&REQUEST_CONTROL, name.as_str().as_bytes()));
+        }
+    }
+}
