@@ -33,9 +33,10 @@ fn demo_config() -> toml::Table {
     toml::from_str(&std::fs::read_to_string(repo().join("config/demo.toml")).unwrap()).unwrap()
 }
 
-/// A directory holding what snippets may name: the demo's redirect plan, a certificate for
-/// www.shop.example / shop.example / *.shop.example (`certs/www.crt`, `certs/www.key`) and the
-/// CA that signed it (`certs/ca.pem`).
+/// A directory holding what snippets may name (docs/README.md lists it): the demo's redirect
+/// plan, a certificate for www.shop.example / shop.example / *.shop.example (`certs/www.crt`,
+/// `certs/www.key`), the CA that signed it (`certs/ca.pem`, `certs/etcd-ca.pem`) and an etcd
+/// password (`secrets/etcd-password`).
 fn snippet_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
@@ -47,6 +48,9 @@ fn snippet_dir() -> tempfile::TempDir {
     std::fs::create_dir_all(&certs).unwrap();
     let ca = cutover::tls::testkit::TestCa::new("docs test CA");
     ca.write(&certs, "ca.pem");
+    ca.write(&certs, "etcd-ca.pem");
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/etcd-password"), "docs-test\n").unwrap();
     ca.leaf(&["www.shop.example", "shop.example", "*.shop.example"])
         .write(&certs, "www");
     dir

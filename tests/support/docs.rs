@@ -5,8 +5,8 @@
 //! Rules the pages follow (docs/README.md says them for writers):
 //! - a `console` block is run; its output must match line by line, blank lines aside. A line
 //!   that is exactly `...` matches whatever follows; a line ending in `...` matches any line that
-//!   starts with what comes before; cohort cookies are masked on both sides. `sh` blocks are
-//!   shown, never run.
+//!   starts with what comes before; cohort cookies are masked on both sides; a progress meter
+//!   redrawn with `\r` counts as its last state. `sh` blocks are shown, never run.
 //! - a `toml` block is a whole config checked by `cutover check`, unless the line before it is
 //!   `<!-- fragment: merged into config/demo.toml -->`: then it is merged into the demo's config
 //!   (tables merged key by key, arrays of tables appended) and the result is checked. The
@@ -134,8 +134,14 @@ pub fn mask(line: &str) -> String {
 }
 
 /// Whether `got` is what the page shows (`want`), or why not.
+/// A progress meter redrawn with `\r` counts as what a terminal ends up showing: the text after
+/// the last `\r`.
 pub fn matches(want: &[String], got: &str) -> Result<(), String> {
-    let got: Vec<&str> = got.lines().filter(|l| !l.is_empty()).collect();
+    let got: Vec<&str> = got
+        .lines()
+        .map(|l| l.rsplit('\r').next().unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .collect();
     for (i, w) in want.iter().enumerate() {
         if w == "..." {
             return Ok(());
