@@ -340,3 +340,34 @@ fn the_checks_catch_a_wrong_default_and_a_missing_option() {
     .expect("serde names the fields");
     assert!(fields.contains(&"drain_delay".to_string()), "{fields:?}");
 }
+
+/// docs/https.md explains every option of the TLS tables: `[listener.tls]` and what it holds
+/// (`certificates`, `hsts`) and `[storefront.NAME.tls]`, as the uncommented example has them.
+#[test]
+fn every_tls_option_is_explained_in_https_md() {
+    let root: toml::Value = toml::from_str(&uncomment(&example())).unwrap();
+    let mut all = Vec::new();
+    tables(&root, "", &mut all);
+    let page = std::fs::read_to_string(repo().join("docs/https.md")).unwrap();
+    let mut keys = std::collections::BTreeSet::new();
+    for (path, table) in &all {
+        let tls = path.starts_with("listener[") && path.contains(".tls")
+            || path.starts_with("storefront.") && path.ends_with(".tls");
+        if tls {
+            keys.extend(table.keys().cloned());
+        }
+    }
+    assert!(keys.len() >= 15, "{keys:?}");
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            !page.contains(&format!("`{k}`"))
+                && !page.contains(&format!("{k} ="))
+                && !page.contains(&format!(".{k}]"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "TLS options docs/https.md does not explain: {missing:?}"
+    );
+}
