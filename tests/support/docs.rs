@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One `$ command` with the output the page shows for it.
 #[derive(Debug)]
@@ -227,13 +227,15 @@ impl Demo {
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if line.contains("cutover demo is running") {
-                    let _ = tx.send(());
+                    let _ = tx.send(true);
                 }
             }
+            // The demo ended (a port in use, a bad config): say so instead of waiting.
+            let _ = tx.send(false);
         });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        if rx.recv_timeout(deadline - Instant::now()).is_err() {
+        if rx.recv_timeout(Duration::from_secs(60)) != Ok(true) {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("the demo did not start (ports 8080-8082 and 9901 must be free)");
         }
         Demo {
