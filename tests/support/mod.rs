@@ -16,6 +16,8 @@ pub mod client;
 pub mod conn;
 pub mod control;
 pub mod dir;
+// docs: the README's and docs/'s examples and snippets, run (issue 23).
+pub mod docs;
 pub mod metrics;
 pub mod process;
 pub mod proxy;
