@@ -59,7 +59,8 @@
 //!   shadow); [`admin`] the admin listener and its route table; [`fleet`] the etcd store shared by
 //!   replicas (state, members, election).
 //! - edge: [`app`] wiring for `serve` and `demo`; [`demo`]; `fuzzing` (checks behind the fuzz
-//!   targets). `main.rs` and its `cli` are the only places that use `anyhow`.
+//!   targets; like `tls::testkit`, only in the `testkit` feature that tests, benches and `fuzz/`
+//!   turn on, never in the served library). `main.rs` and its `cli` are the only places that use `anyhow`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -74,7 +75,7 @@ pub mod demo;
 pub mod drain;
 pub mod fast_path;
 pub mod fleet;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod fuzzing;
 pub mod handover;
 pub mod headers;

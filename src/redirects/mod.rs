@@ -28,8 +28,9 @@ mod tests_load;
 #[cfg(test)]
 mod tests_lookup;
 
-/// Crate-internal pieces the fuzzing checks (`crate::fuzzing`) re-use to predict a row's answer.
+/// Crate-internal pieces the inventory and the fuzzing checks (`crate::fuzzing`) re-use.
 pub(crate) mod internals {
+    #[cfg(any(test, feature = "testkit"))]
     pub(crate) use super::csv_load::read_rows;
     pub(crate) use super::normalize::canon_target;
     pub(crate) use super::validate::split_absolute;

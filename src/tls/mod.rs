@@ -40,7 +40,7 @@ mod upstream;
 
 #[cfg(test)]
 mod listener_tests;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 #[cfg(test)]
 mod testutil;
