@@ -209,19 +209,38 @@ impl EtcdClient {
         path: &str,
         body: &Value,
     ) -> Result<Answer, EtcdError> {
+        let (idx, body) = self
+            .first_answering(op, key, |idx| self.call_one(idx, op, key, path, body))
+            .await?;
+        Ok(Answer {
+            endpoint: self.inner.endpoints[idx].clone(),
+            body,
+        })
+    }
+
+    /// Tries the endpoints in turn, from the one that answered last, until one answers (an
+    /// etcd error is an answer: the endpoint is up); records connectivity either way. The
+    /// error, when none answers, lists every attempt.
+    async fn first_answering<T, F, Fut>(
+        &self,
+        op: &'static str,
+        key: &[u8],
+        mut attempt: F,
+    ) -> Result<(usize, T), EtcdError>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T, EtcdError>>,
+    {
         let n = self.inner.endpoints.len();
         let start = self.inner.current.load(Ordering::Relaxed);
         let mut attempts = Vec::new();
         for i in 0..n {
             let idx = (start + i) % n;
-            match self.call_one(idx, op, key, path, body).await {
-                Ok(body) => {
+            match attempt(idx).await {
+                Ok(answer) => {
                     self.inner.current.store(idx, Ordering::Relaxed);
                     self.inner.connectivity.record_success();
-                    return Ok(Answer {
-                        endpoint: self.inner.endpoints[idx].clone(),
-                        body,
-                    });
+                    return Ok((idx, answer));
                 }
                 Err(e) if e.is_unreachable() => {
                     tracing::debug!(error = %e, "etcd endpoint failed, trying the next");
@@ -427,28 +446,10 @@ impl EtcdClient {
         path: &str,
         body: &Value,
     ) -> Result<(String, Incoming), EtcdError> {
-        let n = self.inner.endpoints.len();
-        let start = self.inner.current.load(Ordering::Relaxed);
-        let mut attempts = Vec::new();
-        for i in 0..n {
-            let idx = (start + i) % n;
-            match self.open_one(idx, op, key, path, body).await {
-                Ok(stream) => {
-                    self.inner.current.store(idx, Ordering::Relaxed);
-                    self.inner.connectivity.record_success();
-                    return Ok((self.inner.endpoints[idx].clone(), stream));
-                }
-                Err(e) if e.is_unreachable() => attempts.push(e),
-                Err(e) => return Err(e),
-            }
-        }
-        let err = EtcdError::Unreachable {
-            op,
-            key: show_key(key),
-            attempts,
-        };
-        self.inner.connectivity.record_failure(&err.to_string());
-        Err(err)
+        let (idx, stream) = self
+            .first_answering(op, key, |idx| self.open_one(idx, op, key, path, body))
+            .await?;
+        Ok((self.inner.endpoints[idx].clone(), stream))
     }
 
     async fn open_one(
