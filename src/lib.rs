@@ -27,14 +27,15 @@
 //! clients   upstream shadow rollout
 //! domain    routing redirects inventory
 //! policy    headers
-//! wire      http1 tls body timer background values
+//! wire      http1 tls body timer background values retry
 //! ```
 //!
 //! What each owns (and so where a change goes):
 //! - wire: [`http1`] head parsing and writing, and the smuggling defences (its doc is where to
 //!   read them); [`tls`] rustls for shoppers and storefronts; [`body`] streaming bodies with idle
 //!   bounds; [`timer`] hyper's timer; [`background`] low-priority threads for reload work;
-//!   [`values`] the config's human values (durations, sizes, shares) and human times.
+//!   [`retry`] the one backoff policy of background calls; [`values`] the config's human
+//!   values (durations, sizes, shares) and human times.
 //! - policy: [`headers`] what is added, stripped and forwarded between shopper and storefront.
 //! - domain, pure libraries with their tests beside them: [`routing`] (rules, the split, the
 //!   cohort cookie, pins, the staff override: `decide(&Table, &RequestView)`), [`redirects`]
@@ -86,6 +87,7 @@ pub mod proxy;
 pub mod redirects;
 pub mod reload;
 pub mod response;
+pub mod retry;
 pub mod rollout;
 pub mod routing;
 pub mod server;

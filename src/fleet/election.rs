@@ -15,7 +15,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::etcd::{EtcdClient, EtcdError, EventKind, TxnOutcome};
-use super::store::Backoff;
+use super::store::backoff;
+use crate::retry::Backoff;
 
 /// A running candidacy; see the module doc. Dropping it stops campaigning without resigning
 /// (like a crash: the lease expires after its TTL).
@@ -117,7 +118,7 @@ impl Candidate {
     }
 
     async fn run(self) {
-        let mut backoff = Backoff::new();
+        let mut backoff = backoff();
         loop {
             let lease = match self.client.lease_grant(self.ttl).await {
                 Ok(l) => l,

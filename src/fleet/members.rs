@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::connectivity::unix_ms;
 use super::etcd::{EtcdClient, EtcdError};
-use super::store::Backoff;
+use super::store::backoff;
 
 /// What a replica says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,7 +166,7 @@ async fn keep_registered(
     mut applied: watch::Receiver<u64>,
     lease_slot: Arc<AtomicI64>,
 ) {
-    let mut backoff = Backoff::new();
+    let mut backoff = backoff();
     let tick = ttl / 3;
     loop {
         let lease = match client.lease_grant(ttl).await {

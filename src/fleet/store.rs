@@ -10,6 +10,7 @@
 //! `tokio::sync::watch` channel. Each value is the whole state, so a slow applier that only sees
 //! the newest one has lost nothing.
 
+use crate::retry::Backoff;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -293,26 +294,13 @@ impl Drop for StateWatcher {
     }
 }
 
-/// Pauses between failed attempts: short at first so a blip heals fast, capped so an outage
-/// costs one attempt every two seconds.
-pub(crate) struct Backoff(Duration);
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-    pub(crate) async fn wait(&mut self) {
-        let jitter = Duration::from_millis(fastrand::u64(0..=self.0.as_millis() as u64 / 4));
-        tokio::time::sleep(self.0 + jitter).await;
-        self.0 = (self.0 * 2).min(Duration::from_secs(2));
-    }
-    pub(crate) fn reset(&mut self) {
-        self.0 = Duration::from_millis(100);
-    }
+/// The fleet's pauses between failed etcd attempts: 100 ms doubling to 2 s.
+pub(crate) fn backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(2))
 }
 
 async fn watch_loop(store: Arc<FleetStore>, tx: watch::Sender<Option<Versioned>>) {
-    let mut backoff = Backoff::new();
+    let mut backoff = backoff();
     loop {
         // (Re)start from a read: at the start, and when etcd compacted the history we needed.
         let revision = match store.read().await {

@@ -4,6 +4,7 @@
 //! them in order with a timeout and retries. When the channel is full (a hanging webhook, a burst)
 //! the event is dropped and counted; the rollout is never held up by its news.
 
+use crate::retry::Backoff;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,7 +167,7 @@ async fn run(
                 continue;
             }
         };
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         let mut attempt = 0u32;
         loop {
             match post(&client, &webhook, body.clone()).await {
@@ -183,8 +184,7 @@ async fn run(
                     tracing::debug!(url = %webhook.url, attempt = attempt + 1, error = %message, "rollout webhook: retrying");
                     attempt += 1;
                     stats.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff.wait().await;
                 }
             }
         }
