@@ -15,6 +15,8 @@
 //! file change, then one snapshot swap; the data plane only ever loads snapshots, so nothing
 //! here can block it. Compiles run on blocking threads, one at a time.
 
+// console: the web page on the admin listener and its time series.
+pub mod console;
 // fleet: operator state shared through etcd.
 pub mod fleet;
 pub mod paths;
@@ -406,6 +408,8 @@ pub fn routes(control: Arc<Control>) -> Router {
     );
     // shadow:
     router = shadow::routes(router, &control);
+    // console:
+    router = console::routes(router, &control);
     router
 }
 
