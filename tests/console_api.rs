@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use support::admin::request_fresh;
 use support::stores::StatusStore;
+use support::upstream::free_port;
 use support::{wait_for, ProxyProcess, TempConfig, SLOW_WAIT};
 
 fn config(old: &StatusStore, new: &StatusStore) -> String {
@@ -192,4 +193,65 @@ async fn the_time_series_follows_traffic_per_storefront() {
         "{quiet}"
     );
     proxy.stop().await;
+}
+
+/// `cutover demo` names the console before anything else, and the URL it names serves it.
+#[tokio::test]
+async fn the_demo_prints_the_console_first() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let [proxy, admin, old, new] = [free_port(), free_port(), free_port(), free_port()];
+    let dir = support::Dir::new();
+    let cfg = dir.write(
+        "demo.toml",
+        &format!(
+            "[[listener]]\naddress = \"127.0.0.1:{proxy}\"\n\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\n\
+             [storefront.old]\nupstream = \"http://127.0.0.1:{old}\"\n\n\
+             [storefront.new]\nupstream = \"http://127.0.0.1:{new}\"\n\n[split]\nnew_share = 10\n"
+        ),
+    );
+    let mut demo = Command::new(support::process::binary())
+        .arg("demo")
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("CUTOVER_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cutover demo");
+    let stdout = demo.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let urls = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .skip_while(|l| !l.starts_with("cutover demo is running"))
+            .skip(1)
+            .find(|l| l.contains("http://"));
+        let _ = tx.send(urls);
+    });
+    let first = rx.recv_timeout(SLOW_WAIT);
+    let page = request_fresh(
+        SocketAddr::from(([127, 0, 0, 1], admin)),
+        Method::GET,
+        "/",
+        &[],
+        None,
+    )
+    .await;
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let first = first
+        .expect("the demo printed its URLs")
+        .expect("a URL line");
+    assert_eq!(
+        first,
+        format!("  the console (watch, steer): http://127.0.0.1:{admin}/")
+    );
+    let (status, headers, body) = page.expect("the console answers");
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.contains_key("content-security-policy"));
+    assert!(String::from_utf8_lossy(&body).contains("<title>cutover console</title>"));
 }

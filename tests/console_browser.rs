@@ -27,6 +27,14 @@ const TOKEN: &str = "console-test-token";
 const ATTRIBUTE_URL: &str = "/x\"onmouseover=\"window.pwned=1";
 /// A markup URL as a browser sends it (percent-encoded): what lands in the reports.
 const SCRIPT_URL: &str = "/%3Cscript%3Ewindow.pwned=1%3C/script%3E";
+/// Raw markup does get through in a `Host` header, which per-host missed redirects keep as sent:
+/// an element that runs script the moment it is parsed as HTML, and a script element.
+const MARKUP_HOSTS: [&str; 2] = [
+    "<img src=x onerror=\"window.pwned=1\">",
+    "<script>window.pwned=1</script>",
+];
+/// The page new lacks that the markup hosts ask for.
+const MISSING: &str = "/missing-page";
 /// The whole browser run, restart included; generous for a shared two-core machine.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(150);
 
@@ -65,6 +73,9 @@ storefront_response_header = true
 name = "plan"
 file = "plan.csv"
 
+[redirect_misses]
+per_host = true
+
 [inventory]
 enabled = true
 
@@ -76,11 +87,11 @@ sample = 1.0
     )
 }
 
-/// Sends `path` through the proxy on a raw connection (a browser would percent-encode a `"`; a
-/// crawler or an attacker need not) pinned to `side`, and returns the status.
-async fn raw_get(addr: SocketAddr, path: &str, side: &str) -> u16 {
+/// Sends `path` for `host` through the proxy on a raw connection (a browser would
+/// percent-encode a `"`; a crawler or an attacker need not) pinned to `side`; returns the status.
+async fn raw_get(addr: SocketAddr, host: &str, path: &str, side: &str) -> u16 {
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: shop.test\r\nx-cutover-force: {side}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nx-cutover-force: {side}\r\nConnection: close\r\n\r\n"
     );
     let (resps, _) = exchange(addr, req.as_bytes()).await;
     resps.first().map_or(0, |r| r.status)
@@ -98,7 +109,7 @@ async fn the_console_in_chromium_watches_steers_and_survives_a_restart() {
     );
     let old = StatusStore::start("old").await;
     // New lacks the two odd URLs: they become missed redirects and `missing_on_new` mismatches.
-    let new = path_store("new", &[ATTRIBUTE_URL, SCRIPT_URL]).await;
+    let new = path_store("new", &[ATTRIBUTE_URL, SCRIPT_URL, MISSING]).await;
     let dir = Dir::new();
     let (proxy_port, admin_port) = (free_port(), free_port());
     let cfg = config(
@@ -112,15 +123,19 @@ async fn the_console_in_chromium_watches_steers_and_survives_a_restart() {
     let addr = proxy.as_ref().unwrap().addr;
 
     // Markup in a raw request target is refused before it reaches anything.
+    let shop = "shop.test";
     assert_eq!(
-        raw_get(addr, "/<script>window.pwned=1</script>", "new").await,
+        raw_get(addr, shop, "/<script>window.pwned=1</script>", "new").await,
         400
     );
     for url in [ATTRIBUTE_URL, SCRIPT_URL] {
         // On new: no plan entry, 404 -> a missed redirect. On old: 200, copied to new (404)
         // -> a shadow mismatch, and an old-store URL in the inventory.
-        assert_eq!(raw_get(addr, url, "new").await, 404, "{url} on new");
-        assert_eq!(raw_get(addr, url, "old").await, 200, "{url} on old");
+        assert_eq!(raw_get(addr, shop, url, "new").await, 404, "{url} on new");
+        assert_eq!(raw_get(addr, shop, url, "old").await, 200, "{url} on old");
+    }
+    for host in MARKUP_HOSTS {
+        assert_eq!(raw_get(addr, host, MISSING, "new").await, 404, "{host}");
     }
 
     let mut child = Command::new("python3")
@@ -130,6 +145,7 @@ async fn the_console_in_chromium_watches_steers_and_survives_a_restart() {
         .env("ADMIN_TOKEN", TOKEN)
         .env("ATTRIBUTE_URL", ATTRIBUTE_URL)
         .env("SCRIPT_URL", SCRIPT_URL)
+        .env("MARKUP_HOSTS", MARKUP_HOSTS.join("\n"))
         .env("FIRST_PID", proxy.as_ref().unwrap().pid.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

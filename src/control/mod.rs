@@ -8,6 +8,8 @@
 //! | POST | `/admin/evacuate/{storefront}` | release pins to it issued until now |
 //! | POST | `/admin/reload` | reload the config file now (like SIGHUP) |
 //! | POST | `/admin/upgrade` | start a successor process with our sockets, then drain |
+//! | GET | `/`, `/console.js`, `/console.css` | the console page ([`console`]) |
+//! | GET | `/admin/timeseries` | per-storefront requests/s, error and 404 ratios, p95, last 10 min |
 //!
 //! Reads are GET; mutations are PUT/POST only (a GET on them is 405), need the bearer token
 //! (401) or, without one configured, a loopback peer (403), take JSON bodies of at most 64 KiB

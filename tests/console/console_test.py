@@ -3,7 +3,7 @@
 Asserts on text and state, never pixels, and waits with Playwright's bounded waits, never sleeps.
 Talks to its test over stdout/stdin: prints STOP and waits for STOPPED, prints START and waits
 for `STARTED <pid>`, prints PASS at the end. Environment: CONSOLE_URL, PROXY_URL, ADMIN_TOKEN,
-ATTRIBUTE_URL, SCRIPT_URL, FIRST_PID.
+ATTRIBUTE_URL, SCRIPT_URL, MARKUP_HOSTS (newline-separated), FIRST_PID.
 """
 
 import os
@@ -19,6 +19,7 @@ PROXY = os.environ["PROXY_URL"]
 TOKEN = os.environ["ADMIN_TOKEN"]
 ATTRIBUTE_URL = os.environ["ATTRIBUTE_URL"]
 SCRIPT_URL = os.environ["SCRIPT_URL"]
+MARKUP_HOSTS = os.environ["MARKUP_HOSTS"].split("\n")
 WAIT_MS = 20_000
 
 
@@ -138,11 +139,15 @@ def main():
         expect(page.locator("#missed td.url", has_text=SCRIPT_URL)).to_have_count(1)
         expect(page.locator("#shadow-kinds")).to_contain_text(ATTRIBUTE_URL)
         expect(page.locator("#inventory-rows")).to_contain_text("onmouseover")
-        for cell in page.locator("td.url", has_text="onmouseover").all():
+        for host in MARKUP_HOSTS:
+            # Per-host missed redirects keep the Host header as sent: raw markup, shown as text.
+            expect(page.locator("#missed td", has_text=host)).to_have_count(1)
+        for cell in page.locator("td", has_text="onmouseover").all():
             cell.hover()
         assert page.evaluate("typeof window.pwned") == "undefined"
-        assert page.locator("[onmouseover]").count() == 0
+        assert page.locator("[onmouseover], [onerror]").count() == 0
         assert page.evaluate("document.scripts.length") == 1
+        assert page.evaluate("document.images.length") == 0
         say("markup shown as text")
 
         # 5. Readable on a phone, and dark by the system setting.

@@ -174,14 +174,15 @@
   function renderStorefronts(status) {
     const split = status.split;
     const side = (name) => (name === split.from ? 'old' : name === split.to ? 'new' : 'other');
-    const rows = status.storefronts.map((s) => {
+    const order = (s) => (s.name === split.from ? 0 : s.name === split.to ? 1 : 2);
+    const rows = status.storefronts.slice().sort((a, b) => order(a) - order(b)).map((s) => {
       const evacuate = el('button', { type: 'button', text: 'Evacuate ' + s.name + '\u2026' });
       evacuate.addEventListener('click', () => lever(
         'Evacuate ' + s.name + ': release every pin to it issued until now? Shoppers pinned there are routed by the share again.',
         'POST', '/admin/evacuate/' + encodeURIComponent(s.name)));
       return el('tr', { 'data-storefront': s.name },
-        el('th', { scope: 'row', cls: 'side-' + side(s.name), text: s.name + ' (' + side(s.name) + ')' }),
-        el('td', { cls: 'url', text: s.upstream }),
+        el('th', { scope: 'row', cls: 'side-' + side(s.name) }, s.name, ' ', el('small', { text: '(' + side(s.name) + ' side)' })),
+        el('td', { cls: 'mono', text: s.upstream }),
         metricCell(String(s.responses), 'cutover_requests_total', 'responses'),
         metricCell(String(s.responses_5xx), 'cutover_requests_total{status_class="5xx"}'),
         metricCell(String(s.upstream_errors) + (s.upstream_errors_by_kind.length ? ' (' +
