@@ -61,7 +61,7 @@ class Traffic(threading.Thread):
 
 
 def responses(page, storefront):
-    text = page.locator(f'tr[data-storefront="{storefront}"] td.responses span').first.text_content()
+    text = page.locator(f'tr[data-storefront="{storefront}"] td.responses').first.text_content()
     return int(text)
 
 
@@ -93,7 +93,7 @@ def main():
         before = {sf: responses(page, sf) for sf in ("old", "new")}
         page.wait_for_function(
             """(b) => ['old', 'new'].every((sf) => Number(document.querySelector(
-                 `tr[data-storefront="${sf}"] td.responses span`).textContent) > b[sf])""",
+                 `tr[data-storefront="${sf}"] td.responses`).textContent) > b[sf])""",
             arg=before,
         )
         page.wait_for_function(
@@ -101,6 +101,9 @@ def main():
                  `[data-fig="requests_per_second"][data-side="${side}"]`).textContent) > 0)"""
         )
         expect(page.locator(".card", has_text="Requests/s")).to_contain_text("cutover_requests_total")
+        # Every number names the series Grafana shows it from.
+        expect(page.locator("#storefronts thead")).to_contain_text("cutover_requests_in_flight")
+        expect(page.locator("tr[data-storefront=new] td.responses")).to_have_attribute("title", "cutover_requests_total")
         say("figures move")
 
         # 2. A wrong token is refused, and the page says so; nothing changes.

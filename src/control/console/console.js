@@ -23,12 +23,12 @@
     for (const c of children) if (c !== null && c !== undefined) e.append(c);
     return e;
   }
-  // A cell whose caption names the Prometheus series the number comes from.
-  function metricCell(value, metric, cls) {
-    return el('td', { title: metric, cls }, el('span', { text: value }), el('span', { cls: 'metric', text: metric }));
-  }
+  // `headers`: a label, or [label, metric] for a column whose numbers come from one series.
   function table(id, headers, rows) {
-    const head = el('thead', {}, el('tr', {}, ...headers.map((h) => el('th', { scope: 'col', text: h }))));
+    const th = (h) => (Array.isArray(h)
+      ? el('th', { scope: 'col', title: h[1] }, h[0], el('span', { cls: 'metric', text: h[1] }))
+      : el('th', { scope: 'col', text: h }));
+    const head = el('thead', {}, el('tr', {}, ...headers.map(th)));
     const body = el('tbody', {}, ...rows);
     if (rows.length === 0) body.append(el('tr', {}, el('td', { colspan: headers.length, cls: 'muted', text: 'none yet' })));
     $(id).replaceChildren(head, body);
@@ -76,6 +76,9 @@
     const bar = $('share-bar');
     const o = el('span', { cls: 'old', text: s.from + ' (old) ' + (100 - onNew).toFixed(2) + '%' });
     const n = el('span', { cls: 'new', text: s.to + ' (new) ' + onNew.toFixed(2) + '%' });
+    // A sliver too narrow for its label keeps it in the accessible name and the text below.
+    if (100 - onNew < 8) o.textContent = '';
+    if (onNew < 8) n.textContent = '';
     o.style.width = (100 - onNew) + '%';
     n.style.width = onNew + '%';
     bar.replaceChildren(o, n);
@@ -102,12 +105,13 @@
       return el('li', { 'data-current': current, text: share + '%' + (current ? ' (current)' : '') });
     });
     $('rollout-steps').replaceChildren(...steps);
-    table('rollout-verdicts', ['gate', 'result', 'old', 'new', 'limit', 'requests old / new'],
+    table('rollout-verdicts', ['gate', ['result', 'cutover_rollout_verdicts_total'], ['old', 'cutover_rollout_gate_value{side="old"}'],
+      ['new', 'cutover_rollout_gate_value{side="new"}'], ['limit', 'cutover_rollout_gate_value{side="limit"}'], 'requests old / new'],
       (st.last_verdicts || []).map((v) => el('tr', {},
         el('td', { text: v.gate }),
         el('td', { cls: v.result === 'fail' ? 'fail' : v.result === 'pass' ? 'pass' : '', text: v.result }),
-        metricCell(num(v.old, 4), 'cutover_rollout_gate_value{side="old"}'),
-        metricCell(num(v.new, 4), 'cutover_rollout_gate_value{side="new"}'),
+        el('td', { text: num(v.old, 4) }),
+        el('td', { text: num(v.new, 4) }),
         el('td', { text: num(v.limit, 4) }),
         el('td', { text: num(v.old_requests, 0) + ' / ' + num(v.new_requests, 0) }))));
   }
@@ -183,15 +187,17 @@
       return el('tr', { 'data-storefront': s.name },
         el('th', { scope: 'row', cls: 'side-' + side(s.name) }, s.name, ' ', el('small', { text: '(' + side(s.name) + ' side)' })),
         el('td', { cls: 'mono', text: s.upstream }),
-        metricCell(String(s.responses), 'cutover_requests_total', 'responses'),
-        metricCell(String(s.responses_5xx), 'cutover_requests_total{status_class="5xx"}'),
-        metricCell(String(s.upstream_errors) + (s.upstream_errors_by_kind.length ? ' (' +
-          s.upstream_errors_by_kind.map((k) => k[0] + ' ' + k[1]).join(', ') + ')' : ''), 'cutover_upstream_errors_total'),
-        metricCell(String(s.in_flight), 'cutover_requests_in_flight'),
+        el('td', { cls: 'responses', title: 'cutover_requests_total', text: String(s.responses) }),
+        el('td', { title: 'cutover_requests_total{status_class="5xx"}', text: String(s.responses_5xx) }),
+        el('td', { title: 'cutover_upstream_errors_total', text: String(s.upstream_errors) + (s.upstream_errors_by_kind.length ? ' (' +
+          s.upstream_errors_by_kind.map((k) => k[0] + ' ' + k[1]).join(', ') + ')' : '') }),
+        el('td', { title: 'cutover_requests_in_flight', text: String(s.in_flight) }),
         el('td', { text: s.evacuated_at ? when(s.evacuated_at) + ' (' + s.evacuated_at_source + ')' : 'no' }),
         el('td', {}, evacuate));
     });
-    table('storefronts', ['storefront', 'upstream', 'responses', '5xx', 'upstream errors', 'in flight', 'evacuated', ''], rows);
+    table('storefronts', ['storefront', 'upstream', ['responses', 'cutover_requests_total'],
+      ['5xx', 'cutover_requests_total{status_class="5xx"}'], ['upstream errors', 'cutover_upstream_errors_total'],
+      ['in flight', 'cutover_requests_in_flight'], 'evacuated', 'lever'], rows);
   }
 
   // ---- redirects ------------------------------------------------------------------------------
@@ -206,9 +212,10 @@
     return sum;
   }
   function renderRedirects(status, missed, metricsText) {
-    table('redirect-tables', ['table', 'file', 'entries', 'loaded at generation'], status.redirects.map((r) => el('tr', {},
+    table('redirect-tables', ['table', 'file', ['entries', 'cutover_redirect_table_entries'],
+      ['loaded at generation', 'cutover_redirect_table_generation']], status.redirects.map((r) => el('tr', {},
       el('td', { text: r.name }), el('td', { cls: 'url', text: r.file }),
-      metricCell(String(r.entries), 'cutover_redirect_table_entries'), el('td', { text: String(r.loaded_generation) }))));
+      el('td', { text: String(r.entries) }), el('td', { text: String(r.loaded_generation) }))));
     if (typeof metricsText === 'string') {
       const served = metricSum(metricsText, 'cutover_redirects_served_total');
       const misses = metricSum(metricsText, 'cutover_redirect_misses_total');
