@@ -106,7 +106,20 @@ def main():
         expect(page.locator("tr[data-storefront=new] td.responses")).to_have_attribute("title", "cutover_requests_total")
         say("figures move")
 
-        # 2. A wrong token is refused, and the page says so; nothing changes.
+        # Features that are off have no section: no [rollout], no [fleet] here.
+        expect(page.locator("#rollout")).to_be_hidden()
+        expect(page.locator("#fleet")).to_be_hidden()
+        expect(page.locator("#shadow")).to_be_visible()
+
+        # 2. Escape cancels a lever and sends nothing; no token and a wrong token are refused,
+        # and the page says so; nothing changes.
+        page.fill("#share-input", "100")
+        page.click("#share-form button[type=submit]")
+        expect(page.locator("#confirm")).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(page.locator("#result")).to_have_text("cancelled: nothing was sent")
+        set_share(page, 100)
+        expect(page.locator("#result")).to_contain_text("refused (401): this admin API needs `Authorization: Bearer <token>`")
         page.fill("#token", "not-the-token")
         page.click("#token-form button[type=submit]")
         set_share(page, 100)
