@@ -81,6 +81,23 @@ enabled = true
 
 [shadow]
 sample = 1.0
+
+# A rollout for the page's levers only: an hour between evaluations, so it never moves itself.
+[rollout]
+steps = [10, 50, 100]
+min_hold = "1h"
+interval = "1h"
+window = "5m"
+min_requests = 200
+failure_limit = 3
+action = "pause"
+evacuate_new = false
+mode = "enforce"
+inconclusive_timeout = "2h"
+
+[rollout.gates.error_ratio]
+max_vs_old = 2.0
+max_delta = 0.01
 "#,
             key = support::KEY,
         ),

@@ -106,9 +106,9 @@ def main():
         expect(page.locator("tr[data-storefront=new] td.responses")).to_have_attribute("title", "cutover_requests_total")
         say("figures move")
 
-        # Features that are off have no section: no [rollout], no [fleet] here.
-        expect(page.locator("#rollout")).to_be_hidden()
+        # A feature that is off has no section: no [fleet] here.
         expect(page.locator("#fleet")).to_be_hidden()
+        expect(page.locator("#rollout-state")).to_contain_text("phase idle")
         expect(page.locator("#shadow")).to_be_visible()
 
         # 2. Escape cancels a lever and sends nothing; no token and a wrong token are refused,
@@ -176,15 +176,38 @@ def main():
         page.emulate_media(color_scheme="light")
         say("phone and dark ok")
 
-        # 6. A proxy restart: the page says it is disconnected, then reconnects by itself.
+        # 6. The other levers, each confirmed, each with its visible result.
+        def lever(button, result):
+            page.click(button)
+            expect(page.locator("#confirm")).to_be_visible()
+            page.click("#confirm-yes")
+            expect(page.locator("#result")).to_contain_text(result)
+            expect(page.locator("#result")).to_have_attribute("data-kind", "ok")
+
+        lever("[data-rollout=start]", "start: rollout started at step 1/3 (10%)")
+        expect(page.locator("#rollout-steps li[data-current]")).to_have_text("10% (current)")
+        expect(page.locator("#share-text")).to_contain_text("Share on new (new): 10.00%")
+        lever("[data-rollout=pause]", "pause:")
+        expect(page.locator("#rollout-state")).to_contain_text("phase paused")
+        lever("[data-rollout=resume]", "resume:")
+        expect(page.locator("#rollout-state")).to_contain_text("phase running")
+        lever("[data-rollout=abort]", "abort:")
+        expect(page.locator("#share-text")).to_contain_text("Share on new (new): 0.00%")
+        lever("tr[data-storefront=new] button", "evacuated new, generation")
+        expect(page.locator("tr[data-storefront=new] td.evacuated")).to_contain_text("(override)")
+        expect(page.locator("tr[data-storefront=old] td.evacuated")).to_have_text("no")
+        lever("#reload", "reloaded: generation")
+        say("levers")
+
+        # 7. A proxy restart: the page says it is disconnected, then reconnects by itself.
         ask("STOP", "STOPPED")
         expect(page.locator("#conn")).to_have_attribute("data-state", "disconnected")
         expect(page.locator("#conn")).to_contain_text("disconnected, retrying")
         pid = ask("START", "STARTED").split()[1]
         expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
         expect(page.locator("#proc")).to_contain_text("pid " + pid)
-        # The share set through the page survived the restart (state file).
-        expect(page.locator("#share-text")).to_contain_text("Share on new (new): 100.00%")
+        # What was set through the page survived the restart (state files).
+        expect(page.locator("#share-text")).to_contain_text("Share on new (new): 0.00%")
         say("reconnected")
 
         assert not errors, f"errors in the page: {errors}"

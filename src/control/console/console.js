@@ -192,7 +192,7 @@
         el('td', { title: 'cutover_upstream_errors_total', text: String(s.upstream_errors) + (s.upstream_errors_by_kind.length ? ' (' +
           s.upstream_errors_by_kind.map((k) => k[0] + ' ' + k[1]).join(', ') + ')' : '') }),
         el('td', { title: 'cutover_requests_in_flight', text: String(s.in_flight) }),
-        el('td', { text: s.evacuated_at ? when(s.evacuated_at) + ' (' + s.evacuated_at_source + ')' : 'no' }),
+        el('td', { cls: 'evacuated', text: s.evacuated_at ? when(s.evacuated_at) + ' (' + s.evacuated_at_source + ')' : 'no' }),
         el('td', {}, evacuate));
     });
     table('storefronts', ['storefront', 'upstream', ['responses', 'cutover_requests_total'],
