@@ -378,12 +378,16 @@ async fn run_demo(config: Option<PathBuf>, tls: bool) -> anyhow::Result<bool> {
         println!("  the shop over HTTPS:         https://{https}/   (curl -k, or --cacert the certificate)");
     }
     println!("\ncutover demo is running ({}).", path.display());
+    // console: the page to watch and steer the migration comes first.
+    if let Some(admin) = app.admin_address {
+        println!("  the console (watch, steer): http://{admin}/");
+    }
     println!("  the shop, through cutover:  http://{proxy}/");
     for (name, addr) in &stores {
         println!("  {name:<6} store directly:     http://{addr}/");
     }
     if let Some(admin) = app.admin_address {
-        println!("  admin (metrics, health):    http://{admin}/");
+        println!("  admin (metrics, health):    http://{admin}/metrics");
     }
     println!(
         "\nTry:\n  curl -si http://{proxy}/ | grep -i -e x-cutover -e set-cookie      # which store, and your cohort cookie\n  \

@@ -8,6 +8,8 @@
 //! | POST | `/admin/evacuate/{storefront}` | release pins to it issued until now |
 //! | POST | `/admin/reload` | reload the config file now (like SIGHUP) |
 //! | POST | `/admin/upgrade` | start a successor process with our sockets, then drain |
+//! | GET | `/`, `/console.js`, `/console.css` | the console page ([`console`]) |
+//! | GET | `/admin/timeseries` | per-storefront requests/s, error and 404 ratios, p95, last 10 min |
 //!
 //! Reads are GET; mutations are PUT/POST only (a GET on them is 405), need the bearer token
 //! (401) or, without one configured, a loopback peer (403), take JSON bodies of at most 64 KiB
@@ -15,6 +17,8 @@
 //! file change, then one snapshot swap; the data plane only ever loads snapshots, so nothing
 //! here can block it. Compiles run on blocking threads, one at a time.
 
+// console: the web page on the admin listener and its time series.
+pub mod console;
 // fleet: operator state shared through etcd.
 pub mod fleet;
 pub mod paths;
@@ -406,6 +410,8 @@ pub fn routes(control: Arc<Control>) -> Router {
     );
     // shadow:
     router = shadow::routes(router, &control);
+    // console:
+    router = console::routes(router, &control);
     router
 }
 

@@ -50,3 +50,12 @@ pub const SHADOW: &str = "/shadow";
 pub const SHADOW_CLEAR: &str = "/shadow/clear";
 /// `GET`: the 404 fallback's outcomes and the URLs old served because new lacked them.
 pub const FALLBACK: &str = "/fallback";
+// console: the page on the admin listener (control::console).
+/// `GET`: the cutover console (HTML).
+pub const CONSOLE: &str = "/";
+/// `GET`: the console's script.
+pub const CONSOLE_JS: &str = "/console.js";
+/// `GET`: the console's style sheet.
+pub const CONSOLE_CSS: &str = "/console.css";
+/// `GET`: per-storefront requests/s, error and 404 ratios and p95 of the last minutes (JSON).
+pub const TIMESERIES: &str = "/admin/timeseries";
