@@ -31,7 +31,17 @@ const PLAN: &str = "steps = [10, 20, 30, 40, 50, 60, 70, 80, 90]\nmin_hold = \"4
     [rollout.gates.error_ratio]\nmax_vs_old = 2.0\nmax_delta = 0.05\n";
 
 fn replica(old: &FlakyStore, new: &FlakyStore, etcd: &str, id: &str) -> ProxyProcess {
-    let text = config(old, new, 0.0, PLAN)
+    replica_with(old, new, etcd, id, PLAN)
+}
+
+fn replica_with(
+    old: &FlakyStore,
+    new: &FlakyStore,
+    etcd: &str,
+    id: &str,
+    plan: &str,
+) -> ProxyProcess {
+    let text = config(old, new, 0.0, plan)
         + &format!(
             "\n[fleet]\netcd = [\"{etcd}\"]\nprefix = \"{PREFIX}\"\nid = \"{id}\"\n\
              lease_ttl = \"3s\"\nstart_timeout = \"3s\"\nrequest_timeout = \"1s\"\n"
@@ -180,6 +190,29 @@ async fn the_leader_killed_mid_step_another_replica_continues_the_same_step() {
     let st: Value = serde_json::from_str(&status_text).unwrap();
     assert_eq!(st["fleet"]["leader_id"], leader, "{st:#}");
 
+    // `cutover status --fleet` and `cutover status` name the replica that drives the rollout.
+    let out = std::process::Command::new(support::process::binary())
+        .args(["status", "--fleet", "--admin", &follower.to_string()])
+        .env_remove("CUTOVER_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("leader {leader} (drives the rollout)")),
+        "{text}"
+    );
+    assert!(text.contains("rollout: running at step"), "{text}");
+    let out = std::process::Command::new(support::process::binary())
+        .args(["status", "--admin", &follower.to_string()])
+        .env_remove("CUTOVER_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("rollout driven by {leader}")),
+        "{text}"
+    );
+
     // Mid-step (min_hold 4 s): kill -9 the leader.
     let kill_ms = unix_ms();
     let killed_at = Instant::now();
@@ -296,4 +329,144 @@ async fn the_leader_killed_mid_step_another_replica_continues_the_same_step() {
         );
     }
     drop(dead);
+}
+
+/// etcd down mid-rollout: no replica moves the share alone, a command fails clearly (503,
+/// nothing changed), and once etcd is back the rollout goes on from the same step. A rollout
+/// value in the document that is not a rollout state is reported, not guessed at, and a new
+/// `start` replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_rollout_holds_through_an_etcd_outage_and_reports_a_garbled_state() {
+    use cutover::fleet::etcd::{EtcdClient, EtcdOptions};
+    use cutover::fleet::FleetStore;
+    let Some(mut etcd) = EtcdServer::start() else {
+        return;
+    };
+    let (old, new) = (
+        FlakyStore::start("old").await,
+        FlakyStore::start("new").await,
+    );
+    let ep = etcd.endpoint();
+    // A long hold: the step does not change during the test unless an operator acts.
+    let plan = PLAN.replace("min_hold = \"4s\"", "min_hold = \"1h\"");
+    assert_ne!(plan, PLAN);
+    let r: Vec<ProxyProcess> = ["a", "b"]
+        .iter()
+        .map(|id| replica_with(&old, &new, &ep, id, &plan))
+        .collect();
+    let admins: Vec<SocketAddr> = r.iter().map(|p| p.admin).collect();
+    for a in &admins {
+        wait_for(
+            "the plan in force and a leader known",
+            SLOW_WAIT,
+            || async {
+                rollout(*a)
+                    .await
+                    .is_some_and(|v| v["configured"] == true && v["fleet"]["leader"].is_string())
+            },
+        )
+        .await;
+    }
+    let fingerprints: Vec<Value> = {
+        let mut out = Vec::new();
+        for a in &admins {
+            out.push(rollout(*a).await.unwrap()["plan_fingerprint"].clone());
+        }
+        out
+    };
+    assert_eq!(fingerprints[0], fingerprints[1], "one plan in the fleet");
+    let (s, body) = admin(admins[1], Method::POST, "/admin/rollout/start", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let started = rollout(admins[1]).await.unwrap();
+    let since = started["state"]["step_since_ms"].clone();
+    for a in &admins {
+        wait_for("10% everywhere", SLOW_WAIT, || async {
+            support::admin::share(*a).await == 10.0
+        })
+        .await;
+    }
+
+    etcd.stop();
+    for a in &admins {
+        wait_for("etcd seen unreachable", SLOW_WAIT, || async {
+            try_status(*a)
+                .await
+                .is_some_and(|v| v["fleet"]["connected"] == false)
+        })
+        .await;
+    }
+    for a in &admins {
+        let (s, body) = admin(*a, Method::POST, "/admin/rollout/pause", None, None).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            body.contains("unreachable") && body.contains("nothing was changed"),
+            "{body}"
+        );
+        assert_eq!(
+            support::admin::share(*a).await,
+            10.0,
+            "no replica moved alone"
+        );
+        let v = rollout(*a).await.unwrap();
+        assert_eq!(phase(&v), "running", "{v:#}");
+        assert_eq!(step(&v), 0, "{v:#}");
+    }
+
+    etcd.restart();
+    wait_for("a leader again after etcd's restart", SLOW_WAIT, || async {
+        for a in &admins {
+            if try_status(*a)
+                .await
+                .is_some_and(|v| v["fleet"]["leader"] == true)
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let (s, body) = wait_for("pause accepted once etcd answers", SLOW_WAIT, || async {
+        let (s, body) = admin(admins[0], Method::POST, "/admin/rollout/pause", None, None).await;
+        (s != StatusCode::SERVICE_UNAVAILABLE).then_some((s, body))
+    })
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    for a in &admins {
+        wait_for("both replicas report the pause", SLOW_WAIT, || async {
+            rollout(*a).await.is_some_and(|v| {
+                phase(&v) == "paused" && step(&v) == 0 && v["state"]["step_since_ms"] == since
+            })
+        })
+        .await;
+    }
+
+    // Someone writes a rollout value that is not a rollout state.
+    let store = FleetStore::new(
+        EtcdClient::new(EtcdOptions::new(vec![ep.clone()], Duration::from_secs(1))).unwrap(),
+        PREFIX,
+    );
+    let current = store.read().await.unwrap().0.unwrap();
+    let mut state = current.record.state.clone();
+    state["rollout"] = serde_json::json!({"step": "three"});
+    store.write_state(current.revision, state).await.unwrap();
+    for a in &admins {
+        wait_for("the garbled state reported", SLOW_WAIT, || async {
+            rollout(*a).await.is_some_and(|v| {
+                v["dropped"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("unreadable"))
+                    && phase(&v) == "idle"
+            })
+        })
+        .await;
+        assert_eq!(support::admin::share(*a).await, 10.0, "nothing guessed");
+    }
+    let (s, body) = admin(admins[1], Method::POST, "/admin/rollout/start", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    for a in &admins {
+        wait_for("a fresh start replaces it", SLOW_WAIT, || async {
+            rollout(*a).await.is_some_and(|v| phase(&v) == "running")
+        })
+        .await;
+    }
 }

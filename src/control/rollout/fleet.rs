@@ -238,9 +238,15 @@ impl Driver {
                 Ok(self.apply(events).await)
             }
             Err(e) => {
+                // The engine moved without the write: back to the document's state now, so
+                // what is shown and what the next decision starts from is the fleet's.
                 f.stale = true;
-                if !matches!(e, RolloutWriteError::Moved | RolloutWriteError::NotLeader) {
-                    self.apply_error = Some(e.to_string());
+                self.sync_from_fleet();
+                let shown = leader_only
+                    && !matches!(e, RolloutWriteError::Moved | RolloutWriteError::NotLeader);
+                if shown {
+                    // A command's failure goes back to the operator who sent it.
+                    self.apply_error = Some(format!("evaluation not recorded: {e}"));
                 }
                 Err(e)
             }
