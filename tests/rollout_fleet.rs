@@ -177,6 +177,26 @@ async fn the_leader_killed_mid_step_another_replica_continues_the_same_step() {
         })
         .await;
     }
+    // Every replica exports the fleet's step, its start (annotations) and the gate values.
+    for a in &admins {
+        wait_for(
+            "the metrics follow the fleet's rollout",
+            SLOW_WAIT,
+            || async {
+                let v = rollout(*a).await.unwrap();
+                let (_, m) = admin(*a, Method::GET, "/metrics", None, None).await;
+                let value = |name: &str| {
+                    m.lines()
+                        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+                };
+                let since = v["state"]["step_since_ms"].as_u64().unwrap() as f64 / 1000.0;
+                value("cutover_rollout_step_started_timestamp_seconds") == Some(since)
+                    && value("cutover_rollout_step") == Some((step(&v) + 1) as f64)
+                    && m.contains("cutover_rollout_gate_value{gate=\"error_ratio\",side=\"limit\"}")
+            },
+        )
+        .await;
+    }
     for (i, a) in admins.iter().enumerate() {
         let v = rollout(*a).await.unwrap();
         assert_eq!(v["fleet"]["driving"], i == li, "{v:#}");
