@@ -315,7 +315,7 @@ impl FleetRuntime {
 
     /// Changes the fleet's document: `edit` gets the latest state seen, the result is written
     /// with compare-and-swap on its revision, and the call returns once this replica applied it.
-    /// For admin changes and, later, the rollout's state (`doc.other["rollout"]`).
+    /// For admin changes; the rollout writes through [`FleetRuntime::write_rollout`].
     pub async fn update<T>(
         &self,
         edit: impl FnOnce(&mut FleetDocument) -> T,

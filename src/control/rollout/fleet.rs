@@ -115,9 +115,9 @@ impl Driver {
         self.sync_from_fleet();
         let Some(f) = self.fleet.as_mut() else { return };
         let leading = f.runtime.is_leader();
-        if leading != f.leading {
-            f.leading = leading;
-            let step = self.run.as_ref().map_or(0, |r| r.engine.state().step + 1);
+        let changed = std::mem::replace(&mut f.leading, leading) != leading;
+        if let (true, Some(run)) = (changed, self.run.as_ref()) {
+            let step = run.engine.state().step + 1;
             if leading {
                 tracing::info!(
                     step,

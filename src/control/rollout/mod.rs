@@ -6,6 +6,9 @@
 //! evaluation is due it samples the source, ticks the engine, applies the actions through
 //! [`Reloader::change`] (the very path of `cutover shift`, so stickiness and monotonicity hold),
 //! saves the state beside the state file, exports the metrics and notifies the webhook.
+//!
+//! With `[fleet]` (see `fleet.rs` here) only the fleet's leader evaluates, the state and the
+//! step's share live in the fleet's document instead of the file, and every replica follows it.
 
 pub mod api;
 mod check;
