@@ -445,12 +445,41 @@ async fn a_fleet_rollout_holds_through_an_etcd_outage_and_reports_a_garbled_stat
         false
     })
     .await;
-    let (s, body) = wait_for("pause accepted once etcd answers", SLOW_WAIT, || async {
-        let (s, body) = admin(admins[0], Method::POST, "/admin/rollout/pause", None, None).await;
-        (s != StatusCode::SERVICE_UNAVAILABLE).then_some((s, body))
-    })
-    .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
+    for a in &admins {
+        wait_for("etcd seen again", SLOW_WAIT, || async {
+            try_status(*a)
+                .await
+                .is_some_and(|v| v["fleet"]["connected"] == true)
+        })
+        .await;
+    }
+    // Two operators pause at once on different replicas: one pause is written, the other is
+    // told the rollout is paused already (never two writes of which one is lost).
+    let pause = |a: SocketAddr| async move {
+        wait_for(
+            "a pause that is not refused for etcd",
+            SLOW_WAIT,
+            || async {
+                let (s, body) = admin(a, Method::POST, "/admin/rollout/pause", None, None).await;
+                (s != StatusCode::SERVICE_UNAVAILABLE).then_some((s, body))
+            },
+        )
+        .await
+    };
+    let (first, second) = tokio::join!(pause(admins[0]), pause(admins[1]));
+    let ok = [&first, &second]
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .count();
+    assert_eq!(ok, 1, "exactly one pause is written: {first:?} {second:?}");
+    for (s, body) in [&first, &second] {
+        assert!(
+            *s == StatusCode::OK
+                || (*s == StatusCode::CONFLICT
+                    && (body.contains("it is paused") || body.contains("changed on another"))),
+            "{s} {body}"
+        );
+    }
     for a in &admins {
         wait_for("both replicas report the pause", SLOW_WAIT, || async {
             rollout(*a).await.is_some_and(|v| {

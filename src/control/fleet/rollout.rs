@@ -70,6 +70,14 @@ pub enum RolloutWriteError {
 }
 
 impl RolloutWriteError {
+    /// Another writer got there first: re-reading and deciding again may succeed.
+    pub fn lost_race(&self) -> bool {
+        matches!(
+            self,
+            RolloutWriteError::Moved | RolloutWriteError::Update(UpdateError::Conflict(_))
+        )
+    }
+
     /// The admin API status for it.
     pub fn status(&self) -> http::StatusCode {
         match self {
@@ -109,6 +117,22 @@ impl FleetRuntime {
     /// This replica's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The revision of the document as last delivered by the watcher (0: none yet).
+    pub fn latest_revision(&self) -> i64 {
+        self.latest.borrow().as_ref().map_or(0, |v| v.revision)
+    }
+
+    /// Waits (at most `within`) until the watcher delivered a document newer than `revision`:
+    /// after a write lost to another writer, before deciding again.
+    pub async fn wait_newer_than(&self, revision: i64, within: std::time::Duration) {
+        let mut rx = self.latest.clone();
+        let _ = tokio::time::timeout(
+            within,
+            rx.wait_for(|v| v.as_ref().is_some_and(|v| v.revision > revision)),
+        )
+        .await;
     }
 
     /// The document's rollout value as last delivered by the watcher (`None`: none yet).

@@ -22,8 +22,10 @@ use crate::control::fleet::rollout::{OverrideEdit, RolloutWriteError, SharedRoll
 use crate::control::fleet::FleetRuntime;
 use crate::rollout::engine::{Action, Engine, RolloutState};
 
-/// Times a command is re-run on a fresh copy when an evaluation wrote in between.
+/// Times a command is re-run on a fresh copy when another write landed in between.
 const COMMAND_ATTEMPTS: usize = 3;
+/// How long a command that lost a race waits for the winning write to reach this replica.
+const RACE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The driver's fleet side.
 pub(super) struct FleetSide {
@@ -183,17 +185,27 @@ impl Driver {
         &mut self,
         command: Command,
     ) -> Result<CommandAnswer, DriverError> {
-        let mut last = None;
+        let mut last = RolloutWriteError::Moved;
         for _ in 0..COMMAND_ATTEMPTS {
+            let seen = self
+                .fleet
+                .as_ref()
+                .map_or(0, |f| f.runtime.latest_revision());
             self.sync_from_fleet();
             let actions = self.engine_command(command)?;
             match self.commit(actions, false).await {
                 Ok(messages) => return Ok(self.answer(command, messages)),
-                Err(RolloutWriteError::Moved) => last = Some(RolloutWriteError::Moved),
+                Err(e) if e.lost_race() => {
+                    // Decide again on what the other writer wrote, once it has arrived here.
+                    if let Some(f) = &self.fleet {
+                        f.runtime.wait_newer_than(seen, RACE_WAIT).await;
+                    }
+                    last = e;
+                }
                 Err(e) => return Err(DriverError::Fleet(e)),
             }
         }
-        Err(DriverError::Fleet(last.unwrap_or(RolloutWriteError::Moved)))
+        Err(DriverError::Fleet(last))
     }
 
     /// Writes the engine's state with the actions' share changes; on success notifies and
@@ -242,8 +254,8 @@ impl Driver {
                 // what is shown and what the next decision starts from is the fleet's.
                 f.stale = true;
                 self.sync_from_fleet();
-                let shown = leader_only
-                    && !matches!(e, RolloutWriteError::Moved | RolloutWriteError::NotLeader);
+                let shown =
+                    leader_only && !e.lost_race() && !matches!(e, RolloutWriteError::NotLeader);
                 if shown {
                     // A command's failure goes back to the operator who sent it.
                     self.apply_error = Some(format!("evaluation not recorded: {e}"));
