@@ -232,6 +232,16 @@ async fn the_leader_killed_mid_step_another_replica_continues_the_same_step() {
         text.contains(&format!("rollout driven by {leader}")),
         "{text}"
     );
+    let out = std::process::Command::new(support::process::binary())
+        .args(["rollout", "status", "--admin", &follower.to_string()])
+        .env_remove("CUTOVER_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("driven by: {leader}; this replica")),
+        "{text}"
+    );
 
     // Mid-step (min_hold 4 s): kill -9 the leader.
     let kill_ms = unix_ms();
