@@ -281,7 +281,7 @@ async fn the_leader_killed_mid_step_another_replica_continues_the_same_step() {
     let took_ms = first["state"]["last_evaluation_ms"].as_u64().unwrap() - kill_ms;
     eprintln!(
         "MEASURED: kill -9 of the leader to the new leader's first evaluation: {took_ms} ms \
-         (lease_ttl 3s, poll 1s; observed by the test after {:?})",
+         (lease_ttl 3s; observed by the test after {:?})",
         killed_at.elapsed()
     );
     let new_leader = first["fleet"]["leader"].as_str().unwrap().to_string();

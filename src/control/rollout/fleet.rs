@@ -58,6 +58,17 @@ impl FleetSide {
     }
 }
 
+/// Resolves when the leadership changes; never without a fleet (or once the election ended).
+pub(super) async fn leadership_changed(rx: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    if let Some(r) = rx.as_mut() {
+        if r.changed().await.is_ok() {
+            return;
+        }
+    }
+    *rx = None;
+    std::future::pending::<()>().await;
+}
+
 impl Driver {
     /// The state a new engine starts from in a fleet: the document's.
     pub(super) fn saved_in_fleet(&mut self) -> Option<RolloutState> {

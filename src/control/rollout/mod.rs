@@ -196,8 +196,11 @@ impl Driver {
     async fn run(mut self, mut rx: mpsc::Receiver<(Command, Reply)>) {
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // fleet: a change of leadership is acted on at once, not at the next poll.
+        let mut leadership = self.fleet.as_ref().map(|f| f.runtime.leadership());
         loop {
             tokio::select! {
+                () = fleet::leadership_changed(&mut leadership) => poll.reset_immediately(),
                 msg = rx.recv() => {
                     let Some((command, reply)) = msg else { return };
                     self.follow_plan().await;
