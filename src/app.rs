@@ -190,7 +190,16 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
     // fleet: filled once the fleet's state is applied (below), before readiness.
     let fleet_slot = control::fleet::Slot::default();
     // rollout: the driver follows `[rollout]` (idle without it), with or without an admin API.
-    let rollout = control::rollout::Rollout::spawn(Arc::clone(&reloader), Arc::clone(&metrics));
+    // fleet: in a fleet it drives only on the leader, from the fleet's state, once [fleet] started.
+    let (fleet_started, started) = tokio::sync::oneshot::channel::<()>();
+    let rollout = control::rollout::Rollout::spawn_in_fleet(
+        Arc::clone(&reloader),
+        Arc::clone(&metrics),
+        Arc::clone(&fleet_slot),
+        async move {
+            let _ = started.await;
+        },
+    );
     let admin_address = match admin_listener {
         None => None,
         Some(listener) => {
@@ -225,6 +234,7 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
     spawn_upgrade_on_sigusr2(&handover);
     // fleet: the fleet's operator state is applied before readiness (bounded by start_timeout).
     start_fleet(config, &reloader, &metrics, admin_address, &fleet_slot).await?;
+    let _ = fleet_started.send(()); // rollout: the driver may start
     let server = Server::start(Arc::clone(&proxy), listeners);
     ready.store(true, Ordering::Release);
     {

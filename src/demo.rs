@@ -5,8 +5,13 @@
 //! query-string product pages. The "new" store answers 404 for old-style URLs, so a missing
 //! redirect shows up the way it would on cutover night.
 
+// rollout: the demo's shoppers and its rollout (`cutover demo --traffic`, `--rollout`).
+pub mod rollout;
+pub mod traffic;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -78,14 +83,44 @@ fn page(name: &str, flavor: Flavor, req: &Request<Incoming>) -> Response<Full<By
 
 /// Serves a demo store on an already bound listener until the task is dropped.
 pub async fn serve(listener: TcpListener, name: String, flavor: Flavor) {
+    serve_with(listener, name, flavor, None).await;
+}
+
+/// The 503 of a store past its capacity (the rollout demo's overloaded new platform).
+fn over_capacity(name: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::SERVICE_UNAVAILABLE)
+        .header("content-type", "text/plain; charset=utf-8")
+        .header("x-demo-store", name)
+        .body(Full::new(Bytes::from_static(
+            b"over capacity: try again later\n",
+        )))
+        .expect("static response parts are valid")
+}
+
+/// [`serve`] with a capacity: shoppers' requests past it get a 503 (shadow copies always
+/// pass: they are not shoppers).
+pub async fn serve_with(
+    listener: TcpListener,
+    name: String,
+    flavor: Flavor,
+    capacity: Option<Arc<rollout::Capacity>>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let name = name.clone();
+        let capacity = capacity.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let resp = page(&name, flavor, &req);
+                let shadow = req
+                    .headers()
+                    .contains_key(crate::shadow::mirror::SHADOW_HEADER);
+                let resp = match &capacity {
+                    Some(c) if !shadow && !c.admit() => over_capacity(&name),
+                    _ => page(&name, flavor, &req),
+                };
                 async move { Ok::<_, Infallible>(resp) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
@@ -97,8 +132,18 @@ pub async fn serve(listener: TcpListener, name: String, flavor: Flavor) {
 
 /// Binds and starts a demo store; returns its address.
 pub async fn start(addr: SocketAddr, name: &str, flavor: Flavor) -> std::io::Result<SocketAddr> {
+    start_with(addr, name, flavor, None).await
+}
+
+/// [`start`] with a capacity (see [`serve_with`]).
+pub async fn start_with(
+    addr: SocketAddr,
+    name: &str,
+    flavor: Flavor,
+    capacity: Option<Arc<rollout::Capacity>>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    tokio::spawn(serve(listener, name.to_string(), flavor));
+    tokio::spawn(serve_with(listener, name.to_string(), flavor, capacity));
     Ok(local)
 }

@@ -162,6 +162,16 @@ enum Command {
         /// (curl -k, or trust the printed certificate file).
         #[arg(long)]
         tls: bool,
+        // rollout:
+        /// Also run simulated shoppers through the proxy (40 shoppers, 20 requests/s in all),
+        /// so the dashboards, the inventory and the shadow report have data.
+        #[arg(long)]
+        traffic: bool,
+        /// Run the demo's short rollout plan (config/demo-rollout.toml) on its own shoppers,
+        /// with the old store as baseline: the new store is sized for a quarter of the traffic, so
+        /// the rollout ramps, overloads it at 50% and rolls back on its own. Implies --traffic.
+        #[arg(long)]
+        rollout: bool,
     },
 }
 
@@ -324,8 +334,20 @@ fn follow_demo_edits(original: PathBuf, dir: PathBuf) {
     });
 }
 
-async fn run_demo(config: Option<PathBuf>, tls: bool) -> anyhow::Result<bool> {
+async fn run_demo(
+    config: Option<PathBuf>,
+    tls: bool,
+    traffic: bool,
+    rollout: bool,
+) -> anyhow::Result<bool> {
     let mut path = demo_config(config)?;
+    // rollout: the shipped plan over a copy of the config (removed on exit).
+    let mut _rollout_dir = None;
+    if rollout {
+        let (copy, dir) = demo::rollout::prepare(&path)?;
+        path = copy;
+        _rollout_dir = Some(dir);
+    }
     let mut _tls_dir = None;
     if tls {
         remove_stale_demo_dirs();
@@ -367,9 +389,17 @@ async fn run_demo(config: Option<PathBuf>, tls: bool) -> anyhow::Result<bool> {
         } else {
             Flavor::Old
         };
-        demo::start(addr, name, flavor).await.with_context(|| {
-            format!("starting the demo store `{name}` on {addr} (is the port in use?)")
-        })?;
+        // rollout: in the rollout demo the new store is sized for a quarter of the traffic.
+        let capacity = (rollout && flavor == Flavor::New).then(|| {
+            std::sync::Arc::new(demo::rollout::Capacity::new(
+                demo::rollout::NEW_CAPACITY_PER_SECOND,
+            ))
+        });
+        demo::start_with(addr, name, flavor, capacity)
+            .await
+            .with_context(|| {
+                format!("starting the demo store `{name}` on {addr} (is the port in use?)")
+            })?;
         stores.push((name.clone(), addr));
     }
     let app = cutover::app::start(&path).await?;
@@ -397,7 +427,30 @@ cutover shift 25 && cutover status                          # 25% of shoppers on
 edit {} (split.new_share) and watch the share change live\nCtrl-C to stop.",
         path.display()
     );
-    Ok(app.run_until_signal().await)
+    // rollout: shoppers (bounded: fixed number and rate), and the demo's rollout started.
+    let shoppers = traffic.then(|| {
+        let o = demo::traffic::TrafficOptions::default();
+        println!(
+            "\nshoppers: {} simulated shoppers browsing through http://{proxy}/ ({} requests/s in all)",
+            o.shoppers, o.per_second
+        );
+        demo::traffic::Traffic::start(proxy, o)
+    });
+    if rollout {
+        let admin = app
+            .admin_address
+            .context("the rollout demo needs the [admin] listener of the demo config")?;
+        println!(
+            "rollout: the new store serves at most {} requests/s; `cutover rollout status` shows the verdicts",
+            demo::rollout::NEW_CAPACITY_PER_SECOND
+        );
+        demo::rollout::begin(admin).await?;
+    }
+    let clean = app.run_until_signal().await;
+    if let Some(s) = shoppers {
+        println!("shoppers: {}", s.counts().summary());
+    }
+    Ok(clean)
 }
 
 /// `cutover status | head` closes our stdout early; like other CLI tools, stop quietly instead
@@ -482,7 +535,12 @@ fn main() -> ExitCode {
             // rollout:
             Command::Rollout { action, admin } => rollout::run(action, admin).await,
             Command::Upgrade { admin } => control::upgrade(admin).await,
-            Command::Demo { config, tls } => run_demo(config, tls).await,
+            Command::Demo {
+                config,
+                tls,
+                traffic,
+                rollout,
+            } => run_demo(config, tls, traffic || rollout, rollout).await,
             Command::Redirects(cmd) => cli::redirects::run(cmd).await,
             // inventory:
             Command::Inventory(InventoryCommand::Coverage { probe, csv, admin }) => {

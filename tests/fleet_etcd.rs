@@ -334,6 +334,12 @@ async fn one_leader_and_the_other_takes_over_when_its_lease_ends() {
     assert!(!follower.is_leader(), "never two leaders");
     let observer = client(&etcd);
     let name = current_leader(&observer, PREFIX).await.unwrap().unwrap();
+    // Both know who leads without asking etcd (for status): the follower from its campaign.
+    assert_eq!(leader.leader().as_deref(), Some(name.as_str()));
+    eventually("the follower knows the leader", SOON, || {
+        follower.leader().as_deref() == Some(name.as_str())
+    })
+    .await;
     // Kill the leader's lease from outside: it steps down, the follower takes over.
     observer.lease_revoke(leader.lease_id()).await.unwrap();
     eventually(
@@ -345,6 +351,11 @@ async fn one_leader_and_the_other_takes_over_when_its_lease_ends() {
     eventually("the old leader steps down", SOON, || !leader.is_leader()).await;
     let new_name = current_leader(&observer, PREFIX).await.unwrap().unwrap();
     assert_ne!(name, new_name);
+    assert_eq!(follower.leader().as_deref(), Some(new_name.as_str()));
+    eventually("the old leader learns the new one", SOON, || {
+        leader.leader().as_deref() == Some(new_name.as_str())
+    })
+    .await;
     // The new leader dies without resigning (dropped): its lease expires, the other leads again.
     let mut changes = leader.subscribe();
     drop(follower);

@@ -7,7 +7,7 @@
 //! both believe they lead for longer than the clock skew between them.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -25,6 +25,8 @@ pub struct Election {
     leading: Arc<AtomicBool>,
     changes: watch::Receiver<bool>,
     lease: Arc<AtomicI64>,
+    /// Who holds the leader key, as this candidate last learned it (its own id while leading).
+    holder: Arc<Mutex<Option<String>>>,
     task: JoinHandle<()>,
     client: EtcdClient,
 }
@@ -35,7 +37,9 @@ impl Election {
         let leading = Arc::new(AtomicBool::new(false));
         let lease = Arc::new(AtomicI64::new(0));
         let (tx, changes) = watch::channel(false);
+        let holder = Arc::new(Mutex::new(None));
         let candidate = Candidate {
+            holder: holder.clone(),
             client: client.clone(),
             key: super::key(prefix, "leader"),
             id: id.to_string(),
@@ -48,6 +52,7 @@ impl Election {
             leading,
             changes,
             lease,
+            holder,
             task: tokio::spawn(candidate.run()),
             client,
         }
@@ -61,6 +66,15 @@ impl Election {
     /// Wakes on every change of leadership (true: became leader, false: stepped down).
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.changes.clone()
+    }
+
+    /// The id of the leader as last learned (its own id while leading; `None` while the key is
+    /// vacant or unknown). Learned from the campaign, so it costs no etcd call: for status.
+    pub fn leader(&self) -> Option<String> {
+        self.holder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The lease backing the leadership while leading (0 otherwise).
@@ -102,6 +116,7 @@ pub async fn current_leader(
 
 struct Candidate {
     client: EtcdClient,
+    holder: Arc<Mutex<Option<String>>>,
     key: Vec<u8>,
     id: String,
     ttl: Duration,
@@ -111,7 +126,12 @@ struct Candidate {
 }
 
 impl Candidate {
+    fn set_holder(&self, holder: Option<String>) {
+        *self.holder.lock().unwrap_or_else(|p| p.into_inner()) = holder;
+    }
+
     fn set_leading(&self, leading: bool) {
+        self.set_holder(leading.then(|| self.id.clone()));
         self.leading.store(leading, Ordering::Release);
         self.tx.send_replace(leading);
         tracing::info!(id = %self.id, leading, "fleet leadership changed");
@@ -143,6 +163,11 @@ impl Candidate {
                     let _ = self.client.lease_revoke(lease.id).await;
                 }
                 Ok(TxnOutcome::Conflict { current, revision }) => {
+                    self.set_holder(
+                        current
+                            .as_ref()
+                            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+                    );
                     let _ = self.client.lease_revoke(lease.id).await;
                     self.lease.store(0, Ordering::Release);
                     backoff.reset();
@@ -189,6 +214,7 @@ impl Candidate {
             match watch.next().await {
                 Ok(events) => {
                     if events.iter().any(|e| e.kind == EventKind::Delete) {
+                        self.set_holder(None);
                         return;
                     }
                 }

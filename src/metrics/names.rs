@@ -71,6 +71,8 @@ pub const ROLLOUT_VERDICTS_TOTAL: &str = "cutover_rollout_verdicts_total";
 pub const NOT_FOUND_TOTAL: &str = "cutover_not_found_total";
 /// Rollout evaluations the source (local counters, Prometheus) could not answer.
 pub const ROLLOUT_SOURCE_INCONCLUSIVE_TOTAL: &str = "cutover_rollout_source_inconclusive_total";
+/// Unix seconds when the rollout's current step began (0: no step): step annotations.
+pub const ROLLOUT_STEP_STARTED: &str = "cutover_rollout_step_started_timestamp_seconds";
 
 /// Label names. Values come only from configuration or fixed enums, never from client input.
 pub mod label {

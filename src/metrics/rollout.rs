@@ -7,11 +7,13 @@
 use std::collections::BTreeMap;
 
 use prometheus::core::Metric as _;
-use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use super::names::{
     ROLLOUT_GATE_VALUE, ROLLOUT_SOURCE_INCONCLUSIVE_TOTAL, ROLLOUT_STATE, ROLLOUT_STEP,
-    ROLLOUT_VERDICTS_TOTAL,
+    ROLLOUT_STEP_STARTED, ROLLOUT_VERDICTS_TOTAL,
 };
 use super::request::{RequestMetrics, STATUS_CLASSES};
 use super::{MetricsError, Reason};
@@ -58,6 +60,7 @@ impl RequestMetrics {
 /// `_verdicts_total{gate,result}`, `_source_inconclusive_total`.
 pub struct RolloutMetrics {
     step: IntGauge,
+    step_started: Gauge,
     state: IntGaugeVec,
     gate_value: GaugeVec,
     verdicts: IntCounterVec,
@@ -85,6 +88,11 @@ impl RolloutMetrics {
             "Current rollout step, 1-based; 0 when idle or rolled back.",
         ))
         .map_err(err(ROLLOUT_STEP))?;
+        let step_started = Gauge::with_opts(Opts::new(
+            ROLLOUT_STEP_STARTED,
+            "Unix time the rollout's current step began; 0 when idle or rolled back.",
+        ))
+        .map_err(err(ROLLOUT_STEP_STARTED))?;
         let state = IntGaugeVec::new(
             Opts::new(
                 ROLLOUT_STATE,
@@ -119,6 +127,7 @@ impl RolloutMetrics {
                 ROLLOUT_STEP,
                 Box::new(step.clone()) as Box<dyn prometheus::core::Collector>,
             ),
+            (ROLLOUT_STEP_STARTED, Box::new(step_started.clone())),
             (ROLLOUT_STATE, Box::new(state.clone())),
             (ROLLOUT_GATE_VALUE, Box::new(gate_value.clone())),
             (ROLLOUT_VERDICTS_TOTAL, Box::new(verdicts.clone())),
@@ -131,6 +140,7 @@ impl RolloutMetrics {
         }
         Ok(RolloutMetrics {
             step,
+            step_started,
             state,
             gate_value,
             verdicts,
@@ -147,6 +157,7 @@ impl RolloutMetrics {
             seen.inconclusive = 0;
         }
         self.step.set(v.step);
+        self.step_started.set(v.step_started_seconds);
         for (state, on) in &v.state {
             self.state.with_label_values(&[state]).set(*on);
         }
@@ -239,6 +250,7 @@ mod tests {
             gate_values: vec![("p99".into(), "new", 0.5)],
             verdicts_total: vec![("p99".into(), "pass", 3)],
             source_inconclusive_total: 1,
+            step_started_seconds: 1_764_330_000.5,
         };
         r.publish(&v, true);
         v.verdicts_total = vec![("p99".into(), "pass", 1)];
@@ -258,5 +270,9 @@ mod tests {
             "stale gate values go: {text}"
         );
         assert!(text.contains("cutover_rollout_step 2"), "{text}");
+        assert!(
+            text.contains("cutover_rollout_step_started_timestamp_seconds 1764330000.5"),
+            "{text}"
+        );
     }
 }

@@ -39,6 +39,8 @@ pub struct RolloutMetricValues {
     pub verdicts_total: Vec<(String, &'static str, u64)>,
     /// `cutover_rollout_source_inconclusive_total` (since the rollout started).
     pub source_inconclusive_total: u64,
+    /// `cutover_rollout_step_started_timestamp_seconds`: when the current step began (0: none).
+    pub step_started_seconds: f64,
 }
 
 impl Engine {
@@ -72,7 +74,13 @@ impl Engine {
                 verdicts_total.push((gate.clone(), r.as_str(), n));
             }
         }
+        let step_started_seconds = if step > 0 {
+            s.step_since_ms as f64 / 1000.0
+        } else {
+            0.0
+        };
         RolloutMetricValues {
+            step_started_seconds,
             step,
             state,
             gate_values,

@@ -122,6 +122,12 @@ impl Shoppers {
 
     /// [`Shoppers::start`], each shopper going through `paths` in turn.
     pub fn start_paths(addrs: &[SocketAddr], paths: &[&'static str]) -> Shoppers {
+        Self::start_paced(addrs, paths, Duration::ZERO)
+    }
+
+    /// [`Shoppers::start_paths`], each shopper waiting `pause` between requests (pacing, so
+    /// several proxies in one test do not saturate a shared machine).
+    pub fn start_paced(addrs: &[SocketAddr], paths: &[&'static str], pause: Duration) -> Shoppers {
         let paths: Arc<[&'static str]> = paths.into();
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = addrs
@@ -144,6 +150,8 @@ impl Shoppers {
                         );
                         if client.try_send(req).await.is_err() {
                             tokio::time::sleep(Duration::from_millis(20)).await;
+                        } else if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
                         }
                     }
                 })

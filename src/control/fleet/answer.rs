@@ -20,6 +20,9 @@ pub struct FleetSummary {
     pub last_error: Option<String>,
     /// This replica leads the fleet.
     pub leader: bool,
+    /// The replica that leads the fleet and so drives the rollout, as this replica knows it.
+    #[serde(default)]
+    pub leader_id: Option<String>,
     /// Generation of the fleet state applied here (0: none; serving the state file).
     pub applied_generation: u64,
     /// How startup went when it did not apply the fleet's state (timeout, unreadable record).
@@ -54,8 +57,11 @@ pub struct FleetAnswer {
     pub prefix: String,
     /// The current generation in the store (0: never written).
     pub generation: u64,
-    /// The leader's id, if any.
+    /// The leader's id, if any: the replica that drives the rollout.
     pub leader: Option<String>,
+    /// Where the fleet's rollout is, from the shared document (`None`: no rollout written).
+    #[serde(default)]
+    pub rollout: Option<String>,
     /// Every registered replica, by id.
     pub replicas: Vec<ReplicaRow>,
 }
@@ -86,6 +92,12 @@ impl fmt::Display for FleetSummary {
             self.applied_generation,
             if self.leader { ", leader" } else { "" }
         )?;
+        let leads = match (&self.leader_id, self.leader) {
+            (_, true) => "this replica".to_string(),
+            (Some(id), false) => id.clone(),
+            (None, false) => "no replica (election in progress or etcd unreachable)".into(),
+        };
+        writeln!(f, "            rollout driven by {leads}")?;
         if let Some(n) = &self.startup_note {
             writeln!(f, "            startup: {n}")?;
         }
@@ -97,11 +109,14 @@ impl fmt::Display for FleetAnswer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "fleet {}: state generation {}, leader {}",
+            "fleet {}: state generation {}, leader {} (drives the rollout)",
             self.prefix,
             self.generation,
             self.leader.as_deref().unwrap_or("none")
         )?;
+        if let Some(r) = &self.rollout {
+            writeln!(f, "rollout: {r}")?;
+        }
         writeln!(
             f,
             "{:<24} {:<22} {:<10} {:>10}  {:<10} lag",

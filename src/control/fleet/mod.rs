@@ -14,6 +14,7 @@
 
 pub mod answer;
 pub mod document;
+pub mod rollout;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -282,6 +283,7 @@ impl FleetRuntime {
             since_unix_ms: c.since_unix_ms,
             last_error: c.last_error,
             leader: self.is_leader(),
+            leader_id: self.leader_id(),
             applied_generation: self
                 .applied
                 .borrow()
@@ -313,47 +315,12 @@ impl FleetRuntime {
 
     /// Changes the fleet's document: `edit` gets the latest state seen, the result is written
     /// with compare-and-swap on its revision, and the call returns once this replica applied it.
-    /// For admin changes and, later, the rollout's state (`doc.other["rollout"]`).
+    /// For admin changes; the rollout writes through [`FleetRuntime::write_rollout`].
     pub async fn update<T>(
         &self,
         edit: impl FnOnce(&mut FleetDocument) -> T,
     ) -> Result<(T, Versioned), UpdateError> {
-        let _one = self.writes.lock().await;
-        let seen = self.latest.borrow().clone();
-        let base = match seen {
-            Some(v) => Some(v),
-            // Nothing delivered yet (etcd was unreachable since startup): ask now.
-            None => match self.store.read().await {
-                Ok((v, _)) => v,
-                Err(e) => return Err(self.unreachable(&e)),
-            },
-        };
-        let mut doc = match &base {
-            Some(v) => FleetDocument::from_value(&v.record.state, v.record.generation)
-                .map_err(|e| UpdateError::Corrupt(e.to_string()))?,
-            None => FleetDocument::default(),
-        };
-        let out = edit(&mut doc);
-        doc.format = 1;
-        doc.updated_at = unix_now();
-        doc.updated_by.clone_from(&self.id);
-        let expected = base.as_ref().map_or(0, |v| v.revision);
-        let written = match self.store.write_state(expected, doc.to_value()).await {
-            Ok(v) => v,
-            Err(e @ WriteError::Conflict { .. }) => return Err(UpdateError::Conflict(e)),
-            Err(WriteError::Etcd(e)) => return Err(self.unreachable(&e)),
-            Err(e @ WriteError::Corrupt(_)) => return Err(UpdateError::Corrupt(e.to_string())),
-        };
-        let mut applied = self.applied.subscribe();
-        let waited = tokio::time::timeout(
-            APPLY_WAIT,
-            applied.wait_for(|a| a.as_ref().is_some_and(|a| a.revision >= written.revision)),
-        )
-        .await;
-        match waited {
-            Ok(Ok(_)) => Ok((out, written)),
-            _ => Err(UpdateError::NotAppliedHere(written.record.generation)),
-        }
+        self.update_always(edit).await
     }
 
     /// An admin change for the whole fleet through [`FleetRuntime::update`]. `Err` is the
@@ -406,6 +373,7 @@ impl FleetRuntime {
                 return error(e.status(), e.to_string());
             }
         };
+        let rollout = state.as_ref().and_then(rollout::summary);
         let generation = state.map_or(0, |v| v.record.generation);
         let mut replicas: Vec<ReplicaRow> = members::flag_lagging(list, generation)
             .into_iter()
@@ -431,6 +399,7 @@ impl FleetRuntime {
                 prefix: self.prefix.clone(),
                 generation,
                 leader,
+                rollout,
                 replicas,
             },
         )

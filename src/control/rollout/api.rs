@@ -40,6 +40,7 @@ pub fn routes(mut router: Router, control: &Arc<Control>, rollout: Rollout) -> R
                     Err(e @ DriverError::Gone) => {
                         error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
                     }
+                    Err(DriverError::Fleet(e)) => error(e.status(), e.to_string()),
                 }
             }
         });

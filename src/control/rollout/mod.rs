@@ -6,9 +6,14 @@
 //! evaluation is due it samples the source, ticks the engine, applies the actions through
 //! [`Reloader::change`] (the very path of `cutover shift`, so stickiness and monotonicity hold),
 //! saves the state beside the state file, exports the metrics and notifies the webhook.
+//!
+//! With `[fleet]` (see `fleet.rs` here) only the fleet's leader evaluates, the state and the
+//! step's share live in the fleet's document instead of the file, and every replica follows it.
 
 pub mod api;
 mod check;
+// fleet: one replica drives, the progress lives in the fleet's document.
+mod fleet;
 pub mod persist;
 mod view;
 
@@ -18,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::control::fleet::Slot;
 use crate::metrics::{Metrics, RolloutMetrics, LATENCY_BUCKETS};
 use crate::reload::{Change, Reloader};
 use crate::rollout::engine::{Action, CommandError, Engine, Phase, RolloutState};
@@ -74,6 +80,9 @@ pub enum DriverError {
     /// The driver task is gone (process shutting down).
     #[error("the rollout driver is not running")]
     Gone,
+    /// In a fleet: the command could not be written to the fleet's document.
+    #[error("{0}")]
+    Fleet(#[from] crate::control::fleet::rollout::RolloutWriteError),
 }
 
 type Reply = oneshot::Sender<Result<CommandAnswer, DriverError>>;
@@ -90,6 +99,19 @@ impl Rollout {
     /// `[rollout]`; the rollout's series join `metrics`' registry when a plan first appears, so
     /// a config without the section exports exactly what it did before.
     pub fn spawn(reloader: Arc<Reloader>, metrics: Arc<Metrics>) -> Rollout {
+        Self::spawn_in_fleet(reloader, metrics, Slot::default(), async {})
+    }
+
+    /// [`Rollout::spawn`] for a process that may be in a fleet: the driver waits for
+    /// `fleet_started` (the `[fleet]` runtime is in `fleet`, or there is none), then with a
+    /// fleet drives only while this replica leads and keeps its progress in the fleet's
+    /// document; commands sent before then wait.
+    pub fn spawn_in_fleet(
+        reloader: Arc<Reloader>,
+        metrics: Arc<Metrics>,
+        fleet: Slot,
+        fleet_started: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Rollout {
         let (tx, rx) = mpsc::channel(16);
         let view = Arc::new(Mutex::new(Arc::new(RolloutView::default())));
         let driver = Driver {
@@ -104,8 +126,14 @@ impl Rollout {
             apply_error: None,
             metrics_fresh: false,
             generation: 0,
+            fleet: None,
         };
-        tokio::spawn(driver.run(rx));
+        tokio::spawn(async move {
+            fleet_started.await;
+            let mut driver = driver;
+            driver.fleet = fleet.get().map(|rt| fleet::FleetSide::new(Arc::clone(rt)));
+            driver.run(rx).await;
+        });
         Rollout { tx, view }
     }
 
@@ -154,6 +182,8 @@ struct Driver {
     metrics_fresh: bool,
     /// The snapshot generation last followed.
     generation: u64,
+    /// With `[fleet]`: the fleet runtime and what was last read from or written to it.
+    fleet: Option<fleet::FleetSide>,
 }
 
 fn now_ms() -> u64 {
@@ -166,12 +196,19 @@ impl Driver {
     async fn run(mut self, mut rx: mpsc::Receiver<(Command, Reply)>) {
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // fleet: a change of leadership is acted on at once, not at the next poll.
+        let mut leadership = self.fleet.as_ref().map(|f| f.runtime.leadership());
         loop {
             tokio::select! {
+                () = fleet::leadership_changed(&mut leadership) => poll.reset_immediately(),
                 msg = rx.recv() => {
                     let Some((command, reply)) = msg else { return };
                     self.follow_plan().await;
-                    let answer = self.command(command).await;
+                    let answer = if self.fleet.is_some() {
+                        self.fleet_command(command).await
+                    } else {
+                        self.command(command).await
+                    };
                     // Saved and visible before the operator hears back: a status read or a
                     // restart right after the answer sees the command's effect.
                     self.persist().await;
@@ -180,7 +217,11 @@ impl Driver {
                 }
                 _ = poll.tick() => {
                     self.follow_plan().await;
-                    self.evaluate().await;
+                    if self.fleet.is_some() {
+                        self.fleet_tick().await;
+                    } else {
+                        self.evaluate().await;
+                    }
                     self.persist().await;
                     self.publish();
                 }
@@ -249,6 +290,9 @@ impl Driver {
     }
 
     async fn read_saved(&mut self) -> Option<RolloutState> {
+        if self.fleet.is_some() {
+            return self.saved_in_fleet();
+        }
         let path = self.state_path.clone()?;
         match tokio::task::spawn_blocking(move || persist::read(&path)).await {
             Ok(Ok(s)) => s,
@@ -306,7 +350,10 @@ impl Driver {
     /// The share must be the step's while a rollout holds one: the admin override that keeps it is
     /// dropped when the config file changes (while running, or while the process was down).
     async fn reconcile_share(&mut self, snap: &Snapshot) {
-        let Some(run) = &self.run else { return };
+        // In a fleet the share and the step are one document: nothing to put back.
+        let (Some(run), None) = (&self.run, &self.fleet) else {
+            return;
+        };
         let s = run.engine.state();
         let holds_share = matches!(s.phase, Phase::Running | Phase::Paused | Phase::Completed);
         if run.engine.plan().mode == Mode::Advise || !holds_share {
@@ -325,11 +372,22 @@ impl Driver {
 
     async fn evaluate(&mut self) {
         let now = now_ms();
-        let Some(run) = self.run.as_mut() else { return };
-        if !run.engine.due(now) {
+        if !self.run.as_ref().is_some_and(|r| r.engine.due(now)) {
             return;
         }
-        let reading = if let Some(local) = run.local.as_mut() {
+        let reading = self.read_source().await;
+        let now = now_ms().max(now);
+        let Some(run) = self.run.as_mut() else { return };
+        let actions = run.engine.tick(now, &reading);
+        self.apply(actions).await;
+    }
+
+    /// The source's figures for the window ending now.
+    async fn read_source(&mut self) -> Reading {
+        let Some(run) = self.run.as_mut() else {
+            return Reading::Inconclusive("no plan".into());
+        };
+        if let Some(local) = run.local.as_mut() {
             let snap = self.reloader.state().load();
             local.record(sample(&snap));
             local.figures()
@@ -341,14 +399,25 @@ impl Driver {
                     .clone()
                     .unwrap_or_else(|| "no source".into()),
             )
-        };
-        let now = now_ms().max(now);
-        let Some(run) = self.run.as_mut() else { return };
-        let actions = run.engine.tick(now, &reading);
-        self.apply(actions).await;
+        }
     }
 
     async fn command(&mut self, command: Command) -> Result<CommandAnswer, DriverError> {
+        let actions = self.engine_command(command)?;
+        let messages = self.apply(actions).await;
+        Ok(self.answer(command, messages))
+    }
+
+    fn answer(&self, command: Command, messages: Vec<String>) -> CommandAnswer {
+        CommandAnswer {
+            command: command.as_str().to_string(),
+            messages,
+            rollout: self.build_view(),
+        }
+    }
+
+    /// Runs `command` on the engine; returns the actions to apply.
+    fn engine_command(&mut self, command: Command) -> Result<Vec<Action>, DriverError> {
         let now = now_ms();
         let run = self.run.as_mut().ok_or(DriverError::NoPlan)?;
         let actions = match command {
@@ -368,13 +437,7 @@ impl Driver {
                 local.record(sample(&snap));
             }
         }
-        let messages = self.apply(actions).await;
-        let view = self.build_view();
-        Ok(CommandAnswer {
-            command: command.as_str().to_string(),
-            messages,
-            rollout: view,
-        })
+        Ok(actions)
     }
 
     /// Applies the engine's actions; returns the events' messages.
@@ -427,6 +490,10 @@ impl Driver {
     }
 
     async fn persist(&mut self) {
+        // In a fleet the state lives in the fleet's document.
+        if self.fleet.is_some() {
+            return;
+        }
         let (Some(run), Some(path)) = (&self.run, &self.state_path) else {
             return;
         };
@@ -448,7 +515,7 @@ impl Driver {
 
     fn build_view(&self) -> RolloutView {
         let snap = self.reloader.state().load();
-        view::build(
+        let mut v = view::build(
             self.run.as_ref().map(|r| &r.engine),
             &snap,
             self.dropped.clone(),
@@ -457,7 +524,13 @@ impl Driver {
                 .as_ref()
                 .and_then(|r| r.notifier.as_ref())
                 .map(Notifier::stats),
-        )
+        );
+        v.fleet = self.fleet.as_ref().map(|f| view::FleetDriver {
+            replica: f.runtime.id().to_string(),
+            leader: f.runtime.leader_id(),
+            driving: f.leading(),
+        });
+        v
     }
 
     fn publish(&mut self) {

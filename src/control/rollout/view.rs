@@ -48,6 +48,20 @@ pub struct RolloutView {
     /// Webhook deliveries, when a webhook is configured.
     #[serde(default)]
     pub webhook: Option<WebhookView>,
+    /// With `[fleet]`: which replica drives the rollout (the state shown is the fleet's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetDriver>,
+}
+
+/// Who drives a fleet's rollout.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FleetDriver {
+    /// This replica's id.
+    pub replica: String,
+    /// The fleet's leader, which drives the rollout, as this replica knows it.
+    pub leader: Option<String>,
+    /// This replica drives it now.
+    pub driving: bool,
 }
 
 /// Webhook counters.
@@ -117,6 +131,7 @@ pub(super) fn build(
             retries: w.retries,
             dropped: w.dropped,
         }),
+        fleet: None,
     }
 }
 
@@ -196,6 +211,17 @@ impl fmt::Display for RolloutView {
                     verdict_line(f, v)?;
                 }
             }
+        }
+        if let Some(fl) = &self.fleet {
+            let who = match (&fl.leader, fl.driving) {
+                (_, true) => format!("this replica ({})", fl.replica),
+                (Some(l), false) => format!("{l}; this replica ({}) follows it", fl.replica),
+                (None, false) => format!(
+                    "no replica right now (leader election in progress); this is {}",
+                    fl.replica
+                ),
+            };
+            writeln!(f, "driven by: {who}")?;
         }
         if let Some(d) = &self.dropped {
             writeln!(f, "note: {d}")?;
