@@ -185,14 +185,14 @@ if [ "$MODE" = demo ]; then
       -e "s/127\.0\.0\.1:8081/$OLD/; s/127\.0\.0\.1:8082/$NEW/" \
       "$ROOT/config/demo.toml" >"$TMP/demo.toml"
   cp "$ROOT/config/redirects.csv" "$TMP/redirects.csv"
-  # rollout: an idle plan in advise mode (changes nothing) so the rollout series and the
-  # cutover-rollout alert rules have metrics to evaluate.
+  # rollout: a plan in advise mode (evaluates and reports, changes nothing), started below and
+  # evaluated every 2 s, so the rollout series, its gate panels and alert rules have data.
   cat >>"$TMP/demo.toml" <<'TOML'
 
 [rollout]
 steps = [5, 25, 50, 100]
 min_hold = "10m"
-interval = "1m"
+interval = "2s"
 window = "5m"
 min_requests = 100
 failure_limit = 3
@@ -210,6 +210,8 @@ TOML
   DEMO_PID=$!
   wait_for 30 curl -fsS --max-time 2 "http://$ADMIN/readyz" || die "demo not ready on $ADMIN within 30 s"
   kill -0 "$DEMO_PID" 2>/dev/null || die "cutover demo exited early"
+  curl -fsS --max-time 5 -X POST "http://$ADMIN/admin/rollout/start" >/dev/null ||
+    die "could not start the advise-only rollout on $ADMIN"
 fi
 
 log "proxy admin at $ADMIN"
@@ -250,6 +252,8 @@ if [ -n "$PROXY" ]; then send_load; fi
 check_both_storefronts_served || die "the proxy has not served both storefronts (set CUTOVER_PROXY to send load)"
 
 if [ "$MODE" = demo ]; then
+  gate_values_stored() { [ -n "$(promql 'count(cutover_rollout_gate_value)')" ]; }
+  wait_for 30 gate_values_stored || die "Prometheus has no rollout gate values 30 s after the start"
   log "SIGHUP: a reload the dashboard must show"
   kill -HUP "$DEMO_PID"
   generation_is_2() { [ "$(promql 'max(cutover_config_generation)')" = 2 ]; }
