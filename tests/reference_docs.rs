@@ -186,10 +186,6 @@ fn endpoints_in_source() -> BTreeSet<(String, String)> {
     out
 }
 
-/// Endpoints documented ahead of their code: the console (`GET /`) lands from a parallel
-/// branch; once merged, its route is found in the source and this list can go.
-const AHEAD: &[(&str, &str)] = &[("GET", "/")];
-
 #[test]
 fn every_admin_endpoint_has_its_section_in_admin_api_md() {
     let code = endpoints_in_source();
@@ -204,10 +200,7 @@ fn every_admin_endpoint_has_its_section_in_admin_api_md() {
         missing.is_empty(),
         "endpoints without a `### METHOD /path` section in docs/admin-api.md: {missing:?}"
     );
-    let stale: Vec<_> = doc
-        .difference(&code)
-        .filter(|(m, p)| !AHEAD.contains(&(m.as_str(), p.as_str())))
-        .collect();
+    let stale: Vec<_> = doc.difference(&code).collect();
     assert!(
         stale.is_empty(),
         "docs/admin-api.md documents endpoints the code does not register: {stale:?}"
@@ -400,9 +393,6 @@ fn a_running_demo_matches_the_admin_and_metrics_references() {
     }
     let mut problems = Vec::new();
     for (method, path) in documented_endpoints() {
-        if AHEAD.contains(&(method.as_str(), path.as_str())) {
-            continue;
-        }
         let concrete = path.replace("{storefront}", "new");
         let (status, allow) = admin_request("DELETE", &concrete);
         let allowed = allow.unwrap_or_default();
