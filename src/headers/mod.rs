@@ -9,7 +9,7 @@ use http::header::Entry;
 use http::header::{CONNECTION, COOKIE, TE, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::http1::framing::HOP_BY_HOP;
+use crate::http1::framing::HOP_BY_HOP_BY_NAME;
 
 pub mod outgoing;
 
@@ -48,7 +48,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             connection = true;
         } else if name == TE {
             te = true;
-        } else if HOP_BY_HOP.contains(name) {
+        } else if HOP_BY_HOP_BY_NAME.contains(name) {
             hop = true;
         }
     }
@@ -76,10 +76,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
     if hop {
         // `Connection` went above, `TE` is judged by its value below.
-        for name in &HOP_BY_HOP[..] {
-            if name == CONNECTION || name == TE {
-                continue;
-            }
+        for name in HOP_BY_HOP_BY_NAME {
             if !(upgrade && name == UPGRADE) {
                 headers.remove(name);
             }

@@ -15,17 +15,24 @@ pub static BODY_FRAMING: [HeaderName; 2] = [CONTENT_LENGTH, TRANSFER_ENCODING];
 /// Hop-by-hop fields (RFC 9110 section 7.6.1): they describe one connection, never the message,
 /// and are removed in both directions, with every field `Connection` names. `TE: trailers` is the
 /// one value kept end to end (see `headers::strip_hop_by_hop`); `Upgrade` is relayed only for a
-/// handshake the shopper asked for.
+/// handshake the shopper asked for. `Connection` and `TE` come first: what is done with them
+/// depends on their values, so [`HOP_BY_HOP_BY_NAME`] is the rest.
 pub static HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,
+    TE,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
-    TE,
     TRAILER,
     TRANSFER_ENCODING,
     UPGRADE,
     PROXY_AUTHENTICATE,
 ];
+
+/// The hop-by-hop fields removed by their name alone (all but `Connection` and `TE`).
+pub static HOP_BY_HOP_BY_NAME: &[HeaderName] = {
+    let (_, rest) = HOP_BY_HOP.split_at(2);
+    rest
+};
 
 /// Request fields that change how a server reads the body or handles the connection
 /// (`Expect: 100-continue` included): a request carrying any of them never takes the fast path,
@@ -51,6 +58,8 @@ mod tests {
         assert!(is_one_of(&REQUEST_CONTROL, b"CONTENT-LENGTH"));
         assert!(!is_one_of(&REQUEST_CONTROL, b"content-lengthx"));
         assert!(is_one_of(&HOP_BY_HOP, b"Keep-Alive"));
+        assert_eq!(HOP_BY_HOP_BY_NAME.len(), HOP_BY_HOP.len() - 2);
+        assert!(!HOP_BY_HOP_BY_NAME.contains(&CONNECTION) && !HOP_BY_HOP_BY_NAME.contains(&TE));
         for name in &BODY_FRAMING {
             assert!(is_one_of(&REQUEST_CONTROL, name.as_str().as_bytes()));
         }

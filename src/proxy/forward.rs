@@ -92,7 +92,13 @@ impl Proxy {
         match result {
             Ok(resp) => {
                 let ttfb = upstream_started.elapsed();
-                self.respond(snap, outbound, resp, ttfb, record).await
+                snap.storefronts[decision.storefront].health.success();
+                // The 404 fallback: new's answer on a fallback route may be old's to give.
+                let replay = outbound.replay.take();
+                let answer = self
+                    .fall_back(snap, conn, decision, &outbound.method, replay, resp)
+                    .await;
+                self.respond(snap, outbound, answer, ttfb, record)
             }
             Err(err) => self.fail(snap, err, record),
         }

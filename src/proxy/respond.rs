@@ -1,5 +1,5 @@
-//! Respond: the storefront's answer relayed to the shopper. New's answer on a fallback route may
-//! be replaced by old's (the 404 fallback); a `101` opens a tunnel; hop-by-hop headers go; a 404
+//! Respond: the storefront's answer relayed to the shopper (after the 404 fallback, which may have
+//! replaced new's answer by old's); a `101` opens a tunnel; hop-by-hop headers go; a 404
 //! from the new storefront is remembered as a missed redirect; the body streams with its idle
 //! bound and is counted when it ends ([`Record`]).
 
@@ -17,33 +17,27 @@ use super::{strip_port, Proxy};
 use crate::headers;
 use crate::response::{self, ProxyBody};
 use crate::state::Snapshot;
-use crate::upstream::ResponseBody;
 
 impl Proxy {
-    /// Relays the storefront's answer (`ttfb` after the request went out).
-    pub(super) async fn respond(
+    /// Relays the storefront's answer (`ttfb` after the request went out), as the 404
+    /// fallback left it. Not `async`: the fallback's wait is the caller's, so this phase adds no
+    /// future of its own to the request's (each would be copied into it).
+    pub(super) fn respond(
         &self,
         snap: &Arc<Snapshot>,
         outbound: Outbound,
-        resp: Response<ResponseBody>,
+        answer: Answer,
         ttfb: Duration,
         record: Record,
     ) -> Response<ProxyBody> {
         let (decision, conn) = (record.decision, record.conn);
-        let sf = &snap.storefronts[decision.storefront];
-        sf.health.success();
         let Outbound {
-            method,
             host,
             path_and_query,
             client_upgrade,
-            replay,
             ..
         } = outbound;
-        let (resp, fell_back) = match self
-            .fall_back(snap, conn, &decision, &method, replay, resp)
-            .await
-        {
+        let (resp, fell_back) = match answer {
             Answer::New(resp) => (resp, false),
             Answer::Old(resp) => (resp, true),
         };
@@ -69,7 +63,10 @@ impl Proxy {
             snap.metrics.redirect_missed();
         }
         let finish = record.finish(status, Some(ttfb));
-        let idle = sf.upstream.settings.read_timeout;
+        let idle = snap.storefronts[decision.storefront]
+            .upstream
+            .settings
+            .read_timeout;
         let mut resp = Response::from_parts(parts, ProxyBody::stream(body, idle, Some(finish)));
         self.decorate(snap, &mut resp, &decision, conn);
         if fell_back {
