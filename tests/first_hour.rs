@@ -196,3 +196,65 @@ async fn the_tls_demo_leaves_no_private_key_behind() {
     assert!(status.success(), "{status:?}");
     assert!(!mine.exists(), "{mine:?} survived Ctrl-C");
 }
+
+/// The demo shows each request as it is answered, one human line each, as nginx users expect
+/// from a server in a terminal (`[access_log] format = "text"` in config/demo.toml).
+#[tokio::test]
+async fn the_demo_prints_one_line_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = format!("127.0.0.1:{}", free_port());
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml")).unwrap();
+    let config = shipped
+        .replace("127.0.0.1:8080", &proxy)
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{}", free_port()))
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
+        .replace("127.0.0.1:8082", &format!("127.0.0.1:{}", free_port()));
+    std::fs::write(dir.path().join("demo.toml"), config).unwrap();
+    let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/config/redirects.csv");
+    std::fs::copy(plan, dir.path().join("redirects.csv")).unwrap();
+    let mut demo = tokio::process::Command::new(binary())
+        .args(["demo", "--config", "demo.toml"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut asked = false;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("cutover demo is running") && !asked {
+                asked = true;
+                let mut conn = tokio::net::TcpStream::connect(&proxy).await.unwrap();
+                tokio::io::AsyncWriteExt::write_all(
+                    &mut conn,
+                    b"GET /products/first-hour?email=a@b.c HTTP/1.0\r\nHost: shop.test\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                let mut answer = Vec::new();
+                tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut answer)
+                    .await
+                    .unwrap();
+            }
+            if line.contains("/products/first-hour") {
+                return line;
+            }
+        }
+        panic!("the demo ended without logging the request");
+    })
+    .await
+    .expect("the request is logged");
+    // A fresh shopper lands on either side of the 10% split.
+    assert!(
+        seen.contains(" GET shop.test/products/first-hour 200 ")
+            && (seen.contains(" 200 old (split) ") || seen.contains(" 200 new (split) ")),
+        "{seen}"
+    );
+    assert!(!seen.contains("email"), "no query string: {seen}");
+    assert!(!seen.contains('\u{1b}'), "no colour codes: {seen}");
+}

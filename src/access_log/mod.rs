@@ -9,6 +9,7 @@
 use crate::values::time as rfc3339;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::io;
 use std::net::IpAddr;
@@ -51,6 +52,22 @@ pub struct AccessLogConfig {
     /// Entries that may wait for the writer before new ones are dropped.
     #[serde(default = "default_buffer")]
     pub buffer: usize,
+    /// `json` (one object per line, for machines; the default) or `text` (one short line for
+    /// people, what the demo shows).
+    #[serde(default)]
+    pub format: AccessLogFormat,
+}
+
+/// How a line is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// One human line: time, client, method, host and path, status, storefront (reason), time,
+    /// bytes, request id.
+    Text,
 }
 
 fn default_buffer() -> usize {
@@ -63,6 +80,7 @@ impl Default for AccessLogConfig {
             enabled: false,
             path: None,
             buffer: DEFAULT_BUFFER,
+            format: AccessLogFormat::Json,
         }
     }
 }
@@ -227,7 +245,12 @@ impl AccessLog {
             return Ok((AccessLog::disabled(), None));
         }
         let (log, task) = match config.file() {
-            None => AccessLog::with_writer(tokio::io::stdout(), config.buffer, metrics),
+            None => AccessLog::with_writer_as(
+                tokio::io::stdout(),
+                config.buffer,
+                metrics,
+                config.format,
+            ),
             Some(path) => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
@@ -237,13 +260,14 @@ impl AccessLog {
                         path: path.to_path_buf(),
                         source,
                     })?;
-                AccessLog::with_writer(tokio::fs::File::from_std(file), config.buffer, metrics)
+                let file = tokio::fs::File::from_std(file);
+                AccessLog::with_writer_as(file, config.buffer, metrics, config.format)
             }
         };
         Ok((log, Some(task)))
     }
 
-    /// Starts a writer task on any async writer (tests use a stalled one). `buffer` must be > 0.
+    /// Starts a JSON writer task on any async writer (tests use a stalled one).
     pub fn with_writer<W>(
         writer: W,
         buffer: usize,
@@ -252,8 +276,22 @@ impl AccessLog {
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        Self::with_writer_as(writer, buffer, metrics, AccessLogFormat::Json)
+    }
+
+    /// Starts a writer task writing `format` lines on any async writer.
+    pub fn with_writer_as<W>(
+        writer: W,
+        buffer: usize,
+        metrics: &Metrics,
+        format: AccessLogFormat,
+    ) -> (AccessLog, JoinHandle<()>)
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(buffer.max(1));
-        let task = tokio::spawn(run_writer(rx, writer, metrics.access_log_write_errors()));
+        let write_errors = metrics.access_log_write_errors();
+        let task = tokio::spawn(run_writer(rx, writer, write_errors, format));
         let log = AccessLog {
             tx: Some(tx),
             dropped: metrics.access_log_dropped(),
@@ -291,8 +329,12 @@ impl AccessLog {
 
 /// Drains the channel in batches: one `write_all` + `flush` per batch, at most [`COALESCE`] after
 /// the batch's first line, and at once when [`BATCH`] lines are waiting.
-async fn run_writer<W>(mut rx: mpsc::Receiver<Msg>, mut out: W, write_errors: IntCounter)
-where
+async fn run_writer<W>(
+    mut rx: mpsc::Receiver<Msg>,
+    mut out: W,
+    write_errors: IntCounter,
+    format: AccessLogFormat,
+) where
     W: AsyncWrite + Unpin,
 {
     let mut msgs = Vec::with_capacity(BATCH);
@@ -311,7 +353,10 @@ where
         }
         for m in msgs.drain(..) {
             match m {
-                Msg::Line(e) => write_line(&e, &mut buf),
+                Msg::Line(e) => match format {
+                    AccessLogFormat::Json => write_line(&e, &mut buf),
+                    AccessLogFormat::Text => text::write_line(&e, &mut buf),
+                },
                 Msg::Flush(ack) => acks.push(ack),
             }
         }

@@ -175,10 +175,46 @@ fn config_parsing_and_validation() {
             enabled: true,
             path: Some("/nonexistent-dir/x.log".into()),
             buffer: 1,
+            format: AccessLogFormat::Json,
         },
         &Metrics::new(),
     )
     .map(|_| ())
     .expect_err("missing directory is an error");
     assert!(err.to_string().contains("/nonexistent-dir/x.log"), "{err}");
+}
+
+#[tokio::test]
+async fn text_lines_read_like_nginx_and_escape_what_came_from_the_request() {
+    let metrics = Metrics::new();
+    let (writer, mut reader) = tokio::io::duplex(1 << 20);
+    let (log, task) = AccessLog::with_writer_as(writer, 16, &metrics, AccessLogFormat::Text);
+    log.log(entry(1));
+    let mut local = entry(2);
+    local.storefront = None;
+    local.status = StatusCode::MOVED_PERMANENTLY;
+    local.host = Some(HeaderValue::from_bytes(b"evil\tshop .example").unwrap());
+    log.log(local);
+    drop(log);
+    task.await.unwrap();
+    let mut text = String::new();
+    reader.read_to_string(&mut text).await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "2024-12-31T23:59:59.123Z 203.0.113.9 GET shop.example/products/shoe 200 new (split) 20.001 ms 5120 B id=req-1"
+    );
+    assert!(
+        !lines[0].contains("email"),
+        "query strings are never logged"
+    );
+    assert!(lines[1].contains(" 301 cutover "), "{}", lines[1]);
+    assert!(
+        !lines[1].contains('\t') && lines[1].contains(" evil\\u{9}shop\\u{20}.example/"),
+        "control bytes are escaped: {}",
+        lines[1]
+    );
+    let cfg: AccessLogConfig = toml::from_str("format = \"text\"").unwrap();
+    assert_eq!(cfg.format, AccessLogFormat::Text);
+    assert!(toml::from_str::<AccessLogConfig>("format = \"xml\"").is_err());
 }
