@@ -64,7 +64,10 @@ async fn request_from(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     (status, body)
 }
 
@@ -93,7 +96,11 @@ async fn without_a_token_changes_from_a_non_loopback_peer_are_refused() {
     assert!(b.contains("token_file"), "the refusal says what to do: {b}");
     let (s, b) = request_from(outside.into(), proxy.admin, "POST", "/admin/reload", "").await;
     assert_eq!(s, 403, "{b}");
-    assert_eq!(share(proxy.admin).await, 10.0, "the refused change did nothing");
+    assert_eq!(
+        share(proxy.admin).await,
+        10.0,
+        "the refused change did nothing"
+    );
 
     // The same request from 127.0.0.1 applies: the peer address is the whole difference.
     let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -122,7 +129,10 @@ async fn a_changed_token_file_takes_effect_on_reload() {
             .0
     };
     assert_eq!(reload("first-token-0123456789").await, StatusCode::OK);
-    assert_eq!(reload("second-token-987654321").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reload("second-token-987654321").await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Rotate the token the way a secret manager does (write, then rename over), then SIGHUP.
     let tmp = dir.path().join("token.tmp");
@@ -174,12 +184,19 @@ async fn an_unwritable_state_file_reports_persisted_false_and_the_change_applies
     let (s, h, _) = request_fresh(proxy.addr, Method::GET, "/", &[("cookie", &cookie)], None)
         .await
         .unwrap();
-    assert_eq!((s, &h["x-echo-storefront"]), (StatusCode::OK, &"new".parse().unwrap()));
+    assert_eq!(
+        (s, &h["x-echo-storefront"]),
+        (StatusCode::OK, &"new".parse().unwrap())
+    );
     // And the operator is told why it will not survive a restart.
     let warned = proxy
         .wait_log(|v| {
             v.to_string().contains("not-a-directory") && v["level"].as_str() != Some("DEBUG")
         })
         .await;
-    assert!(warned.is_some(), "no log names the state file:\n{}", proxy.log_text());
+    assert!(
+        warned.is_some(),
+        "no log names the state file:\n{}",
+        proxy.log_text()
+    );
 }
