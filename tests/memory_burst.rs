@@ -26,17 +26,20 @@ async fn served_connection(addr: SocketAddr, i: usize) -> tokio::net::TcpStream 
     s.write_all(format!("GET /burst/{i} HTTP/1.1\r\nHost: shop.test\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let r = raw::read_response(&mut s).await.expect("an answer in the burst");
+    let r = raw::read_response(&mut s)
+        .await
+        .expect("an answer in the burst");
     assert_eq!(r.status, 200);
     s
 }
 
 async fn open_connections(admin: SocketAddr) -> f64 {
-    support::metrics::metric(&scrape(admin).await, "cutover_client_connections_open").unwrap_or(-1.0)
+    support::metrics::metric(&scrape(admin).await, "cutover_client_connections_open")
+        .unwrap_or(-1.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_taken_by_a_connection_burst_is_returned_once_it_ends() {
+async fn memory_taken_by_a_connection_burst_is_returned_once_traffic_resumes() {
     let stores = Stores::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cutover.toml");
@@ -71,9 +74,11 @@ async fn memory_taken_by_a_connection_burst_is_returned_once_it_ends() {
     let (_, peak) = proxy.memory_kib();
 
     drop(held);
-    wait_for("the proxy to see the burst's connections close", SLOW_WAIT, || async {
-        open_connections(proxy.admin).await == 0.0
-    })
+    wait_for(
+        "the proxy to see the burst's connections close",
+        SLOW_WAIT,
+        || async { open_connections(proxy.admin).await == 0.0 },
+    )
     .await;
     let (_, closed) = proxy.memory_kib();
     // Returned: at most a quarter of what the burst added is still resident, while ordinary
@@ -94,11 +99,15 @@ async fn memory_taken_by_a_connection_burst_is_returned_once_it_ends() {
     let after = loop {
         for _ in 0..200 {
             shopper
-                .write_all(format!("GET /after/{sent} HTTP/1.1\r\nHost: shop.test\r\n\r\n").as_bytes())
+                .write_all(
+                    format!("GET /after/{sent} HTTP/1.1\r\nHost: shop.test\r\n\r\n").as_bytes(),
+                )
                 .await
                 .unwrap();
             sent += 1;
-            let r = raw::read_response(&mut shopper).await.expect("ordinary traffic is served");
+            let r = raw::read_response(&mut shopper)
+                .await
+                .expect("ordinary traffic is served");
             assert_eq!(r.status, 200);
         }
         let (_, now) = proxy.memory_kib();
