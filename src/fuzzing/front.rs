@@ -49,8 +49,9 @@ pub fn check_http1_head(data: &[u8]) {
         );
         assert!(head.headers.len() <= limits.max_headers);
         let raw = &data[..len];
+        // Ends with an empty line; httparse (and so hyper) takes a bare LF for CRLF anywhere.
         assert!(
-            raw.ends_with(b"\r\n\r\n") || raw.ends_with(b"\n\n"),
+            raw.ends_with(b"\n\n") || raw.ends_with(b"\n\r\n"),
             "{raw:?}"
         );
         let first_line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
