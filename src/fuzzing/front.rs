@@ -166,13 +166,13 @@ pub fn check_fast_path(data: &[u8]) {
     // unfinished head the client never completed).
     let limits = HeadLimits::default();
     let mut at = 0;
-    let mut heads = 0;
+    let mut heads = Vec::new();
     while at < answered.len() {
         let mut slots = [const { MaybeUninit::uninit() }; SLOTS];
         match parse(&answered[at..], &mut slots, &limits) {
-            Parsed::Head(_, len) => {
+            Parsed::Head(head, len) => {
                 at += len;
-                heads += 1;
+                heads.push(head.method == "HEAD");
             }
             other => {
                 assert!(
@@ -183,25 +183,42 @@ pub fn check_fast_path(data: &[u8]) {
             }
         }
     }
-    let text = String::from_utf8_lossy(&answers);
-    let statuses: Vec<&str> = text
-        .split("\r\n")
-        .filter_map(|l| l.strip_prefix("HTTP/1.1 "))
-        .collect();
-    assert_eq!(statuses.len(), heads, "one answer per head taken: {text}");
-    for s in statuses {
+    // One answer per head taken, in order, each framed by its Content-Length (none sent after a
+    // HEAD), each a redirect or a 410 with a safe Location.
+    let mut rest = &answers[..];
+    for (i, is_head) in heads.iter().enumerate() {
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("answer {i} of {} has no whole head", heads.len()));
+        let head = String::from_utf8_lossy(&rest[..end]).into_owned();
+        let status = head
+            .strip_prefix("HTTP/1.1 ")
+            .unwrap_or_else(|| panic!("{head}"));
         assert!(
             ["301 ", "302 ", "307 ", "308 ", "410 "]
                 .iter()
-                .any(|p| s.starts_with(p)),
-            "the front answers redirects only: {s}"
+                .any(|p| status.starts_with(p)),
+            "the front answers redirects only: {head}"
         );
-    }
-    for l in text.split("\r\n") {
-        if let Some(loc) = l.strip_prefix("location: ") {
-            assert_safe_location(loc, &"a fast-path answer");
+        let mut body = 0;
+        for line in head.split("\r\n").skip(1) {
+            if let Some(loc) = line.strip_prefix("location: ") {
+                assert_safe_location(loc, &"a fast-path answer");
+            }
+            if let Some(n) = line.strip_prefix("content-length: ") {
+                body = n.parse::<usize>().unwrap_or_else(|_| panic!("{head}"));
+            }
         }
+        let body = if *is_head { 0 } else { body };
+        assert!(rest.len() >= end + 4 + body, "answer {i} is cut short");
+        rest = &rest[end + 4 + body..];
     }
+    assert!(
+        rest.is_empty(),
+        "answers beyond the heads taken: {:?}",
+        String::from_utf8_lossy(rest)
+    );
 }
 
 /// Sends `data` to the front on an in-memory connection, then closes the client's side: how the
