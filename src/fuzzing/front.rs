@@ -54,7 +54,11 @@ pub fn check_http1_head(data: &[u8]) {
             raw.ends_with(b"\n\n") || raw.ends_with(b"\n\r\n"),
             "{raw:?}"
         );
-        let first_line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+        // Empty lines before the request line are skipped (RFC 9112 2.2), by hyper too.
+        let first_line = raw
+            .split(|&b| b == b'\n')
+            .find(|l| !l.trim_ascii().is_empty())
+            .unwrap_or_default();
         assert!(
             first_line.trim_ascii_end().ends_with(b"HTTP/1.1"),
             "only HTTP/1.1 is the front's: {first_line:?}"
