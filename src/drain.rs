@@ -79,6 +79,11 @@ impl Activity {
         self.touch();
     }
 
+    /// No request in flight (its head read, its response body not finished) on this connection.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+
     /// Resolves when the connection may be shut down without racing its client: at once for
     /// HTTP/2, else when nothing is in flight and nothing happened for [`LINGER`].
     pub async fn quiet(&self) {

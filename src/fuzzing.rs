@@ -19,6 +19,9 @@ use crate::redirects::{
 };
 use crate::values::parse_percent;
 
+mod front;
+pub use front::{check_fast_path, check_http1_head};
+
 /// A check: panics when a property does not hold for the input.
 pub type Check = fn(&[u8]);
 
@@ -28,6 +31,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("redirects_csv", check_redirects_csv),
     ("admin_json", check_admin_json),
     ("redirect_lookup", check_redirect_lookup),
+    ("http1_head", check_http1_head),
+    ("fast_path", check_fast_path),
 ];
 
 /// The repository's `config/` directory: fuzzed configs compile as if they were a file there,

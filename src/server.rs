@@ -28,6 +28,8 @@ use crate::state::Limits;
 use crate::timer::LazyTimer;
 use crate::tls::TlsListener;
 
+mod reuse;
+
 /// Binds a listening socket the way a proxy that gets restarted needs it: `SO_REUSEADDR` so a
 /// restart does not wait out TIME_WAIT, `SO_REUSEPORT` so a new process can bind next to the old
 /// one during a handover.
@@ -64,6 +66,8 @@ pub struct Connections {
     open: AtomicUsize,
     idle: Notify,
     per_client: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
+    /// Idle keep-alive connections given up for new ones at the cap (`reuse`).
+    reusable: Arc<reuse::Reusable>,
 }
 
 /// Why a connection was not let in.
@@ -101,6 +105,12 @@ impl Connections {
         let mut cur = self.open.load(Ordering::Relaxed);
         loop {
             if cur >= max {
+                // An idle keep-alive connection makes room, and this one takes its place now
+                // (the cap is over by one until that connection has closed).
+                if self.reusable.give_up_oldest_idle() {
+                    self.open.fetch_add(1, Ordering::AcqRel);
+                    return Ok(ConnGuard(Arc::clone(self), client));
+                }
                 if let Some(ip) = client {
                     self.leave_client(ip);
                 }
@@ -458,7 +468,7 @@ async fn serve_connection<I>(
     stream: I,
     info: ConnInfo,
     limits: Limits,
-    _guard: ConnGuard,
+    guard: ConnGuard,
     mut draining: watch::Receiver<bool>,
 ) -> bool
 where
@@ -486,10 +496,17 @@ where
     // few bytes of the h2 preface) would hold its connection slot forever. So the first request
     // must reach the service within `header_read_timeout` of the accept.
     let served = Arc::new(AtomicBool::new(served_by_front));
+    let reusable = guard
+        .0
+        .reusable
+        .register(Arc::clone(&activity), Arc::clone(&served));
     let seen = Arc::clone(&served);
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        seen.store(true, Ordering::Relaxed);
-        tracker.track(req.version(), Arc::clone(&proxy).handle(info, req))
+        // In flight before marked served: `reuse` must never see a served connection with its
+        // request not yet counted, and take it for idle.
+        let tracked = tracker.track(req.version(), Arc::clone(&proxy).handle(info, req));
+        seen.store(true, Ordering::Release);
+        tracked
     });
     // Checked before the sleep is polled: once a request was served, this branch is never
     // ready and costs one load per wake-up instead of a timer poll.
@@ -517,6 +534,11 @@ where
                     conn.await
                 }
             }
+        }
+        () = reusable.chosen() => {
+            tracing::debug!(peer = %info.peer, "connection cap reached: closing this idle keep-alive connection for a new one");
+            conn.as_mut().graceful_shutdown();
+            conn.await
         }
         () = first_request_deadline => {
             tracing::debug!(peer = %info.peer, "no request within header_read_timeout; closing");

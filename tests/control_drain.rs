@@ -156,5 +156,12 @@ async fn drain_delay_keeps_accepting_while_readiness_is_off() {
         matches!(TcpStream::connect(addr).await, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
     })
     .await;
-    assert!(proxy.wait_exit(Duration::from_secs(8)).await.is_some());
+    let exit = proxy
+        .wait_exit(Duration::from_secs(8))
+        .await
+        .expect("exits after the delay and the drain");
+    assert!(
+        exit.success(),
+        "nothing was in flight: a clean drain exits 0: {exit}"
+    );
 }

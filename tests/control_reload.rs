@@ -192,7 +192,13 @@ async fn reload_under_load_drops_nothing_and_routes_by_the_generation_in_force()
     );
 }
 
-/// A file change is in force within 2 s: measured and reported, not asserted.
+/// The README promises a file change is picked up "within about 250 ms". A time cannot be
+/// asserted on a shared machine, so this checks the mechanism that makes it so and reports the
+/// figure (recorded in BENCHMARKS.md): every atomic rename is seen by the directory watch and
+/// applied as exactly one reload triggered by `file` (not a SIGHUP, not a catch-up on a later
+/// event), with the next generation and the written share, before a shopper's request routes on
+/// it. The 200 ms debounce that dominates the figure is pinned at compile time beside
+/// `reload::DEBOUNCE`. The 10 s wait only bounds a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_latency_is_measured() {
     let stores = Stores::start().await;
@@ -204,6 +210,11 @@ async fn change_latency_is_measured() {
     };
     std::fs::write(&config, config_text(&stores, &params(1000))).unwrap();
     let proxy = ProxyProcess::spawn(&config);
+    let history = |a| async move {
+        let (_, h) = admin(a, Method::GET, "/admin/history", None, None).await;
+        serde_json::from_str::<Vec<serde_json::Value>>(&h).unwrap()
+    };
+    let mut seen = history(proxy.admin).await;
     let mut samples = Vec::new();
     for k in 1..=10u16 {
         let bp = 1000 + k * 100;
@@ -228,11 +239,25 @@ async fn change_latency_is_measured() {
         )
         .await;
         samples.push(t0.elapsed());
-        assert!((share(proxy.admin).await - want).abs() < 0.001);
+        let now = history(proxy.admin).await;
+        let new: Vec<&serde_json::Value> = now.iter().skip(seen.len()).collect();
+        assert_eq!(
+            new.len(),
+            1,
+            "rename {k}: exactly one reload per change (an extra one is a lost debounce, none a \
+             change applied some other way): {new:?}"
+        );
+        let r = new[0];
+        assert_eq!(r["trigger"], "file", "rename {k}: seen by the watch: {r}");
+        assert_eq!(r["applied"], true, "{r}");
+        assert_eq!(r["new_share"].as_f64(), Some(want), "{r}");
+        let before = seen.last().map_or(0, |h| h["generation"].as_u64().unwrap());
+        assert_eq!(r["generation"].as_u64(), Some(before + 1), "{r}");
+        seen = now;
     }
     samples.sort();
     eprintln!(
-        "file change -> routing latency over {} atomic renames: min {:?}, median {:?}, max {:?} (target: within 2 s)",
+        "file change -> routing latency over {} atomic renames: min {:?}, median {:?}, max {:?} (README: about 250 ms)",
         samples.len(),
         samples[0],
         samples[samples.len() / 2],

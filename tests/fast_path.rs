@@ -233,11 +233,12 @@ async fn what_the_front_does_not_answer_reaches_hyper_whole() {
 /// quiet on the front is closed, and one that keeps asking is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_on_the_front_is_closed_at_header_read_timeout() {
-    let f = start("[limits]\nheader_read_timeout = \"1s\"\n").await;
+    let f = start("[limits]\nheader_read_timeout = \"3s\"\n").await;
     let mut s = raw::connect(f.addr).await;
     for _ in 0..3 {
-        // 3 × 600 ms: longer than one timeout in all, shorter than it between answers.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // 3 × 1.5 s: longer than one timeout in all, shorter than it between answers, with 1.5 s
+        // of margin either way. The pause is the behaviour under test, not a wait for an event.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         s.write_all(get("/old-lamp").as_bytes()).await.unwrap();
         assert_eq!(
             raw::read_response(&mut s).await.expect("answered").status,
@@ -245,10 +246,10 @@ async fn an_idle_connection_on_the_front_is_closed_at_header_read_timeout() {
         );
     }
     s.write_all(b"GET /old-lamp HTTP/1.1\r\n").await.unwrap();
-    let (got, closed) = raw::read_until_close(&mut s, Duration::from_secs(8)).await;
+    let (got, closed) = raw::read_until_close(&mut s, support::SLOW_WAIT).await;
     assert!(
         closed,
-        "a stalled head on the front was held for 8 s with a 1 s timeout"
+        "a stalled head on the front was held for 30 s with a 3 s timeout"
     );
     assert!(got.is_empty(), "closed without an answer, as hyper does");
 }
@@ -305,8 +306,13 @@ async fn a_drain_closes_front_connections_at_a_request_boundary() {
     s.write_all(get("/old-lamp").as_bytes()).await.unwrap();
     let first = raw::read_response(&mut s).await.unwrap();
     assert_eq!((first.status, first.header("connection")), (301, None));
+    let ready = std::sync::Arc::clone(&f.app.ready);
     let drained = tokio::spawn(f.app.drain());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Readiness turns off once connections have been told of the drain (`App::drain`).
+    support::wait_for("the drain to begin", support::WAIT, || async {
+        !ready.load(std::sync::atomic::Ordering::Acquire)
+    })
+    .await;
     s.write_all(get("/old-lamp").as_bytes()).await.unwrap();
     let (rest, closed) = raw::read_until_close(&mut s, Duration::from_secs(5)).await;
     let rest = raw::parse_all(&rest);

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,28 +46,39 @@ async fn sequential_requests_share_one_storefront_connection() {
 
 /// A storefront answering `200 ok` (keep-alive, nothing said about closing) that closes each
 /// connection once it has been idle for `keep_alive` (zero: right after the response).
-async fn closes_idle(name: &str, keep_alive: Duration) -> Backend {
+async fn closes_idle(name: &str, keep_alive: Duration) -> (Backend, Arc<AtomicUsize>) {
     let (listener, _) = bind_local().await;
-    spawn_raw(name, listener, move |mut stream, log, _| async move {
-        let mut buf = Vec::new();
-        loop {
-            let Ok(Some(_)) =
-                tokio::time::timeout(keep_alive, read_head(&mut stream, &mut buf, &log)).await
-            else {
-                return;
-            };
-            log.requests
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let resp = b"HTTP/1.1 200 OK\r\nx-backend: new\r\ncontent-length: 2\r\n\r\nok";
-            if stream.write_all(resp).await.is_err() {
-                return;
-            }
-            if keep_alive.is_zero() {
-                let _ = stream.shutdown().await;
-                return;
+    let closed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&closed);
+    let backend = spawn_raw(name, listener, move |mut stream, log, _| {
+        let closed = Arc::clone(&counter);
+        async move {
+            let mut buf = Vec::new();
+            // The first head gets the suite's bound: a connection is only idle after an answer
+            // (with a zero keep-alive, a head not yet arrived at the first poll would be refused).
+            let mut limit = WAIT;
+            loop {
+                let Ok(Some(_)) =
+                    tokio::time::timeout(limit, read_head(&mut stream, &mut buf, &log)).await
+                else {
+                    closed.fetch_add(1, Ordering::SeqCst);
+                    return;
+                };
+                log.requests
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let resp = b"HTTP/1.1 200 OK\r\nx-backend: new\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(resp).await.is_err() {
+                    return;
+                }
+                if keep_alive.is_zero() {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+                limit = keep_alive;
             }
         }
-    })
+    });
+    (backend, closed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,13 +86,18 @@ async fn storefront_closing_idle_connections_never_fails_a_get() {
     let old = Backend::counting("old").await;
     // Keep-alive shorter than the gap between requests: every pooled connection is gone by the
     // time the next request wants it.
-    let short = closes_idle("new", Duration::from_millis(100)).await;
+    let (short, closed) = closes_idle("new", Duration::from_millis(100)).await;
     let proxy = InProc::start(&all_new(&old, &short, "")).await;
     let client = Client::new(proxy.addr);
     for i in 0..5 {
         let r = client.get(&format!("/gap/{i}")).await;
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        support::wait_for(
+            "the storefront to close the idle connection",
+            WAIT,
+            || async { closed.load(Ordering::SeqCst) > i },
+        )
+        .await;
     }
     assert_eq!(short.requests(), 5);
     assert_eq!(
@@ -91,7 +108,7 @@ async fn storefront_closing_idle_connections_never_fails_a_get() {
 
     // Closed right after each response, without `Connection: close`: the next request may find
     // the connection closing under it, and must still succeed.
-    let abrupt = closes_idle("new", Duration::ZERO).await;
+    let (abrupt, _) = closes_idle("new", Duration::ZERO).await;
     let proxy = InProc::start(&all_new(&old, &abrupt, "")).await;
     let client = Client::new(proxy.addr);
     for i in 0..30 {
@@ -123,12 +140,16 @@ async fn response_with_connection_close_is_not_reused() {
 
 /// A storefront that answers only once `n` requests are waiting, so `n` concurrent requests
 /// need `n` connections.
-async fn gathering(name: &str, n: usize) -> Backend {
+/// Also returns how many of its connections have ended.
+async fn gathering(name: &str, n: usize) -> (Backend, Arc<AtomicUsize>) {
     let (listener, _) = bind_local().await;
     let barrier = Arc::new(tokio::sync::Barrier::new(n));
-    spawn_raw(name, listener, move |stream, log, _| {
+    let closed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&closed);
+    let backend = spawn_raw(name, listener, move |stream, log, _| {
         let barrier = Arc::clone(&barrier);
-        serve_h1(stream, move |_req| {
+        let closed = Arc::clone(&counter);
+        let served = serve_h1(stream, move |_req| {
             let barrier = Arc::clone(&barrier);
             let log = Arc::clone(&log);
             async move {
@@ -140,15 +161,20 @@ async fn gathering(name: &str, n: usize) -> Backend {
                     .body(Full::new(Bytes::from_static(b"ok")))
                     .unwrap()
             }
-        })
-    })
+        });
+        async move {
+            served.await;
+            closed.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (backend, closed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_max_idle_bounds_the_idle_connections() {
     const BURST: usize = 6;
     let old = Backend::counting("old").await;
-    let new = gathering("new", BURST).await;
+    let (new, closed) = gathering("new", BURST).await;
     let proxy = InProc::start(&all_new(&old, &new, "pool_max_idle = 2")).await;
     let client = Arc::new(Client::new(proxy.addr));
     let burst = || async {
@@ -165,8 +191,11 @@ async fn pool_max_idle_bounds_the_idle_connections() {
     };
     burst().await;
     assert_eq!(new.connections(), BURST, "a burst of {BURST} needs {BURST}");
-    // Let the last response bodies end and their connections go back.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every connection went back to the pool once the proxy closed the four beyond its bound.
+    support::wait_for("the pool to close what it cannot keep", WAIT, || async {
+        closed.load(Ordering::SeqCst) == BURST - 2
+    })
+    .await;
     burst().await;
     assert_eq!(
         new.connections(),

@@ -111,7 +111,8 @@ pub struct RawLimits {
     pub max_uri_length: Option<Spanned<u32>>,
     /// A request body silent for this long is cut; default 60s.
     pub body_idle_timeout: Option<Spanned<HumanDuration>>,
-    /// Open client connections beyond which new ones get a fast 503; default 10000.
+    /// Open client connections beyond which an idle keep-alive one is closed to make room, else
+    /// new ones get a fast 503; default 10000.
     pub max_connections: Option<Spanned<u32>>,
     /// Open connections one client address may hold; default 256. Exempt when
     /// `trust_forwarded` is set (the peers are then the operator's own proxies).

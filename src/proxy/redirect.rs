@@ -205,7 +205,7 @@ impl Proxy {
             .iter()
             .filter(|r| on_new || r.table.applies_to() == ApplyTo::All)
             .find_map(|r| r.table.lookup(&host, pq))?;
-        let status = hit.status(snap.routing.split.share_bp == 10_000);
+        let status = hit.status_at(snap.routing.split.share_bp);
         snap.metrics.redirect_served(status);
         Some((status, hit.location))
     }
@@ -247,4 +247,26 @@ fn cache_control(status: StatusCode) -> Option<&'static str> {
         StatusCode::FOUND | StatusCode::TEMPORARY_REDIRECT | StatusCode::SEE_OTHER
     )
     .then_some("no-store")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Temporary answers are `no-store` (a rollback must reach the browser again); permanent
+    /// ones and 410 carry no `Cache-Control` of cutover's.
+    #[test]
+    fn only_temporary_redirects_are_no_store() {
+        for (status, want) in [
+            (301, None),
+            (302, Some("no-store")),
+            (303, Some("no-store")),
+            (307, Some("no-store")),
+            (308, None),
+            (410, None),
+        ] {
+            let s = StatusCode::from_u16(status).unwrap();
+            assert_eq!(cache_control(s), want, "{status}");
+        }
+    }
 }

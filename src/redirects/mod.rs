@@ -27,6 +27,8 @@ mod validate;
 mod tests_load;
 #[cfg(test)]
 mod tests_lookup;
+#[cfg(test)]
+mod tests_status;
 
 /// Crate-internal pieces the inventory and the fuzzing checks (`crate::fuzzing`) re-use.
 pub(crate) mod internals {
@@ -104,7 +106,17 @@ impl Hit {
             s => s,
         }
     }
+
+    /// [`Hit::status`] for the split's share in basis points: only a full shift (10,000 bp,
+    /// every shopper on the new storefront) serves a permanent redirect permanently; 99.99% is
+    /// still a shift a rollback must be able to undo.
+    pub fn status_at(&self, share_bp: u16) -> StatusCode {
+        self.status(share_bp == FULL_SHARE_BP)
+    }
 }
+
+/// The split's share when every shopper is on the new storefront, in basis points.
+pub const FULL_SHARE_BP: u16 = 10_000;
 
 /// Reads, validates and builds one table. Every problem is collected (each with file:line);
 /// any error rejects the whole table so the previous one keeps serving.

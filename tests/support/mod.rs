@@ -1,5 +1,11 @@
 //! The one helper every end-to-end test uses (`mod support;`), so each suite exercises the real
-//! proxy the same way: real sockets on 127.0.0.1, real upstream servers, the real binary.
+//! proxy the same way: real sockets on 127.0.0.1, real upstream servers.
+//!
+//! Process behaviour (signals, exits, handovers, sd_notify, memory, the CLI) is tested on the
+//! built binary (`process`). Suites about what happens to a request (routing, headers, limits,
+//! the pool, TLS, redirects, metrics) start the same `app::start` in-process (`proxy::InProc`):
+//! the sockets and the code are the real ones, and a test can reach into the running app (its
+//! readiness, a drain, a reload) without a signal.
 //!
 //! By concern: `dir` (temp configs), `proxy` (config builder, in-process proxy), `process` (the
 //! binary: start, signals, log), `upstream` and `stores` (storefront stand-ins), `client`,
