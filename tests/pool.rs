@@ -47,11 +47,18 @@ async fn sequential_requests_share_one_storefront_connection() {
 /// connection once it has been idle for `keep_alive` (zero: right after the response).
 async fn closes_idle(name: &str, keep_alive: Duration) -> Backend {
     let (listener, _) = bind_local().await;
+    // Zero keep-alive still waits for the connection's one request: a zero read timeout would
+    // race the proxy's first write and close a fresh connection unanswered (a flaky 502).
+    let first_wait = if keep_alive.is_zero() {
+        WAIT
+    } else {
+        keep_alive
+    };
     spawn_raw(name, listener, move |mut stream, log, _| async move {
         let mut buf = Vec::new();
         loop {
             let Ok(Some(_)) =
-                tokio::time::timeout(keep_alive, read_head(&mut stream, &mut buf, &log)).await
+                tokio::time::timeout(first_wait, read_head(&mut stream, &mut buf, &log)).await
             else {
                 return;
             };
