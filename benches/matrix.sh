@@ -27,7 +27,8 @@
 # Prints markdown tables; writes nothing into the repository. Every step is bounded by timeout.
 #
 # Knobs: QUICK=1, DURATION (s, 4; QUICK 1), PROXY_CPU=1, LOAD_CPU=0, CUTOVER=path/to/cutover,
-#   OLD_CUTOVER=path/to/another/cutover (adds it as `cutover-old` with shipped defaults).
+#   OLD_CUTOVER=path/to/another/cutover (adds it as `cutover-old` with shipped defaults),
+#   CUTOVER_ENV="NAME=value ..." (environment of the cutover processes, e.g. MIMALLOC_ALLOW_THP=0).
 source "$(dirname "$0")/redirects/lib.sh"
 QUICK=${QUICK:-0}
 PROXY_CPU=${PROXY_CPU:-1}
@@ -153,7 +154,7 @@ start_haproxy() { # NAME PORT TUNED
 }
 start_cut() { # NAME PORT BINARY EXTRA
   cutover_conf "$2" "$4" >"$WORK/$1.toml"
-  taskset -c "$PROXY_CPU" "$3" --log warn serve --workers 1 --config "$WORK/$1.toml" >"$WORK/$1.out" 2>&1 &
+  taskset -c "$PROXY_CPU" env ${CUTOVER_ENV:-} "$3" --log warn serve --workers 1 --config "$WORK/$1.toml" >"$WORK/$1.out" 2>&1 &
   PIDS+=($!); PORT[$1]=$2; PID[$1]=$!; VARIANTS+=("$1")
 }
 
@@ -178,12 +179,15 @@ done
 cookie=$(curl -s -D - -o /dev/null "http://127.0.0.1:${PORT[cutover]}/" |
   sed -n 's/^[Ss]et-[Cc]ookie: \(cutover_cohort=[^;]*\).*/\1/p' | tr -d '\r')
 
-ticks() { cpu_ticks "$1"; }
-# row SCENARIO VARIANT REQS SECONDS TICKS P99 : one markdown row
+# ticks PID: "user system" CPU time of the process (all threads), in clock ticks, packed as
+# user * 10^9 + system so one shell number carries both through a subtraction.
+ticks() { awk '{ sub(/.*\) /, ""); printf "%.0f\n", $12 * 1000000000 + $13 }' "/proc/$1/stat"; }
+# row SCENARIO VARIANT REQS SECONDS TICKS P99 : one markdown row; CPU as total (user + system)
 row() {
   awk -v s="$1" -v v="$2" -v n="$3" -v t="$4" -v c="$5" -v hz="$HZ" -v p="$6" 'BEGIN {
     if (n <= 0) { printf "| %s | %s | failed | | |\n", s, v; exit }
-    printf "| %s | %s | %.0f | %.1f | %s |\n", s, v, n / t, c / hz * 1e6 / n, p }'
+    u = int(c / 1000000000); k = c - u * 1000000000; f = 1e6 / hz / n
+    printf "| %s | %s | %.0f | %.1f (%.1f + %.1f) | %s |\n", s, v, n / t, (u + k) * f, u * f, k * f, p }'
 }
 # wrk_run SCENARIO VARIANT CONNS [wrk args...]
 wrk_run() {
@@ -198,7 +202,7 @@ wrk_run() {
   p=$(awk '$1 == "99%" { print $2 }' <<<"$out")
   row "$s" "$v" "${n:-0}" "${t:-1}" $((a - b)) "$p"
 }
-header() { echo; echo "### $1"; echo; echo "| scenario | proxy | req/s | CPU µs/req | $2 |"; echo "|---|---|---:|---:|---:|"; }
+header() { echo; echo "### $1"; echo; echo "| scenario | proxy | req/s | CPU µs/req (user + sys) | $2 |"; echo "|---|---|---:|---:|---:|"; }
 
 for v in "${VARIANTS[@]}"; do # warm-up: first-touch faults, lazy setup, pools filled
   timeout 30 taskset -c "$LOAD_CPU" wrk -t1 -c256 -d1s -H "Cookie: $cookie" "http://127.0.0.1:${PORT[$v]}/p" >/dev/null 2>&1 || true
@@ -258,6 +262,7 @@ for v in "${VARIANTS[@]}"; do
   read -r _ ok errs p50 p99 p999 max achieved <<<"${out:-0 0 0 0 0 0 0 0}"
   awk -v v="$v" -v ok="$ok" -v e="$errs" -v c=$((a - b)) -v hz="$HZ" -v p50="$p50" -v p99="$p99" \
     -v p999="$p999" -v max="$max" -v r="$achieved" 'BEGIN {
+    u = int(c / 1000000000); c = u + c - u * 1000000000
     printf "| %s | %s | %s | %.1f | %s | %s | %s | %s |\n", v, r, e, (ok > 0 ? c / hz * 1e6 / ok : 0), p50, p99, p999, max }'
 done
 
