@@ -137,6 +137,10 @@ to = "new"
 new_share = 50
 [cohort]
 key = "benchmark-only-key"
+[limits]
+# Every connection of the benchmark comes from 127.0.0.1; shoppers come from many addresses, and
+# the shipped 256 per address would answer the 1024-connection run with fast 503s.
+max_connections_per_client = 4096
 EOF
 }
 
