@@ -176,6 +176,8 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
     let state = Arc::clone(reloader.state());
     // shadow: the shadow and fallback counters of the snapshot in force, at each scrape.
     register_shadow_metrics(&metrics, &state);
+    // pool:
+    register_pool_metrics(&metrics, &state);
     let proxy = Proxy::new(Arc::clone(&state), Arc::clone(&metrics));
     let ready = Arc::new(AtomicBool::new(false));
     let draining = Arc::new(AtomicBool::new(false));
@@ -414,6 +416,19 @@ fn register_shadow_metrics(metrics: &Metrics, state: &crate::state::SharedSnapsh
         }
     })
     .expect("shadow metric definitions are valid");
+}
+
+// pool:
+fn register_pool_metrics(metrics: &Metrics, state: &crate::state::SharedSnapshot) {
+    let state = Arc::clone(state);
+    crate::metrics::pool::PoolMetrics::register(metrics.registry(), move || {
+        let snap = state.load();
+        let pooled = snap.storefronts.iter();
+        pooled
+            .filter_map(|s| Some((s.name.clone(), s.upstream.pool()?.counts())))
+            .collect()
+    })
+    .expect("pool metric definitions are valid");
 }
 
 /// Read-only routes beyond metrics and health: what a migration team needs in week one.

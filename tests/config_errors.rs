@@ -168,3 +168,30 @@ fn a_valid_config_exits_zero_with_a_summary() {
         }
     }
 }
+
+#[test]
+fn pool_sizing_out_of_range_is_reported_with_its_line() {
+    let text = format!(
+        "{HEAD}pool_idle_ceiling = 0\npool_max_idle = 100000\npool_peak_window = \"0s\"\n\n[split]\nnew_share = 10\n"
+    );
+    assert_reported(
+        &text,
+        &[
+            (
+                "pool_idle_ceiling = 0",
+                "storefront.new.pool_idle_ceiling",
+                "between 1 and 65536",
+            ),
+            (
+                "pool_max_idle = 100000",
+                "storefront.new.pool_max_idle",
+                "between 0 and 65536",
+            ),
+            (
+                "pool_peak_window",
+                "storefront.new.pool_peak_window",
+                "greater than zero",
+            ),
+        ],
+    );
+}

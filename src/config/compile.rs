@@ -201,10 +201,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
         if tls.insecure_skip_verify {
             tracing::warn!(storefront = %name.get_ref(), "storefront TLS verification is OFF (insecure_skip_verify): anyone on the path can impersonate it");
         }
-        let pool = sf
-            .pool_max_idle
-            .as_ref()
-            .map_or(32, |p| *p.get_ref() as usize);
+        let (pool, pool_peak_window) = super::pool_sizing::pool_sizing(&mut c, sf, &field);
         let connect_timeout = positive(
             &mut c,
             &sf.connect_timeout,
@@ -242,6 +239,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
             read_timeout,
             idle_timeout,
             pool_max_idle: pool,
+            pool_peak_window,
             tls,
             base_dir: c.src.base_dir(),
         };

@@ -12,6 +12,7 @@ mod compile;
 pub mod fleet;
 // inventory: `[inventory]` validation and the carried instance.
 mod inventory;
+mod pool_sizing;
 pub mod raw;
 mod routes;
 // shadow: `[shadow]`, `[fallback]`, route opt-ins.

@@ -146,8 +146,12 @@ pub struct RawStorefront {
     pub read_timeout: Option<Spanned<HumanDuration>>,
     /// Idle pooled connections are closed after this; default 90s.
     pub idle_timeout: Option<Spanned<HumanDuration>>,
-    /// Idle connections kept to this storefront; default 32.
+    /// Hard cap on idle connections kept to this storefront; unset: `pool_idle_ceiling`.
     pub pool_max_idle: Option<Spanned<u32>>,
+    /// Most idle connections the adaptive pool keeps (file descriptors); default 1024.
+    pub pool_idle_ceiling: Option<Spanned<u32>>,
+    /// Idle connections follow the peak of requests in flight over this window; default 60s.
+    pub pool_peak_window: Option<Spanned<HumanDuration>>,
     /// TLS to an https storefront: extra CA, SNI override, client certificate.
     pub tls: Option<Spanned<crate::tls::UpstreamTlsOptions>>,
     /// Pins issued before this moment (unix seconds) are released: the operator's evacuation.

@@ -23,6 +23,8 @@ mod tls;
 // inventory: the URL inventory's gauges.
 mod inventory;
 pub use inventory::{InventoryMetrics, INVENTORY_ALL_TABLES};
+// pool: the storefront pools' counters, read at scrape time.
+pub mod pool;
 
 pub use names::*;
 pub use request::{InFlightGuard, Reason, RequestMetrics, StorefrontTotals, UpstreamErrorKind};

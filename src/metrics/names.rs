@@ -128,3 +128,15 @@ pub const SHADOW_REQUESTS_TOTAL: &str = "cutover_shadow_requests_total";
 pub const SHADOW_MISMATCHES_TOTAL: &str = "cutover_shadow_mismatches_total";
 /// 404 fallback outcomes by result (served, still_404, old_error, not_eligible).
 pub const FALLBACK_TOTAL: &str = "cutover_fallback_total";
+// pool: the storefront connection pools (issue 22).
+/// Connections opened to each storefront (cutover's own HTTP/1.1 pool).
+pub const UPSTREAM_CONNECTIONS_OPENED_TOTAL: &str = "cutover_upstream_connections_opened_total";
+/// Storefront responses by the connection they came on (`reused` or `new`): the reused ratio.
+pub const UPSTREAM_REQUESTS_BY_CONNECTION_TOTAL: &str =
+    "cutover_upstream_requests_by_connection_total";
+/// Idle connections each storefront's pool keeps now.
+pub const UPSTREAM_IDLE_CONNECTIONS: &str = "cutover_upstream_idle_connections";
+/// Idle connections each pool would keep now: the recent peak in flight, within the cap.
+pub const UPSTREAM_IDLE_TARGET: &str = "cutover_upstream_idle_target";
+/// Label: `reused` or `new`.
+pub const CONNECTION_LABEL: &str = "connection";

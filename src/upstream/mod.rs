@@ -8,6 +8,12 @@
 //! upstream, where there is no ALPN to pick h2) use cutover's own [`pool`]: far cheaper per
 //! request. Those that may speak h2 (`auto` over `https://`, `h2c`) keep hyper-util's client,
 //! which multiplexes h2 streams. The choice is made once, when the [`Upstream`] is built.
+//!
+//! How many idle connections are kept: the own pool follows the recent peak of requests in
+//! flight, within `pool_max_idle` ([`sizing`]). hyper-util's pool cannot be resized while it
+//! runs (its idle cap is fixed at build time), so there the cap itself is the limit and its
+//! idle timer closes what `idle_timeout` says is unused; for h2 this matters little, as one
+//! connection carries every concurrent stream.
 
 use std::error::Error as StdError;
 use std::path::PathBuf;
@@ -29,6 +35,7 @@ use crate::tls::UpstreamTlsOptions;
 pub mod h1;
 pub mod health;
 pub mod pool;
+pub mod sizing;
 
 pub use pool::{Pool, ResponseBody};
 
@@ -73,8 +80,11 @@ pub struct UpstreamSettings {
     pub read_timeout: Duration,
     /// Idle pooled connections are closed after this.
     pub idle_timeout: Duration,
-    /// Idle connections kept per storefront.
+    /// The most idle connections kept to this storefront (`pool_max_idle`, or else
+    /// `pool_idle_ceiling`); the own pool keeps fewer when the recent peak was lower.
     pub pool_max_idle: usize,
+    /// The window over which the own pool's peak of requests in flight is taken.
+    pub pool_peak_window: Duration,
     /// TLS options (extra CA, SNI, client certificate).
     pub tls: UpstreamTlsOptions,
     /// Directory relative TLS paths resolve against.
@@ -136,6 +146,7 @@ impl Upstream {
                 target,
                 settings.pool_max_idle,
                 settings.idle_timeout,
+                settings.pool_peak_window,
             )))
         } else {
             Transport::Legacy(Box::new(
@@ -430,6 +441,7 @@ mod tests {
             read_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
             pool_max_idle: 4,
+            pool_peak_window: Duration::from_secs(60),
             tls: UpstreamTlsOptions::default(),
             base_dir: PathBuf::from("."),
         }

@@ -9,10 +9,16 @@
 //!
 //! - Checkout pops the most recently used idle connection (LIFO keeps the warmest sockets busy
 //!   and lets the rest age out). Connections idle longer than `idle_timeout` are dropped there,
-//!   and the oldest one at each checkin: lazily, with no timer per request or per connection
-//!   (a pool nobody uses keeps its idle sockets until the storefront closes them or the pool is
-//!   replaced by a reload with different settings). A connection the storefront has closed
-//!   (or sent anything on while idle) is noticed at checkout, without a system call.
+//!   and the oldest one at each checkin: lazily, with no timer per request or per connection.
+//!   A connection the storefront has closed (or sent anything on while idle) is noticed at
+//!   checkout, without a system call.
+//! - How many idle connections are kept follows the recent peak of requests in flight, within
+//!   the cap ([`super::sizing`] says why): a checkin beyond that closes the oldest. One reaper
+//!   task per pool (started by its first connect, ended when the pool is dropped) ticks every
+//!   half peak window and closes what the decayed peak and `idle_timeout` no longer cover, so a
+//!   burst's connections go away once it is over even when no request comes to close them.
+//! - Counters for the metrics: connections opened, and requests on a reused connection vs on a
+//!   new one (their ratio is the churn an operator alerts on). Plain atomics, read at scrape.
 //! - A connection goes back when its response body ends (or is dropped at its end), from
 //!   [`ResponseBody`] itself: no task per request. Responses with `Connection: close`, HTTP/1.0
 //!   responses, bodies delimited by the end of the connection, and a request body the
@@ -27,7 +33,8 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -43,6 +50,7 @@ use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
 use super::h1::{self, Conn};
+use super::sizing::{Sizing, Window};
 use super::UpstreamError;
 use crate::body::{BoxError, UpstreamBody};
 use crate::headers::outgoing::Outgoing;
@@ -53,15 +61,40 @@ struct Idle {
     since: Instant,
 }
 
+/// The idle connections, oldest at the front, and the peak window (both under one lock).
+#[derive(Default)]
+struct Stack {
+    conns: VecDeque<Idle>,
+    window: Window,
+}
+
 /// The HTTP/1.1 connections to one storefront.
 pub struct Pool {
     connector: HttpsConnector<HttpConnector>,
     /// `scheme://authority/`, what the connector resolves and connects to.
     target: Uri,
-    /// Oldest at the front, most recently used at the back.
-    idle: Mutex<VecDeque<Idle>>,
-    max_idle: usize,
+    idle: Mutex<Stack>,
+    sizing: Sizing,
     idle_timeout: Duration,
+    reaper: AtomicBool,
+    opened: AtomicU64,
+    on_reused: AtomicU64,
+    on_new: AtomicU64,
+}
+
+/// A pool's counters at one moment, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Connections opened to the storefront (each is one the storefront accepted).
+    pub opened: u64,
+    /// Responses received on a connection that had served a request before.
+    pub reused: u64,
+    /// Responses received on a connection opened for that request.
+    pub new: u64,
+    /// Idle connections kept now.
+    pub idle: u64,
+    /// How many idle connections the pool would keep now: the recent peak within the cap.
+    pub target: u64,
 }
 
 impl std::fmt::Debug for Pool {
@@ -74,30 +107,52 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool connecting to `target` (`scheme://authority/`) through `connector`.
+    /// A pool connecting to `target` (`scheme://authority/`) through `connector`, keeping at
+    /// most `max_idle` idle connections and fewer when the peak over `peak_window` was lower.
     pub fn new(
         connector: HttpsConnector<HttpConnector>,
         target: Uri,
         max_idle: usize,
         idle_timeout: Duration,
+        peak_window: Duration,
     ) -> Self {
         Pool {
             connector,
             target,
-            idle: Mutex::new(VecDeque::new()),
-            max_idle,
+            idle: Mutex::new(Stack::default()),
+            sizing: Sizing::new(max_idle, peak_window),
             idle_timeout,
+            reaper: AtomicBool::new(false),
+            opened: AtomicU64::new(0),
+            on_reused: AtomicU64::new(0),
+            on_new: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Idle>> {
+    fn lock(&self) -> MutexGuard<'_, Stack> {
         // Nothing panics while holding it; a poisoned stack is still a valid stack.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Idle connections currently kept (for tests and debugging).
     pub fn idle_count(&self) -> usize {
-        self.lock().len()
+        self.lock().conns.len()
+    }
+
+    /// The counters and gauges, for a scrape.
+    pub fn counts(&self) -> PoolCounts {
+        let (idle, target) = {
+            let mut stack = self.lock();
+            let target = self.sizing.target(&mut stack.window, Instant::now());
+            (stack.conns.len(), target)
+        };
+        PoolCounts {
+            opened: self.opened.load(Relaxed),
+            reused: self.on_reused.load(Relaxed),
+            new: self.on_new.load(Relaxed),
+            idle: idle as u64,
+            target: target as u64,
+        }
     }
 
     /// Sends `req`, on a pooled connection when there is one. `retry_connect`: the request is
@@ -114,9 +169,10 @@ impl Pool {
             return Box::pin(self.send_upgrade(req, retry_connect)).await;
         }
         let (parts, body) = req.into_parts();
+        let mut lease = Lease::take(&self.sizing);
         // Connecting is boxed, here and below: its futures (TCP, TLS) are kilobytes, and inline
         // they would be part of every request's future, pooled or not, and copied with it.
-        let (mut conn, reused) = match self.checkout() {
+        let (mut conn, mut reused) = match self.checkout() {
             Some(conn) => (conn, true),
             None => (Box::pin(self.connect(retry_connect)).await?, false),
         };
@@ -125,17 +181,26 @@ impl Pool {
             Err(e) if reused && retry_connect && !conn.received() => {
                 tracing::debug!(error = %e, "pooled storefront connection was closed; sending on a new one");
                 conn = Box::pin(self.connect(retry_connect)).await?;
+                reused = false;
                 conn.send(&parts, Some(outgoing), UpstreamBody::Empty)
                     .await
                     .map_err(UpstreamError::H1)?
             }
             Err(e) => return Err(UpstreamError::H1(e)),
         };
-        let pool = head.reusable.then(|| Arc::clone(self));
+        if reused {
+            &self.on_reused
+        } else {
+            &self.on_new
+        }
+        .fetch_add(1, Relaxed);
+        // From here the response body holds the lease and ends it.
+        lease.keep();
         let mut resp = Response::new(ResponseBody {
             inner: Inner::H1 {
                 body: h1::Body::new(conn, head.framing, head.reusable),
-                pool,
+                pool: Some(Arc::clone(self)),
+                reusable: head.reusable,
             },
         });
         *resp.status_mut() = head.status;
@@ -151,6 +216,8 @@ impl Pool {
         retry_connect: bool,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let io = self.connect_io(retry_connect).await?;
+        self.opened.fetch_add(1, Relaxed);
+        self.on_new.fetch_add(1, Relaxed);
         let (mut tx, conn) = http1::Builder::new()
             .handshake(io)
             .await
@@ -176,44 +243,90 @@ impl Pool {
 
     fn pop(&self) -> Option<Box<Conn>> {
         let now = Instant::now();
-        let mut idle = self.lock();
-        let c = idle.pop_back()?;
+        let mut stack = self.lock();
+        let c = stack.conns.pop_back()?;
         if now.saturating_duration_since(c.since) >= self.idle_timeout {
             // LIFO: everything below has been idle longer still. Dropped outside the lock.
-            let stale = std::mem::take(&mut *idle);
-            drop(idle);
+            let stale = std::mem::take(&mut stack.conns);
+            drop(stack);
             drop((c, stale));
             return None;
         }
         Some(c.conn)
     }
 
-    /// Puts a connection whose exchange ended back on top of the stack.
+    /// Puts a connection whose exchange ended back on top of the stack (its request still
+    /// counts as in flight: the caller ends the lease after this).
     fn checkin(&self, conn: Box<Conn>) {
-        if self.max_idle == 0 {
+        if self.sizing.cap() == 0 {
             return;
         }
         let now = Instant::now();
-        let mut idle = self.lock();
+        let mut stack = self.lock();
+        let keep = self.sizing.target(&mut stack.window, now);
         // The oldest connection makes room; it is also swept when it has outlived
         // `idle_timeout` (at most one per checkin: the sweep stays O(1) on the request path).
-        let evicted = match idle.front() {
+        let evicted = match stack.conns.front() {
             Some(old)
-                if idle.len() >= self.max_idle
+                if stack.conns.len() >= keep
                     || now.saturating_duration_since(old.since) >= self.idle_timeout =>
             {
-                idle.pop_front()
+                stack.conns.pop_front()
             }
             _ => None,
         };
-        idle.push_back(Idle { conn, since: now });
-        drop(idle);
+        let kept = keep > 0;
+        if kept {
+            stack.conns.push_back(Idle { conn, since: now });
+        }
+        drop(stack);
         drop(evicted);
     }
 
+    /// Closes the idle connections the decayed peak or `idle_timeout` no longer covers; the
+    /// reaper's tick.
+    fn reap(&self) {
+        let now = Instant::now();
+        let mut stack = self.lock();
+        let keep = self.sizing.target(&mut stack.window, now);
+        let mut closed = Vec::new();
+        while let Some(old) = stack.conns.front() {
+            if stack.conns.len() <= keep
+                && now.saturating_duration_since(old.since) < self.idle_timeout
+            {
+                break;
+            }
+            closed.extend(stack.conns.pop_front());
+        }
+        drop(stack);
+        drop(closed);
+    }
+
+    /// Starts this pool's reaper once; it holds only a weak reference, so it ends with the
+    /// pool (a reload that replaced the storefront's settings).
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaper.load(Relaxed) || self.reaper.swap(true, Relaxed) {
+            return;
+        }
+        let pool: Weak<Pool> = Arc::downgrade(self);
+        let every = self.sizing.tick();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.reap();
+            }
+        });
+    }
+
     /// A new connection; `retry`: one more attempt if the first fails.
-    async fn connect(&self, retry: bool) -> Result<Box<Conn>, UpstreamError> {
+    async fn connect(self: &Arc<Self>, retry: bool) -> Result<Box<Conn>, UpstreamError> {
         let io = self.connect_io(retry).await?;
+        self.opened.fetch_add(1, Relaxed);
+        self.start_reaper();
         Ok(Box::new(Conn::new(TokioIo::new(io))))
     }
 
@@ -244,6 +357,29 @@ impl Pool {
     }
 }
 
+/// A request counted in flight from checkout until its connection goes back (or closes); ends
+/// the count on drop unless [`Lease::keep`] handed it to the response body.
+struct Lease<'a>(Option<&'a Sizing>);
+
+impl<'a> Lease<'a> {
+    fn take(sizing: &'a Sizing) -> Self {
+        sizing.begin();
+        Lease(Some(sizing))
+    }
+
+    fn keep(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.end();
+        }
+    }
+}
+
 /// A storefront's response body; returns its connection to the pool when the body ends.
 #[derive(Debug)]
 pub struct ResponseBody {
@@ -254,10 +390,12 @@ pub struct ResponseBody {
 enum Inner {
     /// From hyper: hyper-util's client, or an upgrade.
     Hyper(Incoming),
-    /// From the pool; `pool` is where the connection goes back, if it may.
+    /// From the pool; `pool` holds the request's lease until the connection goes back (when
+    /// `reusable`) or the body is dropped.
     H1 {
         body: h1::Body,
         pool: Option<Arc<Pool>>,
+        reusable: bool,
     },
 }
 
@@ -270,12 +408,13 @@ impl ResponseBody {
     }
 }
 
-/// Hands the connection back once the body has ended.
-fn checkin_if_done(body: &mut h1::Body, pool: &mut Option<Arc<Pool>>) {
-    if pool.is_some() {
+/// Hands the connection back once the body has ended, and ends the lease.
+fn checkin_if_done(body: &mut h1::Body, pool: &mut Option<Arc<Pool>>, reusable: bool) {
+    if reusable && pool.is_some() {
         if let Some(conn) = body.take_idle() {
             if let Some(pool) = pool.take() {
                 pool.checkin(conn);
+                pool.sizing.end();
             }
         }
     }
@@ -286,8 +425,16 @@ impl Drop for ResponseBody {
         // Dropped at its end (hyper's server stops polling once `is_end_stream` says so, and
         // bodiless responses are never polled): the connection is reusable. Dropped earlier, the
         // rest of the body is still on the wire and the connection closes with the body.
-        if let Inner::H1 { body, pool } = &mut self.inner {
-            checkin_if_done(body, pool);
+        if let Inner::H1 {
+            body,
+            pool,
+            reusable,
+        } = &mut self.inner
+        {
+            checkin_if_done(body, pool, *reusable);
+            if let Some(pool) = pool.take() {
+                pool.sizing.end();
+            }
         }
     }
 }
@@ -302,10 +449,14 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().inner {
             Inner::Hyper(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
-            Inner::H1 { body, pool } => {
+            Inner::H1 {
+                body,
+                pool,
+                reusable,
+            } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
                 if polled.is_ready() {
-                    checkin_if_done(body, pool);
+                    checkin_if_done(body, pool, *reusable);
                 }
                 polled
             }
