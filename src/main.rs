@@ -213,32 +213,47 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+/// The demo's files as they were at a clean build (see build.rs: editing them in a checkout does
+/// not rebuild the binary, which reads the checkout's own).
+const DEMO_FILES: [(&str, &str); 2] = [
+    (
+        "demo.toml",
+        include_str!(concat!(env!("OUT_DIR"), "/demo.toml")),
+    ),
+    (
+        "redirects.csv",
+        include_str!(concat!(env!("OUT_DIR"), "/redirects.csv")),
+    ),
+];
 
 /// The demo config: the repository's file when run from a checkout, else the built-in copy
-/// written to a temporary directory so relative paths in it resolve.
-fn demo_config(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+/// (with its redirect plan) written to a temporary directory so relative paths in it resolve.
+fn demo_config(given: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<RemovedOnExit>)> {
     if let Some(p) = given {
-        return Ok(p);
+        return Ok((p, None));
     }
     let local = PathBuf::from("config/demo.toml");
     if local.exists() {
-        return Ok(local);
+        return Ok((local, None));
     }
     let dir = std::env::temp_dir().join(format!("cutover-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("demo.toml");
-    std::fs::write(&path, DEMO_CONFIG).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    let guard = RemovedOnExit(dir.clone());
+    for (name, text) in DEMO_FILES {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok((dir.join("demo.toml"), Some(guard)))
 }
 
 const DEMO_TLS_PREFIX: &str = "cutover-demo-tls-";
 
-/// The TLS demo's temporary directory (a private key, a certificate, a state file): removed when
-/// the demo ends, and on the next start when a crash left one behind.
-struct DemoTlsDir(PathBuf);
+/// A demo's temporary directory (the built-in config's copy; the TLS demo's private key,
+/// certificate and state file): removed when the demo ends (the TLS one also on the next start
+/// when a crash left it behind).
+struct RemovedOnExit(PathBuf);
 
-impl Drop for DemoTlsDir {
+impl Drop for RemovedOnExit {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
@@ -340,7 +355,7 @@ async fn run_demo(
     traffic: bool,
     rollout: bool,
 ) -> anyhow::Result<bool> {
-    let mut path = demo_config(config)?;
+    let (mut path, _builtin_dir) = demo_config(config)?;
     // rollout: the shipped plan over a copy of the config (removed on exit).
     let mut _rollout_dir = None;
     if rollout {
@@ -352,7 +367,7 @@ async fn run_demo(
     if tls {
         remove_stale_demo_dirs();
         let dir = std::env::temp_dir().join(format!("{DEMO_TLS_PREFIX}{}", std::process::id()));
-        let guard = DemoTlsDir(dir.clone());
+        let guard = RemovedOnExit(dir.clone());
         let original = path.clone();
         path = demo_tls_config(&original, &dir)?;
         println!(

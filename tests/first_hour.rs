@@ -258,3 +258,48 @@ async fn the_demo_prints_one_line_per_request() {
     assert!(!seen.contains("email"), "no query string: {seen}");
     assert!(!seen.contains('\u{1b}'), "no colour codes: {seen}");
 }
+
+/// An installed binary has no checkout beside it: `cutover demo` then runs its built-in copy of
+/// the demo config and redirect plan (embedded at build time, so editing config/demo.toml in a
+/// checkout does not rebuild the binary), and removes that copy on Ctrl-C. Uses the demo's own
+/// ports, like tests/readme.rs.
+#[tokio::test]
+async fn the_demo_runs_outside_a_checkout_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = tokio::process::Command::new(binary())
+        .arg("demo")
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let copy = std::env::temp_dir().join(format!("cutover-demo-{}", demo.id().unwrap()));
+    let stdout = demo.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("cutover demo is running") {
+                return;
+            }
+        }
+        let mut err = String::new();
+        let mut stderr = demo.stderr.take().unwrap();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err).await;
+        panic!("the demo ended before serving (are 8080-8082 and 9901 free?): {err}");
+    })
+    .await
+    .expect("the demo serves");
+    assert!(
+        copy.join("redirects.csv").exists(),
+        "the plan is beside the config"
+    );
+    assert!(signal(demo.id().unwrap(), "INT"));
+    let status = tokio::time::timeout(Duration::from_secs(60), demo.wait())
+        .await
+        .expect("the demo exits after SIGINT")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!copy.exists(), "{copy:?} survived Ctrl-C");
+}

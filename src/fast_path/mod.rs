@@ -128,6 +128,11 @@ where
         let before = buf.len();
         tokio::select! {
             biased;
+            // The drain first: a request that arrives with (or after) the drain's signal is
+            // hyper's to answer with `Connection: close`, as `/readyz` already says draining.
+            () = drain.as_mut() => {
+                return Outcome::HandOff { io: Prefixed::new(buf, io), served };
+            }
             read = io.read_buf(&mut buf) => match read {
                 Ok(0) => return Outcome::Closed,
                 // A partial head is parsed again only once a line of it has ended (or it
@@ -145,9 +150,6 @@ where
                     return Outcome::Closed;
                 }
             },
-            () = drain.as_mut() => {
-                return Outcome::HandOff { io: Prefixed::new(buf, io), served };
-            }
             () = deadline.as_mut() => {
                 tracing::debug!(peer = %conn.peer, "no request head within header_read_timeout; closing");
                 return Outcome::Closed;
