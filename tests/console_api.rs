@@ -233,14 +233,15 @@ async fn the_demo_prints_the_console_first() {
         let _ = tx.send(urls);
     });
     let first = rx.recv_timeout(SLOW_WAIT);
-    let page = request_fresh(
-        SocketAddr::from(([127, 0, 0, 1], admin)),
-        Method::GET,
-        "/",
-        &[],
-        None,
-    )
+    // Ready first (the documented signal that start-up is over), then the page.
+    let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin));
+    wait_for("the demo to be ready", SLOW_WAIT, || async {
+        request_fresh(admin_addr, Method::GET, "/readyz", &[], None)
+            .await
+            .is_ok_and(|(status, _, _)| status == StatusCode::OK)
+    })
     .await;
+    let page = request_fresh(admin_addr, Method::GET, "/", &[], None).await;
     let _ = demo.kill();
     let _ = demo.wait();
     let first = first

@@ -178,14 +178,9 @@ impl Driver {
     }
 
     async fn fleet_evaluate(&mut self) {
-        let now = now_ms();
-        if !self.run.as_ref().is_some_and(|r| r.engine.due(now)) {
+        let Some(actions) = self.due_evaluation().await else {
             return;
-        }
-        let reading = self.read_source().await;
-        let now = now_ms().max(now);
-        let Some(run) = self.run.as_mut() else { return };
-        let actions = run.engine.tick(now, &reading);
+        };
         if let Err(e) = self.commit(actions, true).await {
             tracing::warn!(error = %e, "rollout evaluation not recorded; the next one decides again");
         }

@@ -371,15 +371,22 @@ impl Driver {
     }
 
     async fn evaluate(&mut self) {
+        if let Some(actions) = self.due_evaluation().await {
+            self.apply(actions).await;
+        }
+    }
+
+    /// When an evaluation is due: reads the source and returns what the engine decides on it
+    /// (applied locally, or committed to the fleet's document by its leader).
+    async fn due_evaluation(&mut self) -> Option<Vec<Action>> {
         let now = now_ms();
         if !self.run.as_ref().is_some_and(|r| r.engine.due(now)) {
-            return;
+            return None;
         }
         let reading = self.read_source().await;
         let now = now_ms().max(now);
-        let Some(run) = self.run.as_mut() else { return };
-        let actions = run.engine.tick(now, &reading);
-        self.apply(actions).await;
+        let run = self.run.as_mut()?;
+        Some(run.engine.tick(now, &reading))
     }
 
     /// The source's figures for the window ending now.
