@@ -121,6 +121,49 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The demo's standard output, line by line.
+type DemoLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `cutover demo <args>` in `dir` (no colour; killed when dropped) and returns it with
+/// its output.
+fn spawn_demo(args: &[&str], dir: &std::path::Path) -> (tokio::process::Child, DemoLines) {
+    let mut demo = tokio::process::Command::new(binary())
+        .arg("demo")
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    (demo, lines)
+}
+
+/// Reads the demo's output (bounded) until `wanted` says so; the line it stopped at.
+async fn read_until(lines: &mut DemoLines, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if wanted(&line) {
+                return line;
+            }
+        }
+        panic!("the demo ended before {what}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within 60 s"))
+}
+
+/// Waits (bounded) for the demo to serve: it prints its URLs once listening.
+async fn until_running(lines: &mut DemoLines) {
+    read_until(lines, "serving (are its ports free?)", |l| {
+        l.contains("cutover demo is running")
+    })
+    .await;
+}
+
 /// `demo --tls` keeps a private key in a temporary directory: gone after Ctrl-C, and a directory
 /// a killed demo left behind is removed by the next start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,27 +187,10 @@ async fn the_tls_demo_leaves_no_private_key_behind() {
         ),
     )
     .unwrap();
-    let mut demo = tokio::process::Command::new(binary())
-        .args(["demo", "--tls", "--config", config.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut demo, mut lines) =
+        spawn_demo(&["--tls", "--config", config.to_str().unwrap()], dir.path());
     let mine = std::env::temp_dir().join(format!("cutover-demo-tls-{}", demo.id().unwrap()));
-    // Wait (bounded) for the demo to serve: it prints its URLs once listening.
-    let stdout = demo.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("cutover demo is running") {
-                return;
-            }
-        }
-        panic!("the demo ended before serving");
-    })
-    .await
-    .expect("the demo serves");
+    until_running(&mut lines).await;
     assert!(
         mine.join("cutover-demo.key").exists(),
         "the key is in {mine:?}"
@@ -213,42 +239,23 @@ async fn the_demo_prints_one_line_per_request() {
     std::fs::write(dir.path().join("demo.toml"), config).unwrap();
     let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/config/redirects.csv");
     std::fs::copy(plan, dir.path().join("redirects.csv")).unwrap();
-    let mut demo = tokio::process::Command::new(binary())
-        .args(["demo", "--config", "demo.toml"])
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = demo.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let seen = tokio::time::timeout(Duration::from_secs(60), async {
-        let mut asked = false;
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("cutover demo is running") && !asked {
-                asked = true;
-                let mut conn = tokio::net::TcpStream::connect(&proxy).await.unwrap();
-                tokio::io::AsyncWriteExt::write_all(
-                    &mut conn,
-                    b"GET /products/first-hour?email=a@b.c HTTP/1.0\r\nHost: shop.test\r\n\r\n",
-                )
-                .await
-                .unwrap();
-                let mut answer = Vec::new();
-                tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut answer)
-                    .await
-                    .unwrap();
-            }
-            if line.contains("/products/first-hour") {
-                return line;
-            }
-        }
-        panic!("the demo ended without logging the request");
-    })
+    let (_demo, mut lines) = spawn_demo(&["--config", "demo.toml"], dir.path());
+    until_running(&mut lines).await;
+    let mut conn = tokio::net::TcpStream::connect(&proxy).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut conn,
+        b"GET /products/first-hour?email=a@b.c HTTP/1.0\r\nHost: shop.test\r\n\r\n",
+    )
     .await
-    .expect("the request is logged");
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut answer)
+        .await
+        .unwrap();
+    let seen = read_until(&mut lines, "logging the request", |l| {
+        l.contains("/products/first-hour")
+    })
+    .await;
     // A fresh shopper lands on either side of the 10% split.
     assert!(
         seen.contains(" GET shop.test/products/first-hour 200 ")
@@ -266,31 +273,9 @@ async fn the_demo_prints_one_line_per_request() {
 #[tokio::test]
 async fn the_demo_runs_outside_a_checkout_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = tokio::process::Command::new(binary())
-        .arg("demo")
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut demo, mut lines) = spawn_demo(&[], dir.path());
     let copy = std::env::temp_dir().join(format!("cutover-demo-{}", demo.id().unwrap()));
-    let stdout = demo.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("cutover demo is running") {
-                return;
-            }
-        }
-        let mut err = String::new();
-        let mut stderr = demo.stderr.take().unwrap();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err).await;
-        panic!("the demo ended before serving (are 8080-8082 and 9901 free?): {err}");
-    })
-    .await
-    .expect("the demo serves");
+    until_running(&mut lines).await;
     assert!(
         copy.join("redirects.csv").exists(),
         "the plan is beside the config"
