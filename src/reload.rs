@@ -403,6 +403,31 @@ impl Reloader {
         generation
     }
 
+    /// Compiles `source` with the operator state `state` laid over it, off the runtime's
+    /// threads, and persists that state beside the config (`None`: the state file is removed).
+    /// The one path of operator changes, local or from the fleet.
+    async fn compile_and_persist(
+        &self,
+        source: &Source,
+        state: Option<StateFile>,
+        generation: u64,
+        previous: &Arc<Snapshot>,
+    ) -> Result<(Snapshot, Result<(), crate::config::runtime::StateError>), ConfigError> {
+        let metrics = Arc::clone(&self.metrics);
+        let prev = Arc::clone(previous);
+        let src = source.clone();
+        crate::background::run("reload", move || {
+            let snap = compile_text(&src, state.as_ref(), generation, Some(&prev), &metrics)?;
+            let persisted = match &state {
+                Some(st) => write_state(&snap.state_file, st),
+                None => remove_state(&snap.state_file),
+            };
+            Ok::<_, ConfigError>((snap, persisted))
+        })
+        .await
+        .unwrap_or_else(|join| Err(self.failed_task(join)))
+    }
+
     fn failed_task(&self, join: impl std::fmt::Display) -> ConfigError {
         ConfigError::Invalid(vec![Problem {
             file: self.path.clone(),
@@ -518,17 +543,9 @@ impl Reloader {
                 state.overrides.evacuated_at.insert(name.clone(), *at);
             }
         }
-        let metrics = Arc::clone(&self.metrics);
-        let prev = Arc::clone(&previous);
-        let st = state.clone();
-        let src = source.clone();
-        let compiled = crate::background::run("reload", move || {
-            let snap = compile_text(&src, Some(&st), generation, Some(&prev), &metrics)?;
-            let persisted = write_state(&snap.state_file, &st);
-            Ok::<_, ConfigError>((snap, persisted))
-        })
-        .await
-        .unwrap_or_else(|join| Err(self.failed_task(join)));
+        let compiled = self
+            .compile_and_persist(&source, Some(state.clone()), generation, &previous)
+            .await;
         drop(previous);
         let (snap, persisted) = match compiled {
             Ok(x) => x,

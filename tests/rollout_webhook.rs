@@ -114,15 +114,18 @@ async fn wait_counts(
     what: &str,
     ok: impl Fn(WebhookCounts) -> bool,
 ) -> WebhookCounts {
-    let start = tokio::time::Instant::now();
-    loop {
-        let c = n.stats();
-        if ok(c) {
-            return c;
+    // Bounded by DEADLINE against a hang, never a timing assertion.
+    let counts = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let c = n.stats();
+            if ok(c) {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(start.elapsed() < DEADLINE, "waiting for {what}: {c:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    counts.unwrap_or_else(|_| panic!("waiting for {what}: {:?}", n.stats()))
 }
 
 #[tokio::test]

@@ -6,10 +6,7 @@
 //! is saved in the local state file too: a replica that restarts while the store is unreachable
 //! then serves the fleet's last state, not an older local one.
 
-use std::sync::Arc;
-
-use super::{compile_text, unix_now, Reloader};
-use crate::config::runtime::write_state;
+use super::{unix_now, Reloader};
 use crate::config::{content_hash, ConfigError, RuntimeOverrides, Source, StateFile};
 
 /// What applying shared operator state did.
@@ -59,20 +56,9 @@ impl Reloader {
             updated_at: now,
             overrides,
         });
-        let metrics = Arc::clone(&self.metrics);
-        let prev = Arc::clone(&previous);
-        let st = state.clone();
-        let src = source.clone();
-        let compiled = crate::background::run("reload", move || {
-            let snap = compile_text(&src, st.as_ref(), generation, Some(&prev), &metrics)?;
-            let persisted = match &st {
-                Some(st) => write_state(&snap.state_file, st),
-                None => crate::config::runtime::remove_state(&snap.state_file),
-            };
-            Ok::<_, ConfigError>((snap, persisted))
-        })
-        .await
-        .unwrap_or_else(|join| Err(self.failed_task(join)));
+        let compiled = self
+            .compile_and_persist(&source, state.clone(), generation, &previous)
+            .await;
         drop(previous);
         let (snap, persisted) = match compiled {
             Ok(x) => x,
