@@ -224,13 +224,16 @@ async fn the_demo_prints_the_console_first() {
     let stdout = demo.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let urls = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let urls = lines
+            .by_ref()
             .skip_while(|l| !l.starts_with("cutover demo is running"))
             .skip(1)
             .find(|l| l.contains("http://"));
         let _ = tx.send(urls);
+        // Keep reading: a closed stdout makes the demo's next line end it (as `cutover status |
+        // head` would), which made this test flaky.
+        lines.for_each(drop);
     });
     let first = rx.recv_timeout(SLOW_WAIT);
     // Ready first (the documented signal that start-up is over), then the page.
