@@ -27,7 +27,7 @@
 //! clients   upstream shadow rollout
 //! domain    routing redirects inventory
 //! policy    headers
-//! wire      http1 tls body timer background values retry
+//! wire      http1 tls body timer background values retry error_text
 //! ```
 //!
 //! What each owns (and so where a change goes):
@@ -35,7 +35,8 @@
 //!   read them); [`tls`] rustls for shoppers and storefronts; [`body`] streaming bodies with idle
 //!   bounds; [`timer`] hyper's timer; [`background`] low-priority threads for reload work;
 //!   [`retry`] the one backoff policy of background calls; [`values`] the config's human
-//!   values (durations, sizes, shares) and human times.
+//!   values (durations, sizes, shares) and human times; [`error_text`] an error and its causes
+//!   on one line.
 //! - policy: [`headers`] what is added, stripped and forwarded between shopper and storefront.
 //! - domain, pure libraries with their tests beside them: [`routing`] (rules, the split, the
 //!   cohort cookie, pins, the staff override: `decide(&Table, &RequestView)`), [`redirects`]
@@ -44,9 +45,8 @@
 //!   and `config::raw` only.
 //! - clients: [`upstream`] pooled storefront clients, the one retry rule, error classes, health;
 //!   [`shadow`] mirrored copies compared as a migration needs (off the shopper's path) and the
-//!   404 fallback's policy; [`rollout`] the ramp's engine, gates, Prometheus source and webhook.
-//!   [`rollout`] the automatic ramp as a library (plan, gates, engine, Prometheus source, webhook);
-//!   `control::rollout` drives it against the live proxy.
+//!   404 fallback's policy; [`rollout`] the automatic ramp as a library (plan, gates, engine,
+//!   Prometheus source, webhook); `control::rollout` drives it against the live proxy.
 //! - observe: [`metrics`] every metric, handles resolved at build time; [`access_log`].
 //! - snapshot: [`state`] the immutable [`state::Snapshot`] and its `ArcSwap` handle.
 //! - config: [`config`] raw serde structs -> validation with file:line:column -> build.
@@ -74,6 +74,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod drain;
+pub mod error_text;
 pub mod fast_path;
 pub mod fleet;
 #[cfg(any(test, feature = "testkit"))]

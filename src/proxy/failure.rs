@@ -40,7 +40,7 @@ impl Proxy {
                         "the request body is malformed or cut off",
                     )
                 };
-                tracing::debug!(request_id = ?request_id, storefront = %sf.name, error = %error_chain(e), "client request body failed");
+                tracing::debug!(request_id = ?request_id, storefront = %sf.name, error = %crate::error_text::chain(e), "client request body failed");
                 let mut resp =
                     response::local(status, detail, request_id, &snap.headers.request_id);
                 resp.headers_mut()
@@ -59,7 +59,7 @@ impl Proxy {
             }
             SendError::Client(e) => {
                 let kind = upstream::classify(e);
-                tracing::warn!(request_id = ?request_id, storefront = %sf.name, kind = kind.as_str(), error = %error_chain(e), "storefront request failed");
+                tracing::warn!(request_id = ?request_id, storefront = %sf.name, kind = kind.as_str(), error = %crate::error_text::chain(e), "storefront request failed");
                 (kind, before_head(kind))
             }
         };
@@ -90,16 +90,4 @@ fn before_head(kind: UpstreamErrorKind) -> &'static str {
 fn client_body_error(e: &UpstreamError) -> Option<&ClientBodyError> {
     let e: &(dyn std::error::Error + 'static) = e;
     std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref::<ClientBodyError>())
-}
-
-/// The error and its causes on one line, for the log.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -267,7 +267,7 @@ impl PrometheusSource {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| format!("request failed: {}", chain(&e)))?;
+                .map_err(|e| format!("request failed: {}", crate::error_text::chain(&e)))?;
             let status = resp.status();
             let body = read_body(resp.into_body(), MAX_ANSWER).await?;
             Ok::<_, String>((status, body))
@@ -288,17 +288,6 @@ impl PrometheusSource {
             )
         })
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 /// One series of an instant vector.

@@ -68,7 +68,7 @@ async fn answer(client: &CopyClient, copy: Copy<'_>) -> Result<Answer, Failure> 
     let response = client
         .request(request)
         .await
-        .map_err(|e| Failure::Error(describe(&e)))?;
+        .map_err(|e| Failure::Error(crate::error_text::chain(&e)))?;
     let (head, mut body) = response.into_parts();
     let mut answer = Answer::from_head(head.status.as_u16(), &head.headers);
     let wants_html = head.status.is_success()
@@ -87,16 +87,4 @@ async fn answer(client: &CopyClient, copy: Copy<'_>) -> Result<Answer, Failure> 
         answer.html = Some(extractor.finish());
     }
     Ok(answer)
-}
-
-/// The error and its causes in one line (hyper-util's own message is only "client error").
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
