@@ -59,8 +59,9 @@ http://Other.Example.com:8080/fuzz/host/*,https://shop.example.com/new/other/*,3
 /fuzz/abs,https://cdn.example.net/a?b=c,301
 ";
 
-/// Paths a config compiled by the fuzzer may not name: devices, kernel files and sockets would
-/// make the compile block or read without end (it reads every secret, CA and CSV file named).
+/// Paths a config built by the fuzzer may not name: devices, kernel files and sockets would
+/// make the build stage block or read without end (it reads every secret, CA and CSV file
+/// named). The validate stage reads none and runs on every input.
 const UNSAFE_PATHS: &[&str] = &["/dev", "/proc", "/sys", "/run", "/fd", "fifo"];
 
 /// Whether the compile step may run on `text`: it names no [`UNSAFE_PATHS`], and no TOML escape
@@ -140,9 +141,13 @@ pub fn check_config(data: &[u8]) {
         path: Path::new(CONFIG_DIR).join("fuzz.toml"),
         text: String::from_utf8_lossy(data).into_owned(),
     };
-    if let Err(e) = source.parse() {
-        located(&e, &source);
-        return;
+    let raw = match source.parse() {
+        Ok(raw) => raw,
+        Err(e) => return located(&e, &source),
+    };
+    // The pure stage runs on every input: it reads no file, so no path can make it block.
+    if let Err(e) = crate::config::validate(&raw, &source) {
+        return located(&e, &source);
     }
     if !safe_to_compile(&source.text) {
         return;

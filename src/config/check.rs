@@ -1,4 +1,4 @@
-//! The problem collector and the small validators `compile` is built from.
+//! The problem collector and the small checks both stages (`validate`, `build_snapshot`) use.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -101,19 +101,14 @@ pub(super) fn name_value_header(
 }
 
 /// Certificate problems of an HTTPS listener become config problems (so a bad pair is rejected
-/// with the rest of the reload); warnings (expiring soon) are logged. Returns the HSTS header.
+/// with the rest of the reload); warnings (expiring soon) are logged.
 pub(super) fn check_listener_tls(
     c: &mut Check<'_>,
     cfg: &crate::tls::ListenerTlsConfig,
     span: std::ops::Range<usize>,
     index: usize,
-) -> Option<HeaderValue> {
-    let base = c.src.base_dir();
-    for cert in &cfg.certificates {
-        c.files.push(cert.cert_path(&base));
-        c.files.push(cert.key_path(&base));
-    }
-    for p in crate::tls::check(cfg, &base) {
+) {
+    for p in crate::tls::check(cfg, &c.src.base_dir()) {
         if p.is_error() {
             c.problems.push(c.src.problem(
                 span.clone(),
@@ -124,9 +119,6 @@ pub(super) fn check_listener_tls(
             tracing::warn!(listener = index, "{p}");
         }
     }
-    cfg.hsts
-        .as_ref()
-        .and_then(|h| HeaderValue::from_str(&h.header_value()).ok())
 }
 
 /// `scheme://host:port` of a storefront, or a located problem.

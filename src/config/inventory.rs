@@ -13,17 +13,10 @@ use super::raw::RawConfig;
 use crate::inventory::{Inventory, InventoryConfig};
 use crate::state::Snapshot;
 
-/// Validates the section (every problem at the section's line) and returns the inventory to
-/// carry and the section in force (`None` when absent or `enabled = false`).
-pub(super) fn compile(
-    c: &mut Check<'_>,
-    raw: &RawConfig,
-    previous: Option<&Snapshot>,
-) -> (Option<Arc<Inventory>>, Option<InventoryConfig>) {
-    let carried = previous.and_then(|p| p.inventory.clone());
-    let Some(section) = &raw.inventory else {
-        return (carried, None);
-    };
+/// Validates the section, every problem at the section's line; the section in force (`None`
+/// when absent or `enabled = false`), its file made relative to the config's directory.
+pub(super) fn check(c: &mut Check<'_>, raw: &RawConfig) -> Option<InventoryConfig> {
+    let section = raw.inventory.as_ref()?;
     let problems = section.get_ref().validate();
     let ok = problems.is_empty();
     for p in problems {
@@ -31,9 +24,23 @@ pub(super) fn compile(
     }
     let mut cfg = section.get_ref().clone();
     if !ok || !cfg.enabled {
-        return (carried, None);
+        return None;
     }
     cfg.file = cfg.file_path(&c.src.base_dir());
+    Some(cfg)
+}
+
+/// The inventory to carry (the previous snapshot's, or a new one at start) and the section in
+/// force.
+pub(super) fn instance(
+    checked: Option<InventoryConfig>,
+    raw: &RawConfig,
+    previous: Option<&Snapshot>,
+) -> (Option<Arc<Inventory>>, Option<InventoryConfig>) {
+    let carried = previous.and_then(|p| p.inventory.clone());
+    let Some(cfg) = checked else {
+        return (carried, None);
+    };
     let inventory = match (carried, previous) {
         (Some(inv), _) => inv,
         (None, None) => Arc::new(Inventory::from_config(&cfg, raw.redirects.first())),

@@ -1,4 +1,6 @@
-//! Configuration: TOML file -> raw serde structs -> validated, compiled [`Snapshot`].
+//! Configuration in three stages, as rpxy does it: TOML file -> [`raw`] serde structs ->
+//! [`validate`] (pure: every check that needs only the text) -> [`build_snapshot`] (secret,
+//! certificate and CSV files, pools, the log writer) -> [`Snapshot`].
 //!
 //! Every problem found is collected, with its file, line and field, before anything is reported:
 //! an operator fixing a config at 3 a.m. should see the whole list at once, like `nginx -t`.
@@ -21,15 +23,17 @@ pub mod secret;
 mod shadow;
 mod summary;
 mod tables;
+mod validate;
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub use admin::{admin_access, AdminAccess};
-pub use compile::{build, compile, load_file, CompileInput};
+pub use compile::{build, build_snapshot, compile, load_file, CompileInput};
 pub use runtime::{content_hash, RuntimeOverrides, StateFile};
 pub use summary::{warnings, Summary};
+pub use validate::{validate, Validated};
 
 /// One thing wrong with a configuration, located as precisely as the source allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
