@@ -1,5 +1,8 @@
 //! Wiring for a running proxy: load the config, bind, serve, reload, drain. Shared by `serve`,
 //! `demo` and the end-to-end tests so they all run the same thing.
+//!
+//! Layer: edge. May import its own layer and control, server, request, config, snapshot, observe,
+//! clients, domain, policy, wire; nothing is above it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,9 @@
 //! `nice`d batch job): the scheduler lets a waking request worker preempt them at once, and they
 //! use the CPU time requests leave idle. A reload then takes longer on a busy core, never the
 //! requests.
+//!
+//! Layer: wire. May import only its own layer; never edge, control, server, request, config,
+//! snapshot, observe, clients, domain, policy.
 
 use tokio::sync::oneshot;
 

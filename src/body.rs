@@ -1,5 +1,8 @@
 //! Body types that stream without buffering, with an idle timeout so a stalled peer cannot hold a
 //! request (and its connection slot) forever.
+//!
+//! Layer: wire. May import only its own layer; never edge, control, server, request, config,
+//! snapshot, observe, clients, domain, policy.
 
 use std::future::Future as _;
 use std::pin::Pin;

@@ -4,6 +4,9 @@
 //! The "old" store answers every URL, the way a legacy platform does, including its
 //! query-string product pages. The "new" store answers 404 for old-style URLs, so a missing
 //! redirect shows up the way it would on cutover night.
+//!
+//! Layer: edge. May import its own layer and control, server, request, config, snapshot, observe,
+//! clients, domain, policy, wire; nothing is above it.
 
 // rollout: the demo's shoppers and its rollout (`cutover demo --traffic`, `--rollout`).
 pub mod rollout;

@@ -14,6 +14,9 @@
 //!
 //! A request is in flight from its head until its response body is finished (the body is
 //! wrapped), so a long download is never cut by the linger, only by the grace period.
+//!
+//! Layer: server. May import its own layer and request, config, snapshot, observe, clients, domain,
+//! policy, wire; never edge, control.
 
 use std::convert::Infallible;
 use std::future::Future;

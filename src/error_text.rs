@@ -4,6 +4,9 @@
 //! (Connect)" says nothing until ": tcp connect error: Connection refused (os error 111)"
 //! follows it. Every place that reports a library's error to a person uses this one function,
 //! so the chain is joined the same way everywhere.
+//!
+//! Layer: wire. May import only its own layer; never edge, control, server, request, config,
+//! snapshot, observe, clients, domain, policy.
 
 use std::error::Error;
 

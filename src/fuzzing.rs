@@ -4,6 +4,9 @@
 //! these functions, so what the fuzzers explore and what CI replays cannot drift apart.
 //!
 //! Not an API: hidden from the docs, and free to change with the fuzz targets.
+//!
+//! Layer: edge. May import its own layer and control, server, request, config, snapshot, observe,
+//! clients, domain, policy, wire; nothing is above it.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

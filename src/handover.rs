@@ -21,6 +21,9 @@
 //!
 //! Under systemd the new process also reports `MAINPID=` and `READY=1` on `$NOTIFY_SOCKET`
 //! (`Type=notify`, `NotifyAccess=all`), so the service follows the upgrade.
+//!
+//! Layer: server. May import its own layer and request, config, snapshot, observe, clients, domain,
+//! policy, wire; never edge, control.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};

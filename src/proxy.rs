@@ -9,6 +9,9 @@
 //! One snapshot is loaded per request and used throughout, so a reload in the middle of a request
 //! never mixes two generations. Upstream failures map to status codes in one place
 //! ([`UpstreamErrorKind::status`]), the way nginx and Envoy users expect.
+//!
+//! Layer: request. May import its own layer and config, snapshot, observe, clients, domain, policy,
+//! wire; never edge, control, server.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

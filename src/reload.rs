@@ -8,6 +8,9 @@
 //!
 //! Admin API changes ([`Reloader::change`]) are runtime overrides laid over the config text in
 //! force and compiled by the same path; see [`crate::config::runtime`] for when the file wins.
+//!
+//! Layer: control. May import its own layer and server, request, config, snapshot, observe,
+//! clients, domain, policy, wire; never edge.
 
 // fleet: shared operator state applied through the same compile-and-swap.
 pub mod fleet;

@@ -1,5 +1,8 @@
 //! What goes back to the shopper: the streamed storefront body, or a small local answer; and the
 //! bookkeeping that runs when a response is finished (or abandoned).
+//!
+//! Layer: request. May import its own layer and config, snapshot, observe, clients, domain, policy,
+//! wire; never edge, control, server.
 
 use std::net::IpAddr;
 use std::pin::Pin;

@@ -5,6 +5,9 @@
 //!
 //! The storefront client's one retry (a bodyless idempotent request whose connection failed)
 //! is not a backoff and lives with the client (`upstream::pool`).
+//!
+//! Layer: wire. May import only its own layer; never edge, control, server, request, config,
+//! snapshot, observe, clients, domain, policy.
 
 use std::time::Duration;
 

@@ -4,6 +4,9 @@
 //! hyper-util's `GracefulShutdown` does not cover connections served with upgrades and has no
 //! deadline of its own, so the drain here is explicit: stop accepting, ask every connection to
 //! finish its in-flight requests, and give up after the grace period.
+//!
+//! Layer: server. May import its own layer and request, config, snapshot, observe, clients, domain,
+//! policy, wire; never edge, control.
 
 use std::future::Future;
 use std::net::SocketAddr;

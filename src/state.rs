@@ -2,6 +2,9 @@
 //!
 //! All live state sits under one swap so a request sees one consistent generation: routes, share,
 //! storefronts and redirect tables from the same reload, never a mix.
+//!
+//! Layer: snapshot. May import its own layer and observe, clients, domain, policy, wire; never
+//! edge, control, server, request, config.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

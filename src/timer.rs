@@ -13,6 +13,9 @@
 //! hands the armed entry back, still registered. A deadline *earlier* than the armed one
 //! re-arms at once, so no deadline ever fires late. Two sleeps alive at once (h2 keep-alive)
 //! simply get one armed entry each; a connection keeps one spare.
+//!
+//! Layer: wire. May import only its own layer; never edge, control, server, request, config,
+//! snapshot, observe, clients, domain, policy.
 
 use std::future::Future;
 use std::pin::Pin;

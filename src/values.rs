@@ -1,4 +1,7 @@
 //! Value types that read the way operators write them: `"10s"`, `"64KiB"`, `"12.5%"`.
+//!
+//! Layer: wire. May import only its own layer; never edge, control, server, request, config,
+//! snapshot, observe, clients, domain, policy.
 
 pub mod time;
 

@@ -213,6 +213,82 @@ fn every_declared_module_exists() {
     }
 }
 
+/// The sentence each top-level module's doc carries, so a reader of any module sees its place
+/// without opening lib.rs: its layer, what it may import, what it never may.
+fn layer_sentence(layers: &Layers, index: usize) -> String {
+    let name = &layers[index].0;
+    let below: Vec<&str> = layers[index + 1..]
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let above: Vec<&str> = layers[..index].iter().map(|(n, _)| n.as_str()).collect();
+    let mut s = format!("Layer: {name}. ");
+    if below.is_empty() {
+        s.push_str("May import only its own layer");
+    } else {
+        s.push_str(&format!(
+            "May import its own layer and {}",
+            below.join(", ")
+        ));
+    }
+    if above.is_empty() {
+        s.push_str("; nothing is above it.");
+    } else {
+        s.push_str(&format!("; never {}.", above.join(", ")));
+    }
+    s
+}
+
+/// The module's leading `//!` block as one line of words.
+fn module_doc(text: &str) -> String {
+    let words: Vec<&str> = text
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .flat_map(|l| l.trim_start_matches("//!").split_whitespace())
+        .collect();
+    words.join(" ")
+}
+
+#[test]
+fn every_module_doc_states_its_layer() {
+    let lib = std::fs::read_to_string(src_dir().join("lib.rs")).expect("lib.rs");
+    let layers = declared_layers(&lib);
+    let mut missing = Vec::new();
+    for (index, (_, mods)) in layers.iter().enumerate() {
+        let want = layer_sentence(&layers, index);
+        for m in mods {
+            let file = src_dir().join(format!("{m}.rs"));
+            let file = if file.exists() {
+                file
+            } else {
+                src_dir().join(m).join("mod.rs")
+            };
+            let text = std::fs::read_to_string(&file).expect("module file");
+            if !module_doc(&text).contains(&want) {
+                missing.push(format!("{}: its doc must say \"{want}\"", file.display()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+#[test]
+fn the_layer_sentence_follows_the_table() {
+    let l = layers(&[("top", &["a"]), ("mid", &["b"]), ("bottom", &["c"])]);
+    assert_eq!(
+        layer_sentence(&l, 0),
+        "Layer: top. May import its own layer and mid, bottom; nothing is above it."
+    );
+    assert_eq!(
+        layer_sentence(&l, 1),
+        "Layer: mid. May import its own layer and bottom; never top."
+    );
+    assert_eq!(
+        layer_sentence(&l, 2),
+        "Layer: bottom. May import only its own layer; never top, mid."
+    );
+}
+
 fn layers(spec: &[(&str, &[&str])]) -> Layers {
     spec.iter()
         .map(|(n, m)| (n.to_string(), m.iter().map(|x| x.to_string()).collect()))

@@ -13,7 +13,7 @@ use cutover::proxy::ConnInfo;
 use cutover::state::Limits;
 use support::metrics::read_lines;
 use support::raw::{self, RawResp};
-use support::redirects::{config, PLAN_TABLE};
+use support::redirects::{spec, PLAN_TABLE};
 use support::stores::{path_store, PathStore};
 use support::{bounded, Dir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,10 +37,10 @@ async fn start(limits: &str) -> Fixture {
     let new = path_store("new", &[]).await;
     let dir = Dir::new();
     dir.write("plan.csv", PLAN);
-    let text = format!(
-        "{}\n{limits}",
-        config(old.addr, new.addr, 100.0, PLAN_TABLE)
-    );
+    let text = spec(old.addr, new.addr, 100.0)
+        .limits(limits)
+        .tail(PLAN_TABLE)
+        .render();
     let path = dir.write("cutover.toml", &text);
     let app = cutover::app::start(&path).await.expect("proxy starts");
     Fixture {
@@ -233,7 +233,7 @@ async fn what_the_front_does_not_answer_reaches_hyper_whole() {
 /// quiet on the front is closed, and one that keeps asking is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_on_the_front_is_closed_at_header_read_timeout() {
-    let f = start("[limits]\nheader_read_timeout = \"3s\"\n").await;
+    let f = start("header_read_timeout = \"3s\"").await;
     let mut s = raw::connect(f.addr).await;
     for _ in 0..3 {
         // 3 × 1.5 s: longer than one timeout in all, shorter than it between answers, with 1.5 s
@@ -402,7 +402,7 @@ async fn the_front_answers_redirects_itself_and_hands_over_the_rest_unread() {
 /// a partial head when a line of it ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_header_line_is_431_at_the_size_limit() {
-    let f = start("[limits]\nmax_header_bytes = \"16KiB\"\n").await;
+    let f = start("max_header_bytes = \"16KiB\"").await;
     let mut s = raw::connect(f.addr).await;
     s.write_all(b"GET /old-lamp HTTP/1.1\r\nHost: shop.test\r\nX-Big: ")
         .await

@@ -5,6 +5,9 @@
 //! and writes them in batches. When the writer falls behind (slow disk, stdout piped into a stalled
 //! collector) the channel fills and entries are dropped and counted in
 //! `cutover_access_log_dropped_total`: on cutover night a shopper's request must never wait on a log.
+//!
+//! Layer: observe. May import its own layer and clients, domain, policy, wire; never edge, control,
+//! server, request, config, snapshot.
 
 use crate::values::time as rfc3339;
 #[cfg(test)]

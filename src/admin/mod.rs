@@ -4,6 +4,9 @@
 //! connection slots, and so that it can stay on loopback (`127.0.0.1:9901` by default) while the
 //! proxy listens publicly: admin endpoints grow mutations later, and an exposed admin port is how
 //! Traefik's `api.insecure` and Envoy's admin interface became incidents.
+//!
+//! Layer: control. May import its own layer and server, request, config, snapshot, observe,
+//! clients, domain, policy, wire; never edge.
 
 pub mod client;
 mod router;

@@ -68,13 +68,12 @@ pub fn build_snapshot(
     let rc = &raw.cohort;
     let fields = [&rc.key, &rc.key_file, &rc.key_env].map(Option::as_ref);
     if let Some(key) = secret(&mut c, "cohort", "key", fields) {
-        // cohort key rotation: previous keys verify, the current one signs.
-        cohort.keys =
-            CohortKeys::derive(&key).with_previous(&previous_keys(&mut c, rc, Some(&key)));
+        previous_key_is_current(&mut c, rc, &key);
+        cohort.keys = CohortKeys::derive(&key);
         cohort.default_key = false;
-    } else {
-        cohort.keys = cohort.keys.with_previous(&previous_keys(&mut c, rc, None));
     }
+    // cohort key rotation: previous keys verify, the current one signs.
+    cohort.keys = cohort.keys.with_previous(&v.previous_keys);
     let mut overrides = v.overrides;
     let ro = &raw.overrides;
     let fields = [&ro.token, &ro.token_file, &ro.token_env].map(Option::as_ref);
@@ -256,31 +255,14 @@ pub fn load_file(
 }
 
 // cohort key rotation:
-/// `[cohort] previous_keys`, checked: each non-empty, none equal to the current key, and only
-/// with a current key set (rotating away from the public default key means setting `key`).
-fn previous_keys(
-    c: &mut Check<'_>,
-    rc: &super::raw::RawCohort,
-    current: Option<&str>,
-) -> Vec<String> {
-    let Some(prev) = &rc.previous_keys else {
-        return Vec::new();
+/// A current key read from a file or the environment is known only here: a previous key equal
+/// to it is refused like one equal to a `key` written in the file (see `validate`).
+fn previous_key_is_current(c: &mut Check<'_>, rc: &super::raw::RawCohort, current: &str) {
+    let (Some(prev), None) = (&rc.previous_keys, &rc.key) else {
+        return;
     };
-    if current.is_none() {
-        c.at(
-            prev,
-            "cohort.previous_keys",
-            "set `key` (the new key) too: previous keys only verify cookies, the current key signs them",
-        );
-    }
     for (i, k) in prev.get_ref().iter().enumerate() {
-        if k.is_empty() {
-            c.at(
-                prev,
-                format!("cohort.previous_keys[{i}]"),
-                "must not be empty",
-            );
-        } else if Some(k.as_str()) == current {
+        if k == current {
             c.at(
                 prev,
                 format!("cohort.previous_keys[{i}]"),
@@ -288,5 +270,4 @@ fn previous_keys(
             );
         }
     }
-    prev.get_ref().clone()
 }

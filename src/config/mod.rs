@@ -6,6 +6,9 @@
 //! an operator fixing a config at 3 a.m. should see the whole list at once, like `nginx -t`.
 //!
 //! [`Snapshot`]: crate::state::Snapshot
+//!
+//! Layer: config. May import its own layer and snapshot, observe, clients, domain, policy, wire;
+//! never edge, control, server, request.
 
 pub mod admin;
 mod check;

@@ -17,7 +17,7 @@ use http::{HeaderName, HeaderValue};
 use toml::Spanned;
 
 use super::check::{dur, positive, upstream_target, valid_name, Check};
-use super::raw::{HostHeader, RawConfig, UpstreamProtocol};
+use super::raw::{HostHeader, RawCohort, RawConfig, UpstreamProtocol};
 use super::routes::compile_routes;
 use super::{ConfigError, Source};
 use crate::access_log::AccessLogConfig;
@@ -40,6 +40,8 @@ pub struct Validated {
     pub(super) split: Split,
     /// The cohort policy with the public default key: build derives the configured one.
     pub(super) cohort: CohortPolicy,
+    /// `[cohort] previous_keys`, checked.
+    pub(super) previous_keys: Vec<String>,
     /// The staff override without its token: build reads it.
     pub(super) overrides: OverridePolicy,
     pub(super) headers: HeaderPolicy,
@@ -75,6 +77,7 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Validated, ConfigErr
     let (names, storefronts) = storefronts(&mut c, raw);
     let split = split(&mut c, raw, &names);
     let cohort = cohort(&mut c, raw);
+    let previous_keys = previous_keys(&mut c, &raw.cohort);
     // fleet: every [fleet] problem, at the section's line.
     if let Some(f) = &raw.fleet {
         if let Err(problems) = f.get_ref().validate(&c.src.base_dir()) {
@@ -109,6 +112,7 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Validated, ConfigErr
         storefronts,
         split,
         cohort,
+        previous_keys,
         overrides,
         headers,
         routes,
@@ -397,6 +401,40 @@ fn cohort(c: &mut Check<'_>, raw: &RawConfig) -> CohortPolicy {
     }
 }
 
+// cohort key rotation:
+/// `[cohort] previous_keys`, checked: each non-empty, none equal to the current key when the
+/// file holds it (one read from a file or the environment is compared by the build), and only
+/// with a current key set (rotating away from the public default key means setting `key`).
+fn previous_keys(c: &mut Check<'_>, rc: &RawCohort) -> Vec<String> {
+    let Some(prev) = &rc.previous_keys else {
+        return Vec::new();
+    };
+    if rc.key.is_none() && rc.key_file.is_none() && rc.key_env.is_none() {
+        c.at(
+            prev,
+            "cohort.previous_keys",
+            "set `key` (the new key) too: previous keys only verify cookies, the current key signs them",
+        );
+    }
+    let written = rc.key.as_ref().map(|k| k.get_ref().trim());
+    for (i, k) in prev.get_ref().iter().enumerate() {
+        if k.is_empty() {
+            c.at(
+                prev,
+                format!("cohort.previous_keys[{i}]"),
+                "must not be empty",
+            );
+        } else if Some(k.as_str()) == written {
+            c.at(
+                prev,
+                format!("cohort.previous_keys[{i}]"),
+                "is the current `key`: list only older keys",
+            );
+        }
+    }
+    prev.get_ref().clone()
+}
+
 fn overrides(c: &mut Check<'_>, raw: &RawConfig) -> OverridePolicy {
     let ro = &raw.overrides;
     let header = ro
@@ -539,5 +577,38 @@ new_share = 10
         };
         let fields: Vec<_> = err.problems().iter().map(|p| p.field.clone()).collect();
         assert_eq!(fields, ["limits.max_headers", "cohort.cookie"]);
+    }
+
+    /// A previous key equal to the current one is refused wherever the current one comes from:
+    /// by validate when the file holds it, by the build when a file does.
+    #[test]
+    fn a_previous_key_equal_to_the_current_one_is_refused_at_either_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = source(
+            dir.path(),
+            "[cohort]\nkey = \"k1\"\nprevious_keys = [\"k1\"]\n",
+        );
+        let raw = written.parse().unwrap();
+        let Err(err) = validate(&raw, &written) else {
+            panic!("a written key listed as previous must be refused by validate");
+        };
+        assert_eq!(err.problems()[0].field, "cohort.previous_keys[0]");
+
+        std::fs::write(dir.path().join("current.key"), "k2\n").unwrap();
+        let from_file = source(
+            dir.path(),
+            "[cohort]\nkey_file = \"current.key\"\nprevious_keys = [\"k2\"]\n",
+        );
+        let raw = from_file.parse().unwrap();
+        let validated = validate(&raw, &from_file).expect("validate does not read the key file");
+        let metrics = Metrics::new();
+        let input = crate::config::CompileInput {
+            source: &from_file,
+            generation: 1,
+            previous: None,
+            metrics: &metrics,
+        };
+        let err = crate::config::build_snapshot(&raw, validated, input).unwrap_err();
+        assert_eq!(err.problems()[0].field, "cohort.previous_keys[0]");
     }
 }

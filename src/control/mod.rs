@@ -16,6 +16,9 @@
 //! (413) that must parse (400). Changes go through [`Reloader::change`]: the same compile as a
 //! file change, then one snapshot swap; the data plane only ever loads snapshots, so nothing
 //! here can block it. Compiles run on blocking threads, one at a time.
+//!
+//! Layer: control. May import its own layer and server, request, config, snapshot, observe,
+//! clients, domain, policy, wire; never edge.
 
 // console: the web page on the admin listener and its time series.
 pub mod console;

@@ -21,6 +21,9 @@
 //! The front keeps hyper's header-read deadline: a head must arrive within
 //! `header_read_timeout` of the previous answer (or of the accept), or the connection closes,
 //! as hyper closes it.
+//!
+//! Layer: request. May import its own layer and config, snapshot, observe, clients, domain, policy,
+//! wire; never edge, control, server.
 
 use std::future::Future;
 use std::mem::MaybeUninit;

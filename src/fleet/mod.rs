@@ -10,6 +10,9 @@
 //!
 //! Self-contained: nothing here touches the snapshot; the caller applies what the store delivers
 //! through the same compile-and-swap path as a local change.
+//!
+//! Layer: control. May import its own layer and server, request, config, snapshot, observe,
+//! clients, domain, policy, wire; never edge.
 
 pub mod config;
 pub mod connectivity;

@@ -1,5 +1,8 @@
 //! Header hygiene between shopper and storefront: hop-by-hop removal (RFC 9110 section 7.6.1) and
 //! the forwarding headers nginx, HAProxy and Envoy users expect.
+//!
+//! Layer: policy. May import its own layer and wire; never edge, control, server, request, config,
+//! snapshot, observe, clients, domain.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;

@@ -30,6 +30,9 @@
 //!   `chunked`, is read to close rather than trusted (`src/upstream/h1/tests.rs`).
 //! - **Limits** on head size, header count and URI length answer 431/414 as hyper does
 //!   (`tests/fast_path.rs`, `tests/limits.rs`).
+//!
+//! Layer: wire. May import only its own layer; never edge, control, server, request, config,
+//! snapshot, observe, clients, domain, policy.
 
 pub mod framing;
 pub mod head;

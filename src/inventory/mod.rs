@@ -10,6 +10,9 @@
 //!
 //! A pure domain library: it depends on `redirects` (the key policy) and `config::values`
 //! only; wiring (request hook, admin routes, CLI, metrics) lives above it.
+//!
+//! Layer: domain. May import its own layer and policy, wire; never edge, control, server, request,
+//! config, snapshot, observe, clients.
 
 mod config;
 mod coverage;

@@ -9,6 +9,9 @@
 //! Every combination is created at 0 when resolved. That is what lets dashboard queries and alerts
 //! like "5xx ratio of new vs old" return a series from the first scrape instead of staying empty until
 //! the first error happens.
+//!
+//! Layer: observe. May import its own layer and clients, domain, policy, wire; never edge, control,
+//! server, request, config, snapshot.
 
 mod names;
 mod request;

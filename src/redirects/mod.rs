@@ -9,6 +9,9 @@
 //!
 //! Loading allocates and takes ~1 s for 10^6 rows: call it off the request path (reloads use
 //! a low-priority thread, see [`crate::background`]), and drop replaced tables off the request path too.
+//!
+//! Layer: domain. May import its own layer and policy, wire; never edge, control, server, request,
+//! config, snapshot, observe, clients.
 
 mod chains;
 pub mod check;

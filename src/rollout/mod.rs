@@ -12,6 +12,9 @@
 //!
 //! The engine never changes the share itself: the caller applies [`engine::Action::SetShare`]
 //! through the same operator-state path as `cutover shift`.
+//!
+//! Layer: clients. May import its own layer and domain, policy, wire; never edge, control, server,
+//! request, config, snapshot, observe.
 
 pub mod engine;
 pub mod gate;

@@ -13,6 +13,9 @@
 //!
 //! Rule routes (`to = "old"`) always go where the rule says; an override seen on them still sets
 //! the pin for the shopper's next split page.
+//!
+//! Layer: domain. May import its own layer and policy, wire; never edge, control, server, request,
+//! config, snapshot, observe, clients.
 
 use http::Method;
 

@@ -8,6 +8,9 @@
 //! - [`counters`]: plain atomics behind the shadow and fallback metrics.
 //! - [`fallback`]: the pure policy for asking old when new answers 404, and its top URLs.
 //! - [`config`]: the `[shadow]` and `[fallback]` sections.
+//!
+//! Layer: clients. May import its own layer and domain, policy, wire; never edge, control, server,
+//! request, config, snapshot, observe.
 
 pub mod compare;
 pub mod config;

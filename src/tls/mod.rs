@@ -30,6 +30,9 @@
 //!   h2 is used when the origin picks it via ALPN. Map a request error with
 //!   `is_tls_error(&err)` to a 502 with error kind `tls`.
 //! - **check**: `cutover check` prints `tls::check(&cfg.tls, base_dir)`.
+//!
+//! Layer: wire. May import only its own layer; never edge, control, server, request, config,
+//! snapshot, observe, clients, domain, policy.
 
 mod certs;
 mod config;

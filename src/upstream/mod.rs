@@ -14,6 +14,9 @@
 //! runs (its idle cap is fixed at build time), so there the cap itself is the limit and its
 //! idle timer closes what `idle_timeout` says is unused; for h2 this matters little, as one
 //! connection carries every concurrent stream.
+//!
+//! Layer: clients. May import its own layer and domain, policy, wire; never edge, control, server,
+//! request, config, snapshot, observe.
 
 use std::error::Error as StdError;
 use std::path::PathBuf;

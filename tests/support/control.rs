@@ -14,8 +14,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::cohort_cookie;
+use super::proxy::ConfigSpec;
 use super::stores::Stores;
-use super::{cohort_cookie, KEY};
 
 /// What varies between test configs.
 #[derive(Clone)]
@@ -41,46 +42,23 @@ impl Default for Params {
     }
 }
 
-/// A config text for `stores`.
+/// A config text for `stores`: listener `web`, the admin API on a free loopback port, the
+/// staff override off, the storefront response header off (the stores say who answered).
 pub fn config_text(stores: &Stores, p: &Params) -> String {
-    format!(
-        r#"# written by the control tests
-[[listener]]
-name = "web"
-address = "127.0.0.1:0"
-
-[admin]
-address = "127.0.0.1:0"
-{admin_extra}
-
-[limits]
-{limits}
-
-[storefront.old]
-upstream = "http://{old}"
-
-[storefront.new]
-upstream = "http://{new}"
-
-[split]
-from = "old"
-to = "new"
-new_share = {share}
-
-[cohort]
-key = "{KEY}"
-
-[override]
-enabled = false
-{tail}
-"#,
-        admin_extra = p.admin_extra,
-        limits = p.limits,
-        old = stores.old.addr,
-        new = stores.new.addr,
-        share = p.share,
-        tail = p.tail,
+    ConfigSpec::new(
+        &format!("http://{}", stores.old.addr),
+        &format!("http://{}", stores.new.addr),
+        0.0,
     )
+    .share_text(&p.share)
+    .listener("name = \"web\"")
+    .admin_on_loopback()
+    .admin(&p.admin_extra)
+    .limits(&p.limits)
+    .overrides("enabled = false")
+    .headers("storefront_response_header = false")
+    .tail(&p.tail)
+    .render()
 }
 
 /// One answered request: the shopper's bucket, which store answered, under which generation.

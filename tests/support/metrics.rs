@@ -11,10 +11,10 @@ use http::StatusCode;
 
 use super::client::HttpClient;
 use super::dir::TempConfig;
+use super::proxy::ConfigSpec;
 use super::stores::StatusStore;
 use super::upstream::refused_addr;
 use super::wait::SLOW_WAIT;
-use super::KEY;
 
 /// The value of one series (`name{labels}` as printed) on a Prometheus text page.
 pub fn metric(page: &str, series: &str) -> Option<f64> {
@@ -228,39 +228,17 @@ pub fn read_lines(path: &Path) -> Vec<String> {
 /// a redirect table `plan` applied to every shopper (`/old-page` -> `/new-page`), override on
 /// without a token, pinning off, the storefront response header on. `extra` is appended.
 pub fn config(old: &StatusStore, new: &StatusStore, share_pct: f64, extra: &str) -> String {
-    format!(
-        r#"
-[[listener]]
-address = "127.0.0.1:0"
-
-[admin]
-address = "127.0.0.1:0"
-
-[storefront.old]
-upstream = "{old}"
-
-[storefront.new]
-upstream = "{new}"
-
-[storefront.gone]
-upstream = "http://{gone}"
-connect_timeout = "2s"
-
-[split]
-from = "old"
-to = "new"
-new_share = "{share_pct}%"
-
-[cohort]
-key = "{KEY}"
-
-[override]
-enabled = true
-
-[headers]
-storefront_response_header = true
-
-[[route]]
+    ConfigSpec::new(&old.url(), &new.url(), share_pct)
+        .store(
+            "gone",
+            &format!("http://{}", refused_addr()),
+            "connect_timeout = \"2s\"",
+        )
+        .share_text(&format!("\"{share_pct}%\""))
+        .admin_on_loopback()
+        .overrides("enabled = true")
+        .tail(
+            r#"[[route]]
 name = "help"
 path_prefix = "/help"
 to = "old"
@@ -275,12 +253,10 @@ name = "plan"
 file = "redirects.csv"
 apply_to = "all"
 query = "ignore"
-{extra}
 "#,
-        old = old.url(),
-        new = new.url(),
-        gone = refused_addr(),
-    )
+        )
+        .tail(extra)
+        .render()
 }
 
 /// The redirect table [`config`] names.

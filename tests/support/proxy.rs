@@ -15,8 +15,12 @@ use super::{KEY, WAIT};
 pub struct ConfigSpec {
     /// `(name, upstream URL, extra lines inside [storefront.NAME])`.
     pub stores: Vec<(String, String, String)>,
-    /// `new_share` in percent.
-    pub share: f64,
+    /// `[split] new_share`, as written (`10`, `12.5`, `"12.5%"`).
+    pub share: String,
+    /// Lines inside `[[listener]]` besides the address (`name = "web"`).
+    pub listener: String,
+    /// Lines inside `[admin]`; `address = "off"` unless they set one.
+    pub admin: String,
     /// Lines inside `[cohort]` (the key is always set).
     pub cohort: String,
     /// Lines inside `[limits]`.
@@ -37,7 +41,9 @@ impl ConfigSpec {
                 ("old".into(), old.into(), String::new()),
                 ("new".into(), new.into(), String::new()),
             ],
-            share,
+            share: share.to_string(),
+            listener: String::new(),
+            admin: String::new(),
             cohort: String::new(),
             limits: String::new(),
             overrides: String::new(),
@@ -60,8 +66,40 @@ impl ConfigSpec {
 
     /// Sets the share (percent).
     pub fn share(mut self, share: f64) -> Self {
-        self.share = share;
+        self.share = share.to_string();
         self
+    }
+
+    /// Sets `new_share` as written (`"12.5%"`, or a broken value for a rejection test).
+    pub fn share_text(mut self, share: &str) -> Self {
+        self.share = share.to_string();
+        self
+    }
+
+    /// A third (or further) storefront, with extra lines for its table.
+    pub fn store(mut self, name: &str, url: &str, lines: &str) -> Self {
+        self.stores
+            .push((name.into(), url.into(), format!("{lines}\n")));
+        self
+    }
+
+    /// Extra `[[listener]]` lines.
+    pub fn listener(mut self, lines: &str) -> Self {
+        self.listener.push_str(lines);
+        self.listener.push('\n');
+        self
+    }
+
+    /// `[admin]` lines (an `address` among them replaces `"off"`).
+    pub fn admin(mut self, lines: &str) -> Self {
+        self.admin.push_str(lines);
+        self.admin.push('\n');
+        self
+    }
+
+    /// The admin API on a free loopback port.
+    pub fn admin_on_loopback(self) -> Self {
+        self.admin("address = \"127.0.0.1:0\"")
     }
 
     /// Extra `[cohort]` lines.
@@ -101,8 +139,18 @@ impl ConfigSpec {
 
     /// The TOML text.
     pub fn render(&self) -> String {
-        let mut s = String::from(
-            "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[admin]\naddress = \"off\"\n\n",
+        let admin = if self
+            .admin
+            .lines()
+            .any(|l| l.trim_start().starts_with("address"))
+        {
+            self.admin.clone()
+        } else {
+            format!("address = \"off\"\n{}", self.admin)
+        };
+        let mut s = format!(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\n{}\n[admin]\n{admin}\n",
+            self.listener
         );
         for (name, url, extra) in &self.stores {
             s.push_str(&format!(

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::KEY;
+use super::proxy::ConfigSpec;
 
 /// One redirect table, `plan`, read from `plan.csv` beside the config, every option at its
 /// default: the `extra` of [`config`] for suites that need a single table.
@@ -17,45 +17,28 @@ file = "plan.csv"
 /// and header routes so a test picks the side: `x-side: old` -> old, `x-side: new` -> new.
 /// `extra` (more `[[route]]` or `[[redirects]]` tables) is appended.
 pub fn config(old: SocketAddr, new: SocketAddr, new_share: f64, extra: &str) -> String {
-    format!(
-        r#"[[listener]]
-address = "127.0.0.1:0"
+    spec(old, new, new_share).tail(extra).render()
+}
 
-[admin]
-address = "127.0.0.1:0"
-
-[storefront.old]
-upstream = "http://{old}"
-
-[storefront.new]
-upstream = "http://{new}"
-
-[split]
-from = "old"
-to = "new"
-new_share = {new_share}
-
-[cohort]
-key = "{KEY}"
-
-[override]
-enabled = true
-token = "staff-token"
-
-[headers]
-storefront_response_header = true
-
-[[route]]
+/// [`config`] as a spec, for a suite that sets more (limits, headers) before rendering.
+pub fn spec(old: SocketAddr, new: SocketAddr, new_share: f64) -> ConfigSpec {
+    ConfigSpec::new(
+        &format!("http://{old}"),
+        &format!("http://{new}"),
+        new_share,
+    )
+    .admin_on_loopback()
+    .overrides("enabled = true\ntoken = \"staff-token\"")
+    .tail(
+        r#"[[route]]
 name = "side-old"
-header = {{ name = "x-side", value = "old" }}
+header = { name = "x-side", value = "old" }
 to = "old"
 
 [[route]]
 name = "side-new"
-header = {{ name = "x-side", value = "new" }}
+header = { name = "x-side", value = "new" }
 to = "new"
-
-{extra}
-"#
+"#,
     )
 }

@@ -173,11 +173,7 @@ impl Drop for Shoppers {
 /// The config: old and new, the admin API on a free loopback port, and `[rollout]` with `plan`.
 pub fn config(old: &FlakyStore, new: &FlakyStore, share_pct: f64, plan: &str) -> String {
     ConfigSpec::new(&old.url(), &new.url(), share_pct)
+        .admin_on_loopback()
+        .tail(&format!("[rollout]\n{plan}"))
         .render()
-        .replace(
-            "[admin]\naddress = \"off\"",
-            "[admin]\naddress = \"127.0.0.1:0\"",
-        )
-        + "\n[rollout]\n"
-        + plan
 }
