@@ -122,6 +122,11 @@ pub struct StorefrontInfo {
     pub last_error_at: Option<u64>,
     /// Kind of the last failure.
     pub last_error_kind: Option<String>,
+    // shoppers:
+    /// Distinct shoppers the split sent here in the last `window_seconds`, and how many a pin
+    /// holds (estimates of what this replica saw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_shoppers: Option<crate::metrics::shoppers::RecentShoppers>,
 }
 
 /// One redirect table.
@@ -222,6 +227,7 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
                 last_success_at: sf.health.last_success(),
                 last_error_at: err.map(|e| e.0),
                 last_error_kind: err.map(|e| e.1.as_str().to_string()),
+                recent_shoppers: Some(snap.metrics.recent_shoppers(id)),
             }
         })
         .collect();
@@ -387,6 +393,7 @@ impl fmt::Display for Status {
             }
             writeln!(f)?;
         }
+        super::shoppers::write_status_line(f, &self.storefronts)?;
         if self.redirects.is_empty() {
             writeln!(f, "redirects   none")?;
         }

@@ -95,9 +95,15 @@ impl CohortKeys {
 
     /// The bucket of an existing session cookie value: stable across replicas and restarts.
     pub fn bucket_of(&self, session: &str) -> u16 {
+        (self.session_hash(session) % u64::from(BUCKETS)) as u16
+    }
+
+    /// The keyed 64-bit hash of a session cookie value: its bucket, and its identity when
+    /// counting shoppers (`routing::shopper`).
+    pub fn session_hash(&self, session: &str) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.bucket.0, self.bucket.1);
         h.write(session.as_bytes());
-        (h.finish() % u64::from(BUCKETS)) as u16
+        h.finish()
     }
 }
 

@@ -22,6 +22,7 @@ use self::staff_override::{Force, ForceRequest};
 
 pub mod cohort;
 pub mod request_headers;
+pub mod shopper;
 pub mod staff_override;
 mod table;
 
@@ -101,6 +102,9 @@ pub struct Decision {
     pub override_refused: bool,
     /// A shopper seen for the first time got a bucket.
     pub newly_assigned: bool,
+    /// Who was placed, for counting where shoppers are; `None` on rule routes and for shoppers
+    /// who carry no cookie of ours nor a session ([`shopper`]).
+    pub shopper: Option<shopper::Shopper>,
 }
 
 /// First matching route; the snapshot always ends with a catch-all default.
@@ -192,6 +196,7 @@ pub fn decide(
             set_cookie,
             override_refused,
             newly_assigned: false,
+            shopper: None,
         };
     }
 
@@ -232,6 +237,12 @@ pub fn decide(
     // A shopper whose bucket came from a session cookie needs no cookie of ours until pinned.
     let set_cookie =
         (rewrite || (newly_assigned && verified.is_none())).then_some(CohortCookie { bucket, pin });
+    let session = table
+        .cohort
+        .session_cookie
+        .as_deref()
+        .and_then(|name| cohort::find_cookie(req.headers, name));
+    let after = CohortCookie { bucket, pin };
     Decision {
         route,
         storefront,
@@ -239,6 +250,7 @@ pub fn decide(
         set_cookie,
         override_refused,
         newly_assigned,
+        shopper: shopper::identify(table, session, verified.is_some(), after, storefront),
     }
 }
 
