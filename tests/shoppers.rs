@@ -198,6 +198,13 @@ async fn status_metrics_and_shift_say_where_pinned_shoppers_are() {
     // Doing what the warning says moves them.
     let (ok, out, err) = run_cli(&["evacuate", "old", "--admin", &admin]).await;
     assert!(ok, "{err}{out}");
+    assert!(
+        out.contains(&format!(
+            "note: ~{} shoppers seen pinned to old in the last 10 min are released",
+            estimate(&old, "pinned_estimate")
+        )),
+        "{out}"
+    );
     for jar in &mut on_old {
         assert_eq!(visit(&client, jar).await, "new");
     }

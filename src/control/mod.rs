@@ -201,10 +201,11 @@ impl Control {
         if let Err(r) = expect_empty(body) {
             return r;
         }
+        let released = shoppers::evacuate_notes(&self.reloader.state().load(), name);
         self.change(
             Change::Evacuate(name.to_string(), unix_now()),
             Some(name),
-            Vec::new(),
+            released,
             Vec::new(),
         )
         .await

@@ -115,6 +115,22 @@ pub(crate) fn shift_warnings(snap: &Snapshot, from_bp: u16, to_bp: u16) -> Vec<S
     )]
 }
 
+/// What evacuating `storefront` does to the shoppers seen pinned there recently.
+pub(crate) fn evacuate_notes(snap: &Snapshot, storefront: &str) -> Vec<String> {
+    let Some(id) = snap.storefront_id(storefront) else {
+        return Vec::new();
+    };
+    let r = snap.metrics.recent_shoppers(id);
+    if r.pinned_estimate == 0 {
+        return Vec::new();
+    }
+    vec![format!(
+        "~{} shoppers seen pinned to {storefront} in the last {} min are released: the share decides where their next page goes",
+        thousands(r.pinned_estimate),
+        r.window_seconds / 60
+    )]
+}
+
 #[cfg(test)]
 mod tests {
     use super::thousands;

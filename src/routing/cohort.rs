@@ -95,7 +95,7 @@ impl CohortKeys {
 
     /// The bucket of an existing session cookie value: stable across replicas and restarts.
     pub fn bucket_of(&self, session: &str) -> u16 {
-        (self.session_hash(session) % u64::from(BUCKETS)) as u16
+        bucket_of_hash(self.session_hash(session))
     }
 
     /// The keyed 64-bit hash of a session cookie value: its bucket, and its identity when
@@ -105,6 +105,11 @@ impl CohortKeys {
         h.write(session.as_bytes());
         h.finish()
     }
+}
+
+/// The bucket of a session whose [`CohortKeys::session_hash`] is `hash`.
+pub fn bucket_of_hash(hash: u64) -> u16 {
+    (hash % u64::from(BUCKETS)) as u16
 }
 
 fn mac_with(key: (u64, u64), payload: &str) -> u64 {

@@ -146,20 +146,29 @@ pub fn decide(
         cookie_present && verified.is_none_or(|d| d.stale_pin || d.signed_by_previous);
 
     let mut newly_assigned = false;
-    let bucket = match verified {
-        Some(d) => d.cookie.bucket,
-        None => match table
+    // The keyed hash of the session cookie, when configured and sent: the bucket of a shopper
+    // without our cookie, and who the shopper is when counting them (`shopper`).
+    let session_hash = || {
+        table
             .cohort
             .session_cookie
             .as_deref()
             .and_then(|name| cohort::find_cookie(req.headers, name))
-        {
-            Some(session) => table.cohort.keys.bucket_of(session),
-            None => {
-                newly_assigned = true;
-                fresh()
+            .map(|session| table.cohort.keys.session_hash(session))
+    };
+    let mut session = None;
+    let bucket = match verified {
+        Some(d) => d.cookie.bucket,
+        None => {
+            session = session_hash();
+            match session {
+                Some(hash) => cohort::bucket_of_hash(hash),
+                None => {
+                    newly_assigned = true;
+                    fresh()
+                }
             }
-        },
+        }
     };
 
     let mut pin = verified.and_then(|d| d.cookie.pin);
@@ -237,11 +246,9 @@ pub fn decide(
     // A shopper whose bucket came from a session cookie needs no cookie of ours until pinned.
     let set_cookie =
         (rewrite || (newly_assigned && verified.is_none())).then_some(CohortCookie { bucket, pin });
-    let session = table
-        .cohort
-        .session_cookie
-        .as_deref()
-        .and_then(|name| cohort::find_cookie(req.headers, name));
+    if verified.is_some() {
+        session = session_hash();
+    }
     let after = CohortCookie { bucket, pin };
     Decision {
         route,

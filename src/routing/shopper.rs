@@ -51,13 +51,13 @@ fn cookie_id(cookie: &CohortCookie) -> u64 {
 /// The shopper behind a split decision; `None` when they carry nothing that identifies them.
 pub(super) fn identify(
     table: &Table,
-    session: Option<&str>,
+    session_hash: Option<u64>,
     returning: bool,
     after: CohortCookie,
     storefront: StorefrontId,
 ) -> Option<Shopper> {
-    let id = match session {
-        Some(s) => table.cohort.keys.session_hash(s),
+    let id = match session_hash {
+        Some(hash) => hash,
         None if returning => cookie_id(&after),
         None => return None,
     };
