@@ -116,7 +116,8 @@ async fn status_metrics_and_shift_say_where_pinned_shoppers_are() {
         "{warning}"
     );
     assert!(
-        warning.contains("seen on old in the last 10 min are pinned there")
+        warning.contains("the shoppers seen pinned to old in the last 10 min (~")
+            && warning.contains("raising the share does not move them")
             && warning.contains("`cutover evacuate old`"),
         "{warning}"
     );
@@ -200,7 +201,7 @@ async fn status_metrics_and_shift_say_where_pinned_shoppers_are() {
     assert!(ok, "{err}{out}");
     assert!(
         out.contains(&format!(
-            "note: ~{} shoppers seen pinned to old in the last 10 min are released",
+            "note: the shoppers seen pinned to old in the last 10 min (~{}) are released",
             estimate(&old, "pinned_estimate")
         )),
         "{out}"

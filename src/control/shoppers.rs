@@ -105,10 +105,10 @@ pub(crate) fn shift_warnings(snap: &Snapshot, from_bp: u16, to_bp: u16) -> Vec<S
         return Vec::new();
     }
     vec![format!(
-        "pinning is on: ~{} shoppers seen on {} in the last {} min are pinned there, and {direction} the share does not move them: they stay on {} until their pin expires (pin_ttl {}, refreshed while they keep coming back) or `cutover evacuate {}` releases them",
-        thousands(r.pinned_estimate),
+        "pinning is on: the shoppers seen pinned to {} in the last {} min (~{}) stay there, {direction} the share does not move them: they stay on {} until their pin expires (pin_ttl {}, refreshed while they keep coming back) or `cutover evacuate {}` releases them",
         name(away),
         r.window_seconds / 60,
+        thousands(r.pinned_estimate),
         name(away),
         super::status::ago(snap.routing.cohort.pin_ttl.as_secs()),
         name(away)
@@ -125,9 +125,9 @@ pub(crate) fn evacuate_notes(snap: &Snapshot, storefront: &str) -> Vec<String> {
         return Vec::new();
     }
     vec![format!(
-        "~{} shoppers seen pinned to {storefront} in the last {} min are released: the share decides where their next page goes",
-        thousands(r.pinned_estimate),
-        r.window_seconds / 60
+        "the shoppers seen pinned to {storefront} in the last {} min (~{}) are released: the share decides where their next page goes",
+        r.window_seconds / 60,
+        thousands(r.pinned_estimate)
     )]
 }
 
