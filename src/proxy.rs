@@ -201,6 +201,9 @@ impl Proxy {
         if decision.newly_assigned {
             snap.metrics.assigned(decision.storefront);
         }
+        if let Some(shopper) = &decision.shopper {
+            snap.metrics.shopper_seen(decision.storefront, shopper);
+        }
     }
 
     /// Headers cutover adds to every response: the storefront, and the cohort cookie.

@@ -111,6 +111,19 @@ async fn evacuate_and_status_print_human_times() {
         !out.contains(&new["evacuated_at"].to_string()),
         "no raw epoch in status: {out}"
     );
+    // Every time in the status JSON carries its RFC 3339 twin.
+    let o = &st["overrides"];
+    for field in ["since", "updated_at"] {
+        assert_eq!(
+            o[format!("{field}_rfc3339")].as_str(),
+            Some(cutover::values::time::rfc3339_secs(o[field].as_u64().unwrap()).as_str()),
+            "{field}: {o}"
+        );
+    }
+    assert!(st["config"]["loaded_at_rfc3339"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
 }
 
 fn free_port() -> u16 {

@@ -38,6 +38,15 @@ fn request_path_recording_allocates_nothing() {
         h.assigned(sf);
         h.redirect_served(StatusCode::MOVED_PERMANENTLY);
         h.redirect_missed();
+        // shoppers: counting where a returning shopper is, every storefront's ring included.
+        h.shopper_seen(
+            sf,
+            &cutover::routing::shopper::Shopper {
+                id: cutover::routing::shopper::mix(i as u64),
+                pinned: i % 2 == 0,
+                pinned_against_share: i % 4 == 0,
+            },
+        );
         drop(guard);
     }
     COUNTING.with(|c| c.set(false));

@@ -164,6 +164,9 @@ fn notes(a: &ChangeAnswer) {
     if !a.persisted {
         println!("WARNING: not saved in the state file; lost on restart");
     }
+    for w in &a.warnings {
+        println!("WARNING: {w}");
+    }
     for n in &a.notes {
         println!("note: {n}");
     }

@@ -26,6 +26,8 @@ pub mod console;
 pub mod fleet;
 pub mod paths;
 pub mod request;
+// shoppers: where shoppers are, in `cutover status` and the warnings of `cutover shift`.
+pub mod shoppers;
 // rollout: the driver, its admin routes and its state file.
 pub mod rollout;
 // shadow: GET /shadow, POST /shadow/clear, GET /fallback.
@@ -98,37 +100,14 @@ pub struct ChangeAnswer {
     /// Anything the operator should know.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the change will not do, or will do unasked (pins that keep shoppers where they are,
+    /// shoppers moved back without pins), with the estimated shoppers concerned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 fn yes() -> bool {
     true
-}
-
-/// What pinning does to a share change, said before anyone wonders why shoppers did not move.
-fn pin_notes(snap: &crate::state::Snapshot, from_bp: u16, to_bp: u16) -> Vec<String> {
-    let split = snap.routing.split;
-    let name = |id: usize| snap.storefronts[id].name.as_str();
-    if !snap.routing.cohort.pinning {
-        if to_bp < from_bp {
-            return vec![format!(
-                "pinning is off: shoppers whose bucket is no longer under the share move back from {} to {} on their next page",
-                name(split.to),
-                name(split.from)
-            )];
-        }
-        return Vec::new();
-    }
-    let (held, on) = if to_bp < from_bp {
-        (split.to, "lowering")
-    } else {
-        (split.from, "raising")
-    };
-    vec![format!(
-        "pinning is on: {on} the share moves only shoppers without a pin; pinned shoppers stay on {} until their pin expires (pin_ttl {}s) or `cutover evacuate {}` releases them",
-        name(held),
-        snap.routing.cohort.pin_ttl.as_secs(),
-        name(held)
-    )]
 }
 
 /// Answer to `POST /admin/reload`.
@@ -212,20 +191,24 @@ impl Control {
                         "the share on new is already {:.2}%: nothing changed",
                         status::percent(bp)
                     )],
+                    warnings: Vec::new(),
                 },
             );
         }
-        let notes = pin_notes(&snap, current, bp);
-        self.change(Change::Share(bp), None, notes).await
+        let warnings = shoppers::shift_warnings(&snap, current, bp);
+        self.change(Change::Share(bp), None, Vec::new(), warnings)
+            .await
     }
 
     async fn evacuate(&self, name: &str, body: &[u8]) -> AdminResponse {
         if let Err(r) = expect_empty(body) {
             return r;
         }
+        let released = shoppers::evacuate_notes(&self.reloader.state().load(), name);
         self.change(
             Change::Evacuate(name.to_string(), unix_now()),
             Some(name),
+            released,
             Vec::new(),
         )
         .await
@@ -236,6 +219,7 @@ impl Control {
         change: Change,
         storefront: Option<&str>,
         mut notes: Vec<String>,
+        warnings: Vec<String>,
     ) -> AdminResponse {
         let before = self.reloader.state().load().routing.split.share_bp;
         // fleet: with [fleet] the change goes to etcd and comes back through the fleet watcher.
@@ -291,6 +275,7 @@ impl Control {
                         persisted: applied.persist_error.is_none(),
                         changed: true,
                         notes,
+                        warnings,
                     },
                 )
             }

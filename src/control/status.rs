@@ -118,10 +118,21 @@ pub struct StorefrontInfo {
     pub in_flight: i64,
     /// Unix second of the last response head received.
     pub last_success_at: Option<u64>,
+    /// [`Self::last_success_at`] as RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at_rfc3339: Option<String>,
     /// Unix second of the last failure.
     pub last_error_at: Option<u64>,
+    /// [`Self::last_error_at`] as RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at_rfc3339: Option<String>,
     /// Kind of the last failure.
     pub last_error_kind: Option<String>,
+    // shoppers:
+    /// Distinct shoppers the split sent here in the last `window_seconds`, and how many a pin
+    /// holds (estimates of what this replica saw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_shoppers: Option<crate::metrics::shoppers::RecentShoppers>,
 }
 
 /// One redirect table.
@@ -148,8 +159,14 @@ pub struct OverridesInfo {
     pub evacuated_at: std::collections::BTreeMap<String, u64>,
     /// Unix second of the first override since the file last changed.
     pub since: u64,
+    /// [`Self::since`] as RFC 3339 UTC.
+    #[serde(default)]
+    pub since_rfc3339: String,
     /// Unix second of the latest override.
     pub updated_at: u64,
+    /// [`Self::updated_at`] as RFC 3339 UTC.
+    #[serde(default)]
+    pub updated_at_rfc3339: String,
     /// When they end.
     pub until: String,
 }
@@ -220,8 +237,14 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
                     .collect(),
                 in_flight: t.in_flight,
                 last_success_at: sf.health.last_success(),
+                last_success_at_rfc3339: sf
+                    .health
+                    .last_success()
+                    .map(crate::values::time::rfc3339_secs),
                 last_error_at: err.map(|e| e.0),
+                last_error_at_rfc3339: err.map(|e| crate::values::time::rfc3339_secs(e.0)),
                 last_error_kind: err.map(|e| e.1.as_str().to_string()),
+                recent_shoppers: Some(snap.metrics.recent_shoppers(id)),
             }
         })
         .collect();
@@ -272,7 +295,9 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
             file_new_share: ctx.file_share_bp.map(percent),
             evacuated_at: r.overrides.evacuated_at.clone(),
             since: r.since,
+            since_rfc3339: crate::values::time::rfc3339_secs(r.since),
             updated_at: r.updated_at,
+            updated_at_rfc3339: crate::values::time::rfc3339_secs(r.updated_at),
             until: format!("{} changes (the file wins)", snap.source.display()),
         }),
         state_file_error: ctx.state_file_error,
@@ -387,6 +412,7 @@ impl fmt::Display for Status {
             }
             writeln!(f)?;
         }
+        super::shoppers::write_status_line(f, &self.storefronts)?;
         if self.redirects.is_empty() {
             writeln!(f, "redirects   none")?;
         }

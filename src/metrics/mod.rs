@@ -28,6 +28,9 @@ mod inventory;
 pub use inventory::{InventoryMetrics, INVENTORY_ALL_TABLES};
 // pool: the storefront pools' counters, read at scrape time.
 pub mod pool;
+// shoppers: where shoppers are (distinct counts over the last 10 minutes).
+mod recent_distinct;
+pub mod shoppers;
 
 pub use names::*;
 pub use request::{InFlightGuard, Reason, RequestMetrics, StorefrontTotals, UpstreamErrorKind};
@@ -97,6 +100,8 @@ pub struct Metrics {
     /// Label values currently exported, so [`Metrics::retain`] can drop names a reload removed.
     /// Touched only on the reload path.
     known: Mutex<Known>,
+    // shoppers:
+    census: Arc<shoppers::ShopperCensus>,
 }
 
 #[derive(Default)]
@@ -318,7 +323,9 @@ impl Metrics {
             ),
             registry: r,
             known: Mutex::default(),
+            census: Arc::default(),
         };
+        shoppers::register(&m.registry, Arc::clone(&m.census))?;
         for status in REDIRECT_STATUSES {
             m.redirects.with_label_values(&[status]);
         }
@@ -401,6 +408,7 @@ impl Metrics {
             redirects,
             redirect_misses: self.redirect_misses.clone(),
             not_found: not_found.into_boxed_slice(),
+            shoppers: self.census.resolve(storefronts),
         })
     }
 
@@ -412,6 +420,7 @@ impl Metrics {
         let h = live.handles();
         let keep_sf: BTreeSet<&str> = h.storefronts.iter().map(|s| &**s).collect();
         let keep_route: BTreeSet<&str> = h.routes.iter().map(|s| &**s).collect();
+        self.census.retain(&keep_sf);
         let mut known = self.known();
         let stale_pairs: Vec<(String, String)> = known
             .pairs

@@ -16,6 +16,13 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "cutover_upstream_errors_total";
 pub const REQUESTS_IN_FLIGHT: &str = "cutover_requests_in_flight";
 /// Shoppers newly assigned to a storefront (first visit or expired cohort cookie).
 pub const SHOPPERS_ASSIGNED_TOTAL: &str = "cutover_shoppers_assigned_total";
+// shoppers: where shoppers are, estimated over the last 10 minutes (src/metrics/shoppers.rs).
+/// Distinct returning shoppers the split sent to a storefront in the last 10 minutes (estimate).
+pub const SHOPPERS_SEEN_RECENT: &str = "cutover_shoppers_seen_10m";
+/// Of those, shoppers held there by a pin.
+pub const SHOPPERS_PINNED_RECENT: &str = "cutover_shoppers_pinned_10m";
+/// Of those, shoppers pinned there while the share would send them to the other side.
+pub const SHOPPERS_PINNED_AGAINST_SHARE_RECENT: &str = "cutover_shoppers_pinned_against_share_10m";
 
 /// Open client (downstream) connections.
 pub const CLIENT_CONNECTIONS_OPEN: &str = "cutover_client_connections_open";

@@ -74,6 +74,8 @@ pub(crate) struct Handles {
     pub(crate) redirect_misses: IntCounter,
     // rollout: 404s per `sf * routes + route`, for the 404-ratio gate.
     pub(crate) not_found: Box<[IntCounter]>,
+    // shoppers: `sf`, where shoppers are.
+    pub(crate) shoppers: Box<[Arc<super::shoppers::StorefrontShoppers>]>,
 }
 
 impl std::fmt::Debug for RequestMetrics {
@@ -208,6 +210,27 @@ impl RequestMetrics {
             Some(c) => c.inc(),
             None => debug_assert!(false, "storefront id {sf} out of range"),
         }
+    }
+
+    /// Counts a returning shopper the split placed on storefront `sf` (`routing::shopper`).
+    pub fn shopper_seen(&self, sf: usize, shopper: &crate::routing::shopper::Shopper) {
+        if OFF {
+            return;
+        }
+        match self.inner.shoppers.get(sf) {
+            Some(s) => s.record(shopper),
+            None => debug_assert!(false, "storefront id {sf} out of range"),
+        }
+    }
+
+    /// Where shoppers were in the last 10 minutes on storefront `sf` (estimates). Merges a few
+    /// hundred KiB of registers: for the status page and `cutover shift`, never per request.
+    pub fn recent_shoppers(&self, sf: usize) -> super::shoppers::RecentShoppers {
+        self.inner
+            .shoppers
+            .get(sf)
+            .map(|s| s.recent())
+            .unwrap_or_default()
     }
 
     /// Counts a redirect answered from the table with `status`.

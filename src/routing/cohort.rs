@@ -95,10 +95,21 @@ impl CohortKeys {
 
     /// The bucket of an existing session cookie value: stable across replicas and restarts.
     pub fn bucket_of(&self, session: &str) -> u16 {
+        bucket_of_hash(self.session_hash(session))
+    }
+
+    /// The keyed 64-bit hash of a session cookie value: its bucket, and its identity when
+    /// counting shoppers (`routing::shopper`).
+    pub fn session_hash(&self, session: &str) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.bucket.0, self.bucket.1);
         h.write(session.as_bytes());
-        (h.finish() % u64::from(BUCKETS)) as u16
+        h.finish()
     }
+}
+
+/// The bucket of a session whose [`CohortKeys::session_hash`] is `hash`.
+pub fn bucket_of_hash(hash: u64) -> u16 {
+    (hash % u64::from(BUCKETS)) as u16
 }
 
 fn mac_with(key: (u64, u64), payload: &str) -> u64 {

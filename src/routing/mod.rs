@@ -25,6 +25,7 @@ use self::staff_override::{Force, ForceRequest};
 
 pub mod cohort;
 pub mod request_headers;
+pub mod shopper;
 pub mod staff_override;
 mod table;
 
@@ -104,6 +105,9 @@ pub struct Decision {
     pub override_refused: bool,
     /// A shopper seen for the first time got a bucket.
     pub newly_assigned: bool,
+    /// Who was placed, for counting where shoppers are; `None` on rule routes and for shoppers
+    /// who carry no cookie of ours nor a session ([`shopper`]).
+    pub shopper: Option<shopper::Shopper>,
 }
 
 /// First matching route; the snapshot always ends with a catch-all default.
@@ -145,20 +149,29 @@ pub fn decide(
         cookie_present && verified.is_none_or(|d| d.stale_pin || d.signed_by_previous);
 
     let mut newly_assigned = false;
-    let bucket = match verified {
-        Some(d) => d.cookie.bucket,
-        None => match table
+    // The keyed hash of the session cookie, when configured and sent: the bucket of a shopper
+    // without our cookie, and who the shopper is when counting them (`shopper`).
+    let session_hash = || {
+        table
             .cohort
             .session_cookie
             .as_deref()
             .and_then(|name| cohort::find_cookie(req.headers, name))
-        {
-            Some(session) => table.cohort.keys.bucket_of(session),
-            None => {
-                newly_assigned = true;
-                fresh()
+            .map(|session| table.cohort.keys.session_hash(session))
+    };
+    let mut session = None;
+    let bucket = match verified {
+        Some(d) => d.cookie.bucket,
+        None => {
+            session = session_hash();
+            match session {
+                Some(hash) => cohort::bucket_of_hash(hash),
+                None => {
+                    newly_assigned = true;
+                    fresh()
+                }
             }
-        },
+        }
     };
 
     let mut pin = verified.and_then(|d| d.cookie.pin);
@@ -195,6 +208,7 @@ pub fn decide(
             set_cookie,
             override_refused,
             newly_assigned: false,
+            shopper: None,
         };
     }
 
@@ -235,6 +249,10 @@ pub fn decide(
     // A shopper whose bucket came from a session cookie needs no cookie of ours until pinned.
     let set_cookie =
         (rewrite || (newly_assigned && verified.is_none())).then_some(CohortCookie { bucket, pin });
+    if verified.is_some() {
+        session = session_hash();
+    }
+    let after = CohortCookie { bucket, pin };
     Decision {
         route,
         storefront,
@@ -242,6 +260,7 @@ pub fn decide(
         set_cookie,
         override_refused,
         newly_assigned,
+        shopper: shopper::identify(table, session, verified.is_some(), after, storefront),
     }
 }
 

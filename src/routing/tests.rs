@@ -489,3 +489,70 @@ fn cookie_signed_by_a_previous_key_keeps_its_side_and_is_resigned() {
     assert!(d.newly_assigned || d.set_cookie.is_some());
     assert_eq!(d.set_cookie.map(|c| c.bucket), Some(10));
 }
+
+/// Who is counted where (`routing::shopper`): returning shoppers only, one id per shopper
+/// across requests, and pins that hold a shopper against the share marked as such.
+#[test]
+fn shoppers_are_identified_for_counting_and_pins_against_the_share_marked() {
+    let mut t = with_rules(table(10_000), vec![("img", prefix("/img"), OLD)]);
+    t.cohort.pinning = true;
+    // A first visit carries nothing: not counted (bots without cookies are not a crowd).
+    let first = get("/").decide(&t, NOW, 42);
+    assert_eq!(first.shopper, None);
+    let cookie = first.set_cookie.expect("pinned to new");
+    // Back with the cookie: counted, pinned where the share sends them, not against it.
+    let back = get("/").cookie(&t, &cookie).decide(&t, NOW + 5, 0);
+    let s = back.shopper.expect("a returning shopper is counted");
+    assert!(s.pinned && !s.pinned_against_share, "{s:?}");
+    let again = get("/cart").cookie(&t, &cookie).decide(&t, NOW + 9, 0);
+    assert_eq!(
+        again.shopper.map(|s| s.id),
+        Some(s.id),
+        "one id per shopper"
+    );
+    // A rule route does not say where the shopper is.
+    let img = get("/img/a.png").cookie(&t, &cookie).decide(&t, NOW + 9, 0);
+    assert_eq!(img.shopper, None);
+    // Pinned to old while the share (100%) says new: held against the share.
+    let on_old = CohortCookie {
+        bucket: 42,
+        pin: Some(Pin {
+            storefront: OLD,
+            kind: PinKind::Split,
+            issued: NOW,
+        }),
+    };
+    let held = get("/").cookie(&t, &on_old).decide(&t, NOW + 5, 0);
+    assert_eq!(name(&t, &held), "old");
+    let h = held.shopper.unwrap();
+    assert!(h.pinned && h.pinned_against_share, "{h:?}");
+    assert_ne!(h.id, s.id, "another shopper (same bucket, other pin)");
+    // Without a pin: counted, not pinned; shoppers of the same bucket share a cookie (a cohort).
+    let mut off = table(0);
+    off.cohort.pinning = false;
+    let plain = CohortCookie {
+        bucket: 42,
+        pin: None,
+    };
+    let p = get("/").cookie(&off, &plain).decide(&off, NOW, 0).shopper;
+    assert_eq!(
+        p.map(|p| (p.pinned, p.pinned_against_share)),
+        Some((false, false))
+    );
+    // A session cookie identifies the shopper whether or not our cookie came along.
+    let mut sess = snapshot_session();
+    sess.cohort.pinning = true;
+    let s1 = get("/")
+        .header("cookie", "PHPSESSID=abc123")
+        .decide(&sess, NOW, 0);
+    let pinned = s1.set_cookie.expect("pinned");
+    let s2 = get("/")
+        .header("cookie", "PHPSESSID=abc123")
+        .cookie(&sess, &pinned)
+        .decide(&sess, NOW + 5, 0);
+    assert_eq!(
+        s1.shopper.map(|s| s.id),
+        Some(sess.cohort.keys.session_hash("abc123"))
+    );
+    assert_eq!(s1.shopper.map(|s| s.id), s2.shopper.map(|s| s.id));
+}

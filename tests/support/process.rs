@@ -354,3 +354,24 @@ pub fn check(config: &Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+// shoppers: the CLI against a running proxy's admin listener (status, shift, evacuate).
+/// Runs `cutover <args>` with no config or admin address from the environment, bounded by
+/// [`SLOW_WAIT`]: (success, stdout, stderr).
+pub async fn run_cli(args: &[&str]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(binary());
+    cmd.args(args)
+        .env_remove("CUTOVER_CONFIG")
+        .env_remove("CUTOVER_ADMIN")
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(SLOW_WAIT, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("cutover {args:?} did not finish within {SLOW_WAIT:?}"))
+        .expect("running cutover");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

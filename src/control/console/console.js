@@ -336,6 +336,7 @@
     let s = data.changed === false ? 'nothing changed' : 'done: share on new now ' + data.new_share.toFixed(2) + '% (was ' +
       data.previous_share.toFixed(2) + '%), generation ' + data.generation;
     if (data.storefront) s = 'evacuated ' + data.storefront + ', generation ' + data.generation;
+    if (data.warnings && data.warnings.length) s += '\nWARNING: ' + data.warnings.join('\nWARNING: ');
     if (data.notes && data.notes.length) s += '\n' + data.notes.join('\n');
     return s;
   }
