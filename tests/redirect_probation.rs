@@ -232,6 +232,28 @@ async fn after_probation_permanent_redirects_are_served_as_written() {
     assert_eq!(ends_gauge(p.admin).await, Some((started + 2) as f64));
 }
 
+/// A state file that cannot be written: the probation runs all the same, and the status says
+/// it will not survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_state_file_is_reported_and_the_probation_still_runs() {
+    let shop = Shop::new(100.0, "max_age = \"10m\"").await;
+    let text = std::fs::read_to_string(&shop.config).unwrap().replace(
+        "[admin]\n",
+        "[admin]\nstate_file = \"not-a-directory/state.json\"\n",
+    );
+    std::fs::write(&shop.config, text).unwrap();
+    let p = ProxyProcess::spawn(&shop.config);
+    let st = status(p.admin).await;
+    assert!(
+        st["state_file_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("redirect probation mark will not survive a restart")),
+        "{st:#}"
+    );
+    assert!(probation(&st)["started_at"].is_u64(), "{st:#}");
+    answers(p.addr, "/old-lamp", 301, Some("max-age=600")).await;
+}
+
 #[test]
 fn bad_probation_values_are_reported_with_file_and_line() {
     let head = "[[listener]]\naddress = \"127.0.0.1:0\"\n[storefront.old]\nupstream = \"http://127.0.0.1:1\"\n[storefront.new]\nupstream = \"http://127.0.0.1:2\"\n[redirect_probation]\n";
