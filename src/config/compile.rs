@@ -483,7 +483,7 @@ pub fn compile(raw: &RawConfig, input: CompileInput<'_>) -> Result<Snapshot, Con
     // inventory: validated with the section's line; the instance is carried across reloads.
     let (inventory, inventory_config) = super::inventory::compile(&mut c, raw, input.previous);
     // redirect_probation: max-age on permanent redirects for a while after 100% (issue 16).
-    let redirect_probation = super::probation::compile(&mut c, raw);
+    let redirect_probation = super::probation::check(&mut c, raw);
     // shadow: validate [shadow], [fallback] and the routes' opt-ins.
     let shadow_checked = super::shadow::check(&mut c, raw, &names, &split);
 

@@ -5,8 +5,9 @@ use super::check::{dur, Check};
 use super::raw::RawConfig;
 use crate::redirects::probation::{RedirectProbation, DEFAULT_MAX_AGE, DEFAULT_PERIOD};
 
-/// Validates the section and returns the probation it configures.
-pub(super) fn compile(c: &mut Check<'_>, raw: &RawConfig) -> RedirectProbation {
+/// Validates the section and returns the probation it configures. Pure (no file, no clock):
+/// it belongs with the checks of the text.
+pub(super) fn check(c: &mut Check<'_>, raw: &RawConfig) -> RedirectProbation {
     let section = &raw.redirect_probation;
     let period = dur(&section.period, DEFAULT_PERIOD);
     let max_age = dur(&section.max_age, DEFAULT_MAX_AGE);
