@@ -124,6 +124,14 @@ async fn ends_gauge(admin_addr: SocketAddr) -> Option<f64> {
     )
 }
 
+/// Waits until the unix clock has moved past second `at`, so a mark taken now would differ.
+async fn clock_past(at: u64) {
+    wait_for("the clock past the mark", SLOW_WAIT, || async {
+        support::unix_now() > at
+    })
+    .await;
+}
+
 async fn restart(p: &mut ProxyProcess, config: &Path) -> ProxyProcess {
     p.signal("TERM");
     assert!(
@@ -152,7 +160,9 @@ async fn permanent_redirects_carry_max_age_during_probation_across_a_restart_unt
         answers(p.addr, path, code, Some("max-age=600")).await;
     }
 
-    // A restart continues the same probation.
+    // A restart a second or more later continues the same probation (a new one would start at
+    // the restart's second).
+    clock_past(started).await;
     let mut second = restart(&mut p, &shop.config).await;
     let st = status(second.admin).await;
     assert_eq!(probation(&st)["started_at"], started, "{st:#}");
@@ -189,6 +199,7 @@ async fn permanent_redirects_carry_max_age_during_probation_across_a_restart_unt
 
     // A file change drops the overrides (the file wins) but not the mark: the file says 100%
     // too, so 100% was not reached again. Across a restart as well.
+    clock_past(again).await;
     let edited = std::fs::read_to_string(&shop.config).unwrap() + "\n# edited\n";
     support::dir::replace_atomically(&shop.config, &edited);
     wait_for("the edited file in force", SLOW_WAIT, || async {
@@ -323,10 +334,7 @@ async fn a_fleet_shares_one_probation() {
 
     // B restarts a second or more later without its state file: the fleet's mark is its only
     // source, computing its own would give a later start.
-    wait_for("the clock past the start", SLOW_WAIT, || async {
-        support::unix_now() > agreed
-    })
-    .await;
+    clock_past(agreed).await;
     b.signal("TERM");
     assert!(b.wait_exit(SLOW_WAIT).await.is_some());
     std::fs::remove_file(shop.dir.path("b.toml.state.json")).expect("b's state file");
