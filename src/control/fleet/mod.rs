@@ -341,7 +341,7 @@ impl FleetRuntime {
             }
         }
         let edit = |doc: &mut FleetDocument| match change {
-            Change::Share(bp) => doc.overrides.new_share_bp = Some(bp),
+            Change::Share(bp) => probation::write_share(doc, bp),
             Change::Evacuate(name, at) => {
                 doc.overrides.evacuated_at.insert(name, at);
             }

@@ -18,6 +18,15 @@ use super::document::FleetDocument;
 use super::FleetRuntime;
 use crate::redirects::FULL_SHARE_BP;
 
+/// Writes a share into the document: below 100% the mark goes in the same write, so a shift
+/// back to 100% right after can never find (and adopt) the mark of the earlier 100%.
+pub(super) fn write_share(doc: &mut FleetDocument, bp: u16) {
+    doc.overrides.new_share_bp = Some(bp);
+    if bp < FULL_SHARE_BP {
+        doc.full_share_since = None;
+    }
+}
+
 /// The mark the document should hold given this replica's, when it should change.
 fn wanted(doc: &FleetDocument, local: Option<u64>) -> Option<Option<u64>> {
     let share = doc.overrides.new_share_bp;
@@ -88,6 +97,22 @@ mod tests {
             wanted(&doc(Some(10_000), Some(5)), Some(7)),
             None,
             "the fleet's wins"
+        );
+    }
+
+    #[test]
+    fn a_share_below_100_percent_clears_the_mark_in_the_same_write() {
+        let mut d = doc(Some(10_000), Some(5));
+        write_share(&mut d, 10_000);
+        assert_eq!(
+            d.full_share_since,
+            Some(5),
+            "still 100%: the same probation"
+        );
+        write_share(&mut d, 9_000);
+        assert_eq!(
+            (d.overrides.new_share_bp, d.full_share_since),
+            (Some(9_000), None)
         );
     }
 
