@@ -14,6 +14,8 @@
 
 // fleet: shared operator state applied through the same compile-and-swap.
 pub mod fleet;
+// redirect_probation: the "share reached 100%" mark, kept with the operator state (issue 16).
+mod probation;
 mod tls;
 mod watch;
 
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::runtime::{read_state, remove_state, write_state};
+use crate::config::runtime::read_state;
 use crate::config::{
     build, content_hash, CompileInput, ConfigError, Problem, RuntimeOverrides, Source, StateFile,
 };
@@ -167,14 +169,17 @@ fn share_percent(bp: u16) -> f64 {
     f64::from(bp) / 100.0
 }
 
+/// Compiles and sets the probation mark: `mark` is the one before this build (the running
+/// snapshot's, the state file's or the fleet's), the snapshot carries the one after it.
 fn compile_text(
     source: &Source,
     overrides: Option<&StateFile>,
     generation: u64,
     previous: Option<&Snapshot>,
     metrics: &Metrics,
+    mark: Option<u64>,
 ) -> Result<Snapshot, ConfigError> {
-    build(
+    let mut snap = build(
         overrides.map(|o| &o.overrides),
         CompileInput {
             source,
@@ -182,7 +187,9 @@ fn compile_text(
             previous,
             metrics,
         },
-    )
+    )?;
+    probation::set_mark(&mut snap, mark, unix_now());
+    Ok(snap)
 }
 
 /// Loads the config for startup, with the overrides of its state file when they were made on
@@ -209,9 +216,16 @@ pub fn load_startup(path: &Path, metrics: &Metrics) -> Result<Startup, ConfigErr
         })
         .unwrap_or_else(|| crate::config::admin::default_state_file(path));
     let hash = content_hash(&source.text);
-    let (overrides, mut note) = match read_state(&state_path) {
+    let read = read_state(&state_path);
+    // The mark is not an override: it holds whatever the file's version (see `probation`).
+    let (mark, saved) = match &read {
+        Ok(Some(st)) => (st.full_share_since, Some(st.clone())),
+        _ => (None, None),
+    };
+    let (overrides, mut note) = match read {
         Ok(None) => (None, None),
         Ok(Some(st)) if st.config_hash == hash && !st.overrides.is_empty() => (Some(st), None),
+        Ok(Some(st)) if st.overrides.is_empty() => (None, None),
         Ok(Some(_)) => (
             None,
             Some(format!(
@@ -222,13 +236,14 @@ pub fn load_startup(path: &Path, metrics: &Metrics) -> Result<Startup, ConfigErr
         ),
         Err(e) => (None, Some(format!("{e}: ignored"))),
     };
-    let snapshot = match compile_text(&source, overrides.as_ref(), 1, None, metrics) {
+    let snapshot = match compile_text(&source, overrides.as_ref(), 1, None, metrics, mark) {
         Ok(s) => s,
         Err(e) if overrides.is_some() => {
             note = Some(format!(
                 "saved overrides do not apply ({e}); starting from the file"
             ));
-            let s = compile_text(&source, None, 1, None, metrics)?;
+            let s = compile_text(&source, None, 1, None, metrics, mark)?;
+            note = probation::persist_startup(&s, saved, mark, &source).or(note);
             return Ok(Startup {
                 snapshot: s,
                 source,
@@ -238,6 +253,7 @@ pub fn load_startup(path: &Path, metrics: &Metrics) -> Result<Startup, ConfigErr
         }
         Err(e) => return Err(e),
     };
+    note = probation::persist_startup(&snapshot, saved, mark, &source).or(note);
     Ok(Startup {
         snapshot,
         source,
@@ -407,7 +423,8 @@ impl Reloader {
     }
 
     /// Compiles `source` with the operator state `state` laid over it, off the runtime's
-    /// threads, and persists that state beside the config (`None`: the state file is removed).
+    /// threads, and persists that state and the probation mark beside the config (neither: the
+    /// state file is removed). `mark`: the fleet's, else the running snapshot's is kept.
     /// The one path of operator changes, local or from the fleet.
     async fn compile_and_persist(
         &self,
@@ -415,16 +432,22 @@ impl Reloader {
         state: Option<StateFile>,
         generation: u64,
         previous: &Arc<Snapshot>,
+        mark: Option<u64>,
     ) -> Result<(Snapshot, Result<(), crate::config::runtime::StateError>), ConfigError> {
         let metrics = Arc::clone(&self.metrics);
         let prev = Arc::clone(previous);
         let src = source.clone();
+        let mark = mark.or(previous.redirect_probation.started_at);
         crate::background::run("reload", move || {
-            let snap = compile_text(&src, state.as_ref(), generation, Some(&prev), &metrics)?;
-            let persisted = match &state {
-                Some(st) => write_state(&snap.state_file, st),
-                None => remove_state(&snap.state_file),
-            };
+            let snap = compile_text(
+                &src,
+                state.as_ref(),
+                generation,
+                Some(&prev),
+                &metrics,
+                mark,
+            )?;
+            let persisted = probation::save(&snap, state, &src);
             Ok::<_, ConfigError>((snap, persisted))
         })
         .await
@@ -460,27 +483,36 @@ impl Reloader {
                 Some(_) => (None, true),
                 None => (None, false),
             };
-            let snap = compile_text(&source, apply.as_ref(), generation, Some(&prev), &metrics)?;
-            Ok::<_, ConfigError>((source, snap, apply, cleared))
+            let mark = prev.redirect_probation.started_at;
+            let snap = compile_text(
+                &source,
+                apply.as_ref(),
+                generation,
+                Some(&prev),
+                &metrics,
+                mark,
+            )?;
+            // The overrides' file goes when the file changed, the probation mark stays
+            // (`probation::save`); a mark that moved is saved too.
+            let saved = (cleared || snap.redirect_probation.started_at != mark)
+                .then(|| probation::save(&snap, apply.clone(), &source));
+            Ok::<_, ConfigError>((source, snap, apply, cleared, saved))
         })
         .await
         .unwrap_or_else(|join| Err(self.failed_task(join)));
         drop(previous);
         match compiled {
-            Ok((source, snap, applied_state, cleared)) => {
+            Ok((source, snap, applied_state, cleared, saved)) => {
                 if cleared {
                     tracing::info!(
                         "{} changed: admin overrides dropped, the file is in force",
                         self.path.display()
                     );
-                    let state_file = snap.state_file.clone();
                     ctl.overrides = None;
-                    let removed =
-                        tokio::task::spawn_blocking(move || remove_state(&state_file)).await;
-                    if let Ok(Err(e)) = removed {
-                        tracing::warn!(error = %e, "cannot remove the state file");
-                        self.public().state_error = Some(e.to_string());
-                    }
+                }
+                if let Some(Err(e)) = saved {
+                    tracing::warn!(error = %e, "cannot update the state file");
+                    self.public().state_error = Some(e.to_string());
                 }
                 self.public().file_share_bp = file_share(&source);
                 ctl.applied = Some(source);
@@ -537,6 +569,7 @@ impl Reloader {
                 since: now,
                 updated_at: now,
                 overrides: RuntimeOverrides::default(),
+                full_share_since: None,
             },
         };
         state.updated_at = now;
@@ -547,7 +580,7 @@ impl Reloader {
             }
         }
         let compiled = self
-            .compile_and_persist(&source, Some(state.clone()), generation, &previous)
+            .compile_and_persist(&source, Some(state.clone()), generation, &previous, None)
             .await;
         drop(previous);
         let (snap, persisted) = match compiled {
@@ -579,6 +612,7 @@ impl Reloader {
 /// counted last, so whoever sees the new generation also sees everything else it published.
 pub fn publish(metrics: &Metrics, snap: &Snapshot) {
     metrics.set_share_bp(snap.routing.split.share_bp);
+    metrics.set_redirect_probation_ends(snap.redirect_probation.ends_at());
     metrics.set_split_sides(
         &snap.storefronts[snap.routing.split.from].name,
         &snap.storefronts[snap.routing.split.to].name,

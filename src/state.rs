@@ -171,6 +171,8 @@ pub struct Snapshot {
     pub redirects: Vec<RedirectSource>,
     /// Top-K size and per-host flag for missed redirects (read at start).
     pub misses: (usize, bool),
+    /// `[redirect_probation]` and when it started (set by the reloader, `None` below 100%).
+    pub redirect_probation: crate::redirects::probation::RedirectProbation,
     /// Metric handles for every label combination this snapshot can produce.
     pub metrics: RequestMetrics,
     /// Access log settings.

@@ -154,6 +154,7 @@ pub fn build_snapshot(
         headers: v.headers,
         redirects,
         misses: v.misses,
+        redirect_probation: v.redirect_probation,
         access_log_config,
         access_log,
         rollout: v.rollout,

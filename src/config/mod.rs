@@ -18,6 +18,8 @@ pub mod fleet;
 // inventory: `[inventory]` validation and the carried instance.
 mod inventory;
 mod pool_sizing;
+// redirect_probation: `[redirect_probation]` (issue 16).
+mod probation;
 pub mod raw;
 mod routes;
 // shadow: `[shadow]`, `[fallback]`, route opt-ins.

@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// `[redirect_misses]`: the top-K of URLs that had no redirect and 404'd on the new storefront.
     #[serde(default)]
     pub redirect_misses: RawMisses,
+    /// `[redirect_probation]`: how long after 100% permanent redirects stay revocable.
+    #[serde(default)]
+    pub redirect_probation: crate::redirects::probation::ProbationConfig,
     /// `[access_log]`: one JSON line per request, off the request path.
     #[serde(default)]
     pub access_log: crate::access_log::AccessLogConfig,

@@ -103,6 +103,11 @@ pub struct StateFile {
     pub updated_at: u64,
     /// The overrides.
     pub overrides: RuntimeOverrides,
+    /// Unix second the split's share reached 100% (the redirect probation's start), while it
+    /// is 100%. Not an override: it survives a change of the file (the file may say 100% too),
+    /// so a file holding only this mark has empty `overrides`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_share_since: Option<u64>,
 }
 
 /// Hash of a config file's bytes: decides whether overrides still apply.
@@ -296,6 +301,7 @@ mod tests {
                 new_share_bp: Some(2500),
                 evacuated_at: BTreeMap::new(),
             },
+            full_share_since: Some(3),
         };
         write_state(&path, &st).unwrap();
         assert_eq!(read_state(&path).unwrap(), Some(st));

@@ -48,6 +48,8 @@ pub struct Validated {
     pub(super) routes: Vec<Route>,
     /// `[redirect_misses]`: top-K size, per host.
     pub(super) misses: (usize, bool),
+    /// `[redirect_probation]`: max-age on permanent redirects for a while after 100%.
+    pub(super) redirect_probation: crate::redirects::probation::RedirectProbation,
     /// With a relative path made relative to the config file.
     pub(super) access_log: AccessLogConfig,
     pub(super) rollout: Option<Arc<Plan>>,
@@ -97,6 +99,7 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Validated, ConfigErr
             .max(1),
         raw.redirect_misses.per_host.unwrap_or(false),
     );
+    let redirect_probation = super::probation::check(&mut c, raw);
     let access_log = access_log(&mut c, raw);
     let rollout = rollout(&mut c, raw, &routes);
     let inventory = super::inventory::check(&mut c, raw);
@@ -117,6 +120,7 @@ pub fn validate(raw: &RawConfig, source: &Source) -> Result<Validated, ConfigErr
         headers,
         routes,
         misses,
+        redirect_probation,
         access_log,
         rollout,
         inventory,

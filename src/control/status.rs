@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::reload::ReloadOutcome;
 use crate::state::Snapshot;
 
+// redirect_probation: its block of the status (issue 16).
+mod probation;
+pub use probation::ProbationInfo;
+
 /// The whole status document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
@@ -32,6 +36,9 @@ pub struct Status {
     pub storefronts: Vec<StorefrontInfo>,
     /// Redirect tables.
     pub redirects: Vec<RedirectInfo>,
+    /// The redirect probation after 100% (absent from servers before it existed).
+    #[serde(default)]
+    pub redirect_probation: ProbationInfo,
     /// The last reload attempt (any trigger).
     pub last_reload: Option<ReloadOutcome>,
     /// Admin API overrides of the file, if any.
@@ -289,6 +296,7 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
                 loaded_generation: r.generation,
             })
             .collect(),
+        redirect_probation: ProbationInfo::new(&snap.redirect_probation, unix(SystemTime::now())),
         last_reload: ctx.last_reload,
         overrides: runtime.map(|r| OverridesInfo {
             new_share: r.overrides.new_share_bp.map(percent),
@@ -422,6 +430,10 @@ impl fmt::Display for Status {
                 "redirects   {}: {} entries from {} (generation {})",
                 r.name, r.entries, r.file, r.loaded_generation
             )?;
+        }
+        if !self.redirects.is_empty() {
+            let now = unix(SystemTime::now());
+            writeln!(f, "{}", self.redirect_probation.line(now))?;
         }
         if let Some(l) = &self.last_reload {
             let now = SystemTime::now()

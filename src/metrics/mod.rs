@@ -88,6 +88,7 @@ pub struct Metrics {
     connections_accepted: IntCounter,
     connections_rejected: IntCounter,
     share: Gauge,
+    redirect_probation_ends: IntGauge,
     split_side: IntGaugeVec,
     reloads_applied: IntCounter,
     reloads_rejected: IntCounter,
@@ -274,6 +275,12 @@ impl Metrics {
                 Gauge,
                 SPLIT_NEW_SHARE_RATIO,
                 "Configured share of split traffic sent to the new storefront (0..1)."
+            ),
+            redirect_probation_ends: reg!(
+                &r,
+                IntGauge,
+                REDIRECT_PROBATION_ENDS_TIMESTAMP_SECONDS,
+                "Unix time the redirect probation ends (0: share below 100%)."
             ),
             split_side: reg!(
                 &r,
@@ -471,6 +478,12 @@ impl Metrics {
             self.reloads_rejected.inc();
             self.reload_successful.set(0);
         }
+    }
+
+    /// Sets when the redirect probation ends (`None`: not started, exported as 0).
+    pub fn set_redirect_probation_ends(&self, at: Option<u64>) {
+        self.redirect_probation_ends
+            .set(at.map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)));
     }
 
     /// Sets the configured share of split traffic on the new side, in basis points (0..=10000).

@@ -45,6 +45,10 @@ pub const REDIRECT_MISSES_TOTAL: &str = "cutover_redirect_misses_total";
 pub const REDIRECT_TABLE_ENTRIES: &str = "cutover_redirect_table_entries";
 /// Generation of each loaded redirect table (bumps on every successful load).
 pub const REDIRECT_TABLE_GENERATION: &str = "cutover_redirect_table_generation";
+/// Unix time the redirect probation ends (permanent redirects carry `max-age` until then); 0
+/// while the share is below 100%. A past value: probation over, served as written.
+pub const REDIRECT_PROBATION_ENDS_TIMESTAMP_SECONDS: &str =
+    "cutover_redirect_probation_ends_timestamp_seconds";
 
 /// Config loads by result (applied, rejected); the startup load counts as applied.
 pub const CONFIG_RELOADS_TOTAL: &str = "cutover_config_reloads_total";

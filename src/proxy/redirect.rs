@@ -13,7 +13,7 @@ use super::decorate::Decoration;
 use super::{strip_port, valid_request_id, ConnInfo, Proxy};
 use crate::http1::wire;
 use crate::http1::{write, Head};
-use crate::redirects::{ApplyTo, GONE_BODY};
+use crate::redirects::{ApplyTo, DuringShift, FULL_SHARE_BP, GONE_BODY};
 use crate::response::{AccessFields, Finish, ProxyBody};
 use crate::routing::request_headers::RequestHeaders;
 use crate::routing::staff_override;
@@ -51,7 +51,7 @@ impl Proxy {
             host,
         } = asked;
         let uri = req.uri();
-        let (status, location) = self.find_redirect(
+        let (status, location, cache) = self.find_redirect(
             snap,
             decision,
             host,
@@ -75,10 +75,6 @@ impl Proxy {
                 if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(location)) {
                     r.headers_mut().insert(LOCATION, v);
                 }
-                if let Some(cc) = cache_control(status) {
-                    r.headers_mut()
-                        .insert(CACHE_CONTROL, HeaderValue::from_static(cc));
-                }
                 // `Content-Length: 0` comes from hyper, which frames the empty body itself.
                 r
             }
@@ -89,6 +85,9 @@ impl Proxy {
                 r
             }
         };
+        if let Some(cc) = cache {
+            resp.headers_mut().insert(CACHE_CONTROL, cc.clone());
+        }
         *resp.status_mut() = status;
         Decoration::new(snap, decision, conn).apply(resp.headers_mut());
         Some(resp)
@@ -120,7 +119,7 @@ impl Proxy {
             headers,
         };
         let decision = self.route(&snap, &view);
-        let (status, location) =
+        let (status, location, cache) =
             self.find_redirect(&snap, &decision, host, head.path, head.query, head.target)?;
         // Answered from here on: counted and logged as `handle` does.
         let request_id = headers
@@ -135,9 +134,6 @@ impl Proxy {
                 if HeaderValue::from_str(location).is_ok() {
                     wire::header_line(out, LOCATION.as_str().as_bytes(), &[location.as_bytes()]);
                 }
-                if let Some(cc) = cache_control(status) {
-                    wire::header_line(out, CACHE_CONTROL.as_str().as_bytes(), &[cc.as_bytes()]);
-                }
                 ""
             }
             None => {
@@ -149,6 +145,9 @@ impl Proxy {
                 GONE_BODY
             }
         };
+        if let Some(cc) = cache {
+            wire::header_line(out, CACHE_CONTROL.as_str().as_bytes(), &[cc.as_bytes()]);
+        }
         Decoration::new(&snap, &decision, conn).write(out);
         // hyper's framing: a HEAD answer has the GET answer's length and no body, and no length
         // at all when that body is empty.
@@ -174,17 +173,19 @@ impl Proxy {
         Some(finish)
     }
 
-    /// The tables' answer: the status to send and the `Location` (`None`: 410), counted as
-    /// served. `pq` is the request's path and query as received.
-    fn find_redirect(
+    /// The tables' answer: the status to send, the `Location` (`None`: 410) and the
+    /// `Cache-Control` (the one decision both servers write, see
+    /// [`crate::redirects::probation`]), counted as served. `pq` is the request's path and
+    /// query as received.
+    fn find_redirect<'s>(
         &self,
-        snap: &Snapshot,
+        snap: &'s Snapshot,
         decision: &Decision,
         host: &str,
         path: &str,
         query: Option<&str>,
         pq: &str,
-    ) -> Option<(StatusCode, Option<String>)> {
+    ) -> Option<(StatusCode, Option<String>, Option<&'s HeaderValue>)> {
         if snap.redirects.is_empty() {
             return None;
         }
@@ -205,9 +206,12 @@ impl Proxy {
             .iter()
             .filter(|r| on_new || r.table.applies_to() == ApplyTo::All)
             .find_map(|r| r.table.lookup(&host, pq))?;
-        let status = hit.status_at(snap.routing.split.share_bp);
+        let share_bp = snap.routing.split.share_bp;
+        let status = hit.status_at(share_bp);
+        let held_back = share_bp != FULL_SHARE_BP && hit.during_shift == DuringShift::Temporary;
+        let cache = snap.redirect_probation.cache_control(status, held_back);
         snap.metrics.redirect_served(status);
-        Some((status, hit.location))
+        Some((status, hit.location, cache))
     }
 }
 
@@ -234,39 +238,5 @@ fn redirect_finish(
         access: None,
         // inventory: a redirect from the plan is not an old-store answer.
         inventory: None,
-    }
-}
-
-/// `Cache-Control` for a redirect answer. A temporary redirect (302/307: the plan's permanent
-/// rows while the share is below 100%, or rows written as temporary) is `no-store`: a browser
-/// must ask again next time, or a rollback (`cutover shift 0`) could never reach it. Permanent
-/// redirects (100% on new) are served as written: browsers and search engines may keep them.
-fn cache_control(status: StatusCode) -> Option<&'static str> {
-    matches!(
-        status,
-        StatusCode::FOUND | StatusCode::TEMPORARY_REDIRECT | StatusCode::SEE_OTHER
-    )
-    .then_some("no-store")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Temporary answers are `no-store` (a rollback must reach the browser again); permanent
-    /// ones and 410 carry no `Cache-Control` of cutover's.
-    #[test]
-    fn only_temporary_redirects_are_no_store() {
-        for (status, want) in [
-            (301, None),
-            (302, Some("no-store")),
-            (303, Some("no-store")),
-            (307, Some("no-store")),
-            (308, None),
-            (410, None),
-        ] {
-            let s = StatusCode::from_u16(status).unwrap();
-            assert_eq!(cache_control(s), want, "{status}");
-        }
     }
 }

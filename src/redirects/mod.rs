@@ -21,6 +21,7 @@ mod error;
 mod index;
 mod missed;
 mod normalize;
+pub mod probation;
 pub(crate) mod recycle;
 mod report;
 mod table;

@@ -22,9 +22,12 @@ impl Reloader {
     /// Replaces the operator overrides with `overrides` (empty: none), compiles them over the
     /// config text in force and swaps the snapshot. A compile that fails keeps the running
     /// snapshot and its overrides, and is recorded in the history like any rejected change.
+    /// `full_share_since`: the fleet's redirect probation mark, which wins over this replica's
+    /// own while the share is 100% (so every replica ends the probation at the same second).
     pub async fn apply_shared_state(
         &self,
         overrides: RuntimeOverrides,
+        full_share_since: Option<u64>,
         trigger: &'static str,
     ) -> Result<SharedApply, ConfigError> {
         let mut ctl = self.serial.lock().await;
@@ -34,7 +37,11 @@ impl Reloader {
             .as_ref()
             .map(|o| o.overrides.clone())
             .unwrap_or_default();
-        if in_force == overrides {
+        let probation = &previous.redirect_probation;
+        let mark_differs = probation.started_at.is_some()
+            && full_share_since.is_some()
+            && probation.started_at != full_share_since;
+        if in_force == overrides && !mark_differs {
             return Ok(SharedApply::Unchanged(previous.generation));
         }
         let generation = previous.generation + 1;
@@ -55,9 +62,16 @@ impl Reloader {
             since: ctl.overrides.as_ref().map_or(now, |o| o.since),
             updated_at: now,
             overrides,
+            full_share_since: None,
         });
         let compiled = self
-            .compile_and_persist(&source, state.clone(), generation, &previous)
+            .compile_and_persist(
+                &source,
+                state.clone(),
+                generation,
+                &previous,
+                full_share_since,
+            )
             .await;
         drop(previous);
         let (snap, persisted) = match compiled {

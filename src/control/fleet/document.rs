@@ -5,7 +5,8 @@
 //!  "updated_at": 1764330000, "updated_by": "cutover-0"}
 //! ```
 //!
-//! Only `overrides` is applied to the snapshot. Fields this version does not know (the
+//! Only `overrides` (and `full_share_since`, the redirect probation's start) is applied to
+//! the snapshot. Fields this version does not know (the
 //! rollout's state, added by a later version) are kept verbatim and written back with every
 //! change, so an older replica never erases what a newer one wrote.
 
@@ -29,6 +30,10 @@ pub struct FleetDocument {
     /// Replica id that wrote the last change.
     #[serde(default)]
     pub updated_by: String,
+    /// Unix second the fleet's share reached 100%: the redirect probation's start, the same on
+    /// every replica (see `probation`). An older replica keeps it verbatim in `other`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_share_since: Option<u64>,
     /// Anything else (e.g. a rollout's state), kept as written.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -56,6 +61,7 @@ impl FleetDocument {
             overrides,
             updated_at: now,
             updated_by: by.to_string(),
+            full_share_since: None,
             other: Map::new(),
         }
     }

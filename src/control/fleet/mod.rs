@@ -14,6 +14,8 @@
 
 pub mod answer;
 pub mod document;
+// redirect_probation: one probation start for the whole fleet (issue 16).
+mod probation;
 pub mod rollout;
 
 use std::net::SocketAddr;
@@ -132,7 +134,10 @@ fn unix_now() -> u64 {
 async fn apply_to(reloader: &Reloader, v: &Versioned, trigger: &'static str) -> Result<(), String> {
     let generation = v.record.generation;
     let doc = FleetDocument::from_value(&v.record.state, generation).map_err(|e| e.to_string())?;
-    match reloader.apply_shared_state(doc.overrides, trigger).await {
+    match reloader
+        .apply_shared_state(doc.overrides, doc.full_share_since, trigger)
+        .await
+    {
         Ok(done) => {
             let local = match done {
                 SharedApply::Applied(g) | SharedApply::Unchanged(g) => g,
@@ -336,7 +341,7 @@ impl FleetRuntime {
             }
         }
         let edit = |doc: &mut FleetDocument| match change {
-            Change::Share(bp) => doc.overrides.new_share_bp = Some(bp),
+            Change::Share(bp) => probation::write_share(doc, bp),
             Change::Evacuate(name, at) => {
                 doc.overrides.evacuated_at.insert(name, at);
             }
@@ -482,12 +487,16 @@ async fn apply_loop(runtime: Weak<FleetRuntime>, mut latest: watch::Receiver<Opt
                 continue;
             };
             if rt.reloader.overrides_in_force().await == doc.overrides {
+                probation::settle(&rt, &doc, v.revision);
                 continue;
             }
             tracing::info!("the config file changed: laying the fleet state over it again");
         }
         if rt.apply(&v).await {
             failed = None;
+            if let Ok(doc) = FleetDocument::from_value(&v.record.state, v.record.generation) {
+                probation::settle(&rt, &doc, v.revision);
+            }
         } else {
             failed = Some((v.revision, rt.reloader.state().load().generation));
         }

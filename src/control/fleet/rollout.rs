@@ -169,7 +169,7 @@ impl FleetRuntime {
                     return Err(RolloutWriteError::Moved);
                 }
                 if let Some(bp) = edit.share_bp {
-                    doc.overrides.new_share_bp = Some(bp);
+                    super::probation::write_share(doc, bp);
                 }
                 if let Some((name, at)) = edit.evacuate {
                     doc.overrides.evacuated_at.insert(name, at);
