@@ -25,7 +25,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::drain::Activity;
 use crate::fast_path::{self, Outcome, Prefixed};
-use crate::metrics::TlsMetrics;
+use crate::metrics::{EvictedAt, TlsMetrics};
 use crate::proxy::{ConnInfo, Proxy};
 use crate::state::Limits;
 use crate::timer::LazyTimer;
@@ -504,6 +504,7 @@ where
         .reusable
         .register(Arc::clone(&activity), Arc::clone(&served));
     let seen = Arc::clone(&served);
+    let metrics = Arc::clone(proxy.metrics());
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         // In flight before marked served: `reuse` must never see a served connection with its
         // request not yet counted, and take it for idle.
@@ -540,6 +541,7 @@ where
         }
         () = reusable.chosen() => {
             tracing::debug!(peer = %info.peer, "connection cap reached: closing this idle keep-alive connection for a new one");
+            metrics.connection_evicted(EvictedAt::Shopper);
             conn.as_mut().graceful_shutdown();
             conn.await
         }

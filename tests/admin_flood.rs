@@ -71,4 +71,25 @@ async fn idle_connections_cannot_starve_probes_metrics_or_an_emergency_shift() {
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "the oldest idle connection was closed: {closed:?}"
     );
+    // Each connection closed to make room is counted: at least the 64 the flood had to lose
+    // (128 into 64 slots; the probes above may have taken a few more), none on the shopper side.
+    let page = support::metrics::scrape(admin).await;
+    let evicted = |listener| {
+        support::metrics::metric_sum(
+            &page,
+            "cutover_connections_evicted_total",
+            &[("listener", listener)],
+        )
+    };
+    assert!(
+        evicted("admin") >= 64.0,
+        "admin evictions: {}",
+        evicted("admin")
+    );
+    assert!(
+        evicted("admin") <= 128.0,
+        "admin evictions: {}",
+        evicted("admin")
+    );
+    assert_eq!(evicted("shopper"), 0.0);
 }

@@ -247,6 +247,11 @@ async fn at_the_connection_cap_the_oldest_idle_keep_alive_connection_makes_room(
         closed && got.is_empty(),
         "the oldest idle connection is closed, without an answer: {got:?}"
     );
+    assert_eq!(
+        evicted(&proxy),
+        1.0,
+        "the connection closed to make room is counted"
+    );
     second
         .write_all(b"GET /again HTTP/1.1\r\nHost: shop.test\r\n\r\n")
         .await
@@ -305,6 +310,16 @@ async fn the_connection_cap_answers_503_and_spares_busy_connections() {
     }
     assert!(old.seen().iter().all(|s| s.uri != "/third"));
     assert_eq!(old.seen().iter().filter(|s| s.body_len == 4).count(), 2);
+    assert_eq!(evicted(&proxy), 0.0, "no busy connection was closed for it");
+}
+
+/// `cutover_connections_evicted_total{listener="shopper"}`.
+fn evicted(proxy: &InProc) -> f64 {
+    support::metrics::metric_sum(
+        &proxy.app.proxy.metrics().encode(),
+        "cutover_connections_evicted_total",
+        &[("listener", "shopper")],
+    )
 }
 
 /// One GET from a client socket bound to `from`, on a fresh connection kept open afterwards.

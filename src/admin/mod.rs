@@ -122,6 +122,7 @@ impl AdminState {
 /// in progress. Accept errors such as running out of file descriptors are logged and retried rather
 /// than ending the listener: losing metrics mid-cutover is worse than a noisy log.
 pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Future<Output = ()>) {
+    let counters = Arc::clone(&state.metrics);
     let router = Arc::new(state.router());
     let graceful = GracefulShutdown::new();
     let slots = slots::Slots::new(MAX_CONNECTIONS);
@@ -145,6 +146,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Futu
         let slot = match slots.acquire() {
             Ok((slot, evicted)) => {
                 if evicted {
+                    counters.connection_evicted(metrics::EvictedAt::Admin);
                     tracing::warn!(%peer, "admin connections at their limit ({MAX_CONNECTIONS}): closed the oldest idle one");
                 }
                 slot

@@ -69,6 +69,25 @@ pub enum MetricsError {
     Encode(#[source] prometheus::Error),
 }
 
+/// The listener whose connection cap made room (`listener` on `cutover_connections_evicted_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictedAt {
+    /// The shopper listeners (`limits.max_connections`).
+    Shopper,
+    /// The admin listener's own cap.
+    Admin,
+}
+
+impl EvictedAt {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictedAt::Shopper => "shopper",
+            EvictedAt::Admin => "admin",
+        }
+    }
+}
+
 /// The process-wide metric set. Create once with [`Metrics::new`] and share the `Arc`.
 pub struct Metrics {
     registry: Registry,
@@ -87,6 +106,7 @@ pub struct Metrics {
     connections_open: IntGauge,
     connections_accepted: IntCounter,
     connections_rejected: IntCounter,
+    connections_evicted: IntCounterVec,
     share: Gauge,
     redirect_probation_ends: IntGauge,
     split_side: IntGaugeVec,
@@ -270,6 +290,13 @@ impl Metrics {
                 CLIENT_CONNECTIONS_REJECTED_TOTAL,
                 "Client connections refused at the connection cap."
             ),
+            connections_evicted: reg!(
+                &r,
+                IntCounterVec,
+                CONNECTIONS_EVICTED_TOTAL,
+                "Idle connections closed to make room at a listener's connection cap.",
+                &[LISTENER]
+            ),
             share: reg!(
                 &r,
                 Gauge,
@@ -335,6 +362,9 @@ impl Metrics {
         shoppers::register(&m.registry, Arc::clone(&m.census))?;
         for status in REDIRECT_STATUSES {
             m.redirects.with_label_values(&[status]);
+        }
+        for at in [EvictedAt::Shopper, EvictedAt::Admin] {
+            m.connections_evicted.with_label_values(&[at.as_str()]);
         }
         m.set_build_info(env!("CARGO_PKG_VERSION"));
         Ok(m)
@@ -532,6 +562,13 @@ impl Metrics {
     /// Counts a connection refused because the connection cap was reached.
     pub fn connection_rejected(&self) {
         self.connections_rejected.inc();
+    }
+
+    /// Counts an idle connection closed to make room for a new one at `listener`'s cap.
+    pub fn connection_evicted(&self, listener: EvictedAt) {
+        self.connections_evicted
+            .with_label_values(&[listener.as_str()])
+            .inc();
     }
 
     /// Replaces the version in `cutover_build_info`.

@@ -30,6 +30,8 @@ pub const CLIENT_CONNECTIONS_OPEN: &str = "cutover_client_connections_open";
 pub const CLIENT_CONNECTIONS_ACCEPTED_TOTAL: &str = "cutover_client_connections_accepted_total";
 /// Client connections refused because the connection cap was reached.
 pub const CLIENT_CONNECTIONS_REJECTED_TOTAL: &str = "cutover_client_connections_rejected_total";
+/// Idle connections closed to make room for a new one at a listener's connection cap.
+pub const CONNECTIONS_EVICTED_TOTAL: &str = "cutover_connections_evicted_total";
 
 /// Configured share of split traffic sent to the new storefront, 0..1.
 pub const SPLIT_NEW_SHARE_RATIO: &str = "cutover_split_new_share_ratio";
@@ -107,6 +109,8 @@ pub mod label {
     pub const TABLE: &str = "table";
     /// Crate version.
     pub const VERSION: &str = "version";
+    /// `shopper` (the proxy's listeners) or `admin`.
+    pub const LISTENER: &str = "listener";
 }
 
 /// Histogram buckets in seconds for web pages: a cached page in a few ms, a cold product page in

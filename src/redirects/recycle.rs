@@ -142,8 +142,17 @@ pub(crate) fn take_table(url_bytes: usize) -> Option<Buffers> {
 }
 
 /// Keeps a retired table's memory for the next load (freed here if too many are kept).
+/// Logs the hand-over: the event a reload burst (and a test) can see the next load reuse.
 pub(crate) fn keep_table(b: Buffers) {
-    drop(with(|s| s.keep_table(b)));
+    let mb = b.bytes() >> 20;
+    let refused = with(|s| s.keep_table(b));
+    if refused.is_none() {
+        tracing::info!(
+            kept_memory_mb = mb,
+            "retired redirect table kept for the next load"
+        );
+    }
+    drop(refused);
     arm_release();
 }
 

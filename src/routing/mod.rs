@@ -266,3 +266,5 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_edges;
