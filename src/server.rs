@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::drain::Activity;
 use crate::fast_path::{self, Outcome, Prefixed};
@@ -31,7 +31,13 @@ use crate::state::Limits;
 use crate::timer::LazyTimer;
 use crate::tls::TlsListener;
 
+mod connections;
+mod https_redirect;
 mod reuse;
+
+pub use connections::Connections;
+use connections::{ConnGuard, Full};
+use https_redirect::redirect_connection;
 
 /// Binds a listening socket the way a proxy that gets restarted needs it: `SO_REUSEADDR` so a
 /// restart does not wait out TIME_WAIT, `SO_REUSEPORT` so a new process can bind next to the old
@@ -56,111 +62,6 @@ pub fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 pub fn listen(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
     listener.set_nonblocking(true)?;
     TcpListener::from_std(listener)
-}
-
-/// Counts open client connections (in all, and per client address) and wakes the drain when
-/// the last one closes.
-///
-/// The per-address count keeps one client (a scanner, a slowloris, a misbehaving bot) from taking
-/// the whole `max_connections` budget: the shop's other shoppers keep getting in. It is taken once
-/// per connection, in the accept loop, never per request.
-#[derive(Default)]
-pub struct Connections {
-    open: AtomicUsize,
-    idle: Notify,
-    per_client: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
-    /// Idle keep-alive connections given up for new ones at the cap (`reuse`).
-    reusable: Arc<reuse::Reusable>,
-}
-
-/// Why a connection was not let in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Full {
-    /// `max_connections` open in all.
-    Total,
-    /// This client address holds `max_connections_per_client`.
-    Client,
-}
-
-impl Connections {
-    /// Open client connections now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-
-    /// Lets a connection from `client` in, within `max` in all and `per_client` for that
-    /// address (`per_client` 0: no per-address limit).
-    fn try_enter(
-        self: &Arc<Self>,
-        max: usize,
-        client: std::net::IpAddr,
-        per_client: usize,
-    ) -> Result<ConnGuard, Full> {
-        let client = (per_client > 0).then_some(client.to_canonical());
-        if let Some(ip) = client {
-            let mut map = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
-            let n = map.entry(ip).or_insert(0);
-            if *n as usize >= per_client {
-                return Err(Full::Client);
-            }
-            *n += 1;
-        }
-        let mut cur = self.open.load(Ordering::Relaxed);
-        loop {
-            if cur >= max {
-                // An idle keep-alive connection makes room, and this one takes its place now
-                // (the cap is over by one until that connection has closed).
-                if self.reusable.give_up_oldest_idle() {
-                    self.open.fetch_add(1, Ordering::AcqRel);
-                    return Ok(ConnGuard(Arc::clone(self), client));
-                }
-                if let Some(ip) = client {
-                    self.leave_client(ip);
-                }
-                return Err(Full::Total);
-            }
-            match self
-                .open
-                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => return Ok(ConnGuard(Arc::clone(self), client)),
-                Err(now) => cur = now,
-            }
-        }
-    }
-
-    fn leave_client(&self, ip: std::net::IpAddr) {
-        let mut map = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
-        if let std::collections::hash_map::Entry::Occupied(mut e) = map.entry(ip) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
-        }
-    }
-
-    async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.open() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-struct ConnGuard(Arc<Connections>, Option<std::net::IpAddr>);
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        if let Some(ip) = self.1 {
-            self.0.leave_client(ip);
-        }
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
 }
 
 /// Per-connection protocol settings, read from the snapshot in force when the connection opens.
@@ -559,68 +460,6 @@ where
                 .is_some_and(hyper::Error::is_user)
         }
     }
-}
-
-/// `http://host/path?q` -> `308 https://host[:port]/path?q`, the whole job of the plain port
-/// next to an HTTPS listener. 308 keeps the method and body, unlike 301.
-fn https_location(
-    req: &http::Request<hyper::body::Incoming>,
-    https_port: u16,
-) -> Option<http::HeaderValue> {
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
-    let host = crate::proxy::strip_port(host);
-    if host.is_empty()
-        || host
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'\\' || b == b'@')
-    {
-        return None;
-    }
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let location = if https_port == 443 {
-        format!("https://{host}{pq}")
-    } else {
-        format!("https://{host}:{https_port}{pq}")
-    };
-    http::HeaderValue::from_str(&location).ok()
-}
-
-async fn redirect_connection(
-    stream: TcpStream,
-    https_port: u16,
-    limits: Limits,
-    _guard: ConnGuard,
-    mut draining: watch::Receiver<bool>,
-) {
-    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let resp = match https_location(&req, https_port) {
-            Some(location) => http::Response::builder()
-                .status(http::StatusCode::PERMANENT_REDIRECT)
-                .header(http::header::LOCATION, location)
-                .header(http::header::CONTENT_LENGTH, "0")
-                .body(http_body_util::Full::new(bytes::Bytes::new())),
-            None => http::Response::builder()
-                .status(http::StatusCode::BAD_REQUEST)
-                .header(http::header::CONTENT_LENGTH, "0")
-                .body(http_body_util::Full::new(bytes::Bytes::new())),
-        }
-        .expect("static response parts are valid");
-        async move { Ok::<_, std::convert::Infallible>(resp) }
-    });
-    let b = builder(&limits);
-    let conn = b.serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    let _ = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopped(&mut draining) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
 }
 
 /// Resolves once the server is draining, including when it already was (a connection accepted
