@@ -4,16 +4,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
 
 use support::admin::admin;
 use support::metrics::{metric, scrape};
-use support::process::{binary, check};
+use support::process::{check, cli};
 use support::redirects::{config, PLAN_TABLE};
 use support::stores::path_store;
 use support::{get_new_conn, wait_for, ProxyProcess, TempConfig, SLOW_WAIT, WAIT};
@@ -78,34 +75,6 @@ fn row<'a>(report: &'a Value, url: &str) -> &'a Value {
         .iter()
         .find(|r| r["old_url"] == url)
         .unwrap_or_else(|| panic!("no row for {url}: {report}"))
-}
-
-/// Runs the CLI against a running proxy's admin listener, from a directory without a config.
-fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(binary())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CUTOVER_CONFIG")
-        .env_remove("CUTOVER_ADMIN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning the CLI");
-    let deadline = std::time::Instant::now() + SLOW_WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("cutover {args:?} did not finish within {SLOW_WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
