@@ -19,7 +19,7 @@ use super::key::{clean_host, KeyPolicy, NoKey};
 use http::{Method, StatusCode};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
@@ -103,11 +103,34 @@ impl Counter {
     }
 }
 
+/// The URL's hash is computed once per request (keyed, well mixed: foldhash's quality
+/// variant, seeded per process); the position map keys on it as it is instead of hashing it
+/// a second time.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; anything else still gets a usable value.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// One shard: a min-heap on rank plus hash -> heap position.
 struct Shard {
     cap: usize,
     heap: Vec<Counter>,
-    pos: HashMap<u64, u32, foldhash::fast::RandomState>,
+    pos: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
     pinned: usize,
 }
 
@@ -235,7 +258,7 @@ pub struct Inventory {
     policy: KeyPolicy,
     crawlers: CrawlerMatcher,
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    hasher: foldhash::quality::RandomState,
     len: AtomicUsize,
     skipped_busy: AtomicU64,
     no_key: AtomicU64,
@@ -312,7 +335,7 @@ impl Inventory {
             policy,
             crawlers,
             shards: (0..n).map(|_| Mutex::new(Shard::new(per))).collect(),
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
             len: AtomicUsize::new(0),
             skipped_busy: AtomicU64::new(0),
             no_key: AtomicU64::new(0),
@@ -440,26 +463,32 @@ impl Inventory {
         self.apply(host, path_and_query, hit, now)
     }
 
-    /// Keys the request's URL (per-thread buffers) and counts `hit` on it.
+    /// Keys the request's URL (see [`KeyPolicy`]) and counts `hit` on it.
     fn apply(&self, host: &str, path_and_query: &str, hit: Hit, now: u64) -> Recorded {
+        if !self.policy.per_host() {
+            return self
+                .policy
+                .with_key(path_and_query, |key| self.count_key("", key, hit, now));
+        }
         HOST.with(|h| {
             let mut h = match h.try_borrow_mut() {
                 Ok(h) => h,
                 Err(_) => return Recorded::Busy,
             };
-            if self.policy.per_host() {
-                clean_host(host, &mut h);
-            } else {
-                h.clear();
-            }
-            self.policy.with_key(path_and_query, |key| match key {
-                Ok(url) => self.count(&h, url, hit, now),
-                Err(NoKey::Invalid | NoKey::TooLong) => {
-                    self.no_key.fetch_add(1, Ordering::Relaxed);
-                    Recorded::NoKey
-                }
-            })
+            clean_host(host, &mut h);
+            self.policy
+                .with_key(path_and_query, |key| self.count_key(&h, key, hit, now))
         })
+    }
+
+    fn count_key(&self, host: &str, key: Result<&str, NoKey>, hit: Hit, now: u64) -> Recorded {
+        match key {
+            Ok(url) => self.count(host, url, hit, now),
+            Err(NoKey::Invalid | NoKey::TooLong) => {
+                self.no_key.fetch_add(1, Ordering::Relaxed);
+                Recorded::NoKey
+            }
+        }
     }
 
     fn count(&self, host: &str, url: &str, hit: Hit, now: u64) -> Recorded {
@@ -468,11 +497,14 @@ impl Inventory {
             self.skipped_busy.fetch_add(1, Ordering::Relaxed);
             return Recorded::Busy;
         };
-        if shard.pos.contains_key(&hash) {
-            let Some(p) = shard.find(hash, host, url) else {
+        if let Some(&p) = shard.pos.get(&hash) {
+            let p = p as usize;
+            let c = &shard.heap[p];
+            if c.url != url || c.host != host {
+                // A 64-bit keyed-hash collision is not worth a slot; it is treated as busy.
                 self.skipped_busy.fetch_add(1, Ordering::Relaxed);
                 return Recorded::Busy;
-            };
+            }
             match hit {
                 Hit::Old {
                     status,
