@@ -216,6 +216,7 @@ pub async fn start_with(config: &Path, options: StartOptions) -> Result<App, Sta
                 started: SystemTime::now(),
                 handover: Arc::clone(&handover),
                 fleet: Arc::clone(&fleet_slot), // fleet:
+                inventory: inventory.clone(),   // inventory:
             });
             // rollout: its admin routes.
             let rollout_routes =

@@ -52,8 +52,8 @@ pub struct Finish {
     /// What only the access log needs; `None` when it is off, so nothing is cloned for it.
     pub access: Option<AccessFields>,
     // inventory:
-    /// What the URL inventory needs; `None` unless the inventory is on and the split's `from`
-    /// storefront was asked (the only requests it counts).
+    /// What the URL inventory needs; `None` unless the inventory is on and a side of the split
+    /// was asked (old's answers are counted, new's kept as evidence on URLs already counted).
     pub inventory: Option<InventoryFields>,
 }
 
@@ -159,13 +159,18 @@ impl Drop for Finish {
             self.snap.inventory.as_deref(),
             self.upstream_ttfb,
         ) {
-            inv.record(
-                &self.method,
-                i.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+            let host = i.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+            let (pq, ua) = (
                 i.path_and_query.as_str(),
-                self.status,
                 i.user_agent.as_ref().map_or(&[][..], HeaderValue::as_bytes),
             );
+            if self.reason == Reason::Fallback {
+                inv.record_fallback(&self.method, host, pq, self.status, ua);
+            } else if self.storefront == self.snap.routing.split.from {
+                inv.record(&self.method, host, pq, self.status, ua);
+            } else {
+                inv.observe_new(&self.method, host, pq, self.status);
+            }
         }
         let sf = &self.snap.storefronts[self.storefront].name;
         tracing::debug!(

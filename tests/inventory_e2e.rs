@@ -4,16 +4,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
 
 use support::admin::admin;
 use support::metrics::{metric, scrape};
-use support::process::{binary, check};
+use support::process::{check, cli};
 use support::redirects::{config, PLAN_TABLE};
 use support::stores::path_store;
 use support::{get_new_conn, wait_for, ProxyProcess, TempConfig, SLOW_WAIT, WAIT};
@@ -78,34 +75,6 @@ fn row<'a>(report: &'a Value, url: &str) -> &'a Value {
         .iter()
         .find(|r| r["old_url"] == url)
         .unwrap_or_else(|| panic!("no row for {url}: {report}"))
-}
-
-/// Runs the CLI against a running proxy's admin listener, from a directory without a config.
-fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(binary())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CUTOVER_CONFIG")
-        .env_remove("CUTOVER_ADMIN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning the CLI");
-    let deadline = std::time::Instant::now() + SLOW_WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("cutover {args:?} did not finish within {SLOW_WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,6 +251,11 @@ async fn the_inventory_file_survives_a_restart() {
     let p = ProxyProcess::spawn(cfg.path());
     let inv = inventory(p.admin).await;
     assert_eq!(inv["persistence"]["load"], "restored", "{inv}");
+    let (_, b) = admin(p.admin, Method::GET, "/admin/status", None, None).await;
+    let status: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(status["inventory"]["load"], "restored", "{status}");
+    assert_eq!(status["inventory"]["urls"], 1, "{status}");
+    assert!(status["inventory"]["load_warning"].is_null(), "{status}");
     assert_eq!(inv["entries"][0]["url"], "/kept-across");
     assert_eq!(inv["entries"][0]["hits"], 3);
     get(p.addr, "/kept-across", 1, &[]).await;
@@ -326,6 +300,31 @@ async fn a_half_written_file_starts_empty_with_a_warning() {
     );
     let page = scrape(p.admin).await;
     assert_eq!(metric(&page, "cutover_inventory_load_failed"), Some(1.0));
+    // The status says so too, for as long as the process runs: its JSON and `cutover status`.
+    let (s, b) = admin(p.admin, Method::GET, "/admin/status", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let status: Value = serde_json::from_str(&b).unwrap();
+    let inv_status = &status["inventory"];
+    assert_eq!(inv_status["load"], "started_empty", "{status}");
+    let file = cfg.file("inventory.txt").display().to_string();
+    assert_eq!(inv_status["file"], file.as_str(), "{status}");
+    let reason = inv_status["load_warning"].as_str().unwrap();
+    assert!(reason.contains(&file), "{reason}");
+    assert!(reason.contains("half-written"), "{reason}");
+    let (code, out, err) = cli(cfg.dir(), &["status", "--admin", &p.admin.to_string()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "inventory   0 of 100000 URLs; file {file} REJECTED at start\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "WARNING     URL inventory started empty: {reason}"
+        )),
+        "{out}"
+    );
     // It still serves and counts.
     get(p.addr, "/after", 1, &[]).await;
     wait_urls(p.admin, 1).await;

@@ -207,6 +207,7 @@ async fn probing_a_coverage_report_catches_a_target_that_404s() {
             traffic: true,
             sitemap: false,
         },
+        on_new: Default::default(),
     };
     let entries = vec![
         entry("/old-a"),

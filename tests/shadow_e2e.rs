@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use shadow_support::{html, Page, Store};
 use support::admin::{admin, request_fresh};
-use support::metrics::{metric, scrape};
+use support::metrics::{metric, read_lines, scrape, Scrape};
 use support::process::check;
 use support::{wait_for, ConfigSpec, ProxyProcess, TempConfig, SLOW_WAIT};
 
@@ -282,7 +282,12 @@ async fn fallback_serves_olds_page_for_a_404_on_new_but_never_for_a_post() {
         ]),
     )
     .await;
-    let (p, _file) = start(&config(&old.base, &new.base, 100.0, FALLBACK_ROUTE));
+    let (p, file) = start(&config(
+        &old.base,
+        &new.base,
+        100.0,
+        &format!("{ACCESS_LOG}{FALLBACK_ROUTE}"),
+    ));
 
     let (s, h, body) = get(&p, "/only-old", &[]).await;
     assert_eq!(s, StatusCode::OK, "{body}");
@@ -359,10 +364,92 @@ async fn fallback_serves_olds_page_for_a_404_on_new_but_never_for_a_post() {
             "{result}: {page}"
         );
     }
+    // The request metrics and the access log say what the headers say: old, because of the
+    // fallback; new's answers that stood stay new's.
+    let scraped = Scrape::parse(&page);
+    let requests = |sf: &str, class: &str, reason: &str| {
+        scraped.sum(
+            "cutover_requests_total",
+            &[
+                ("storefront", sf),
+                ("route", "catalog"),
+                ("status_class", class),
+                ("reason", reason),
+            ],
+        )
+    };
+    assert_eq!(requests("old", "2xx", "fallback"), 1.0, "{page}");
+    assert_eq!(requests("new", "2xx", "split"), 0.0, "{page}");
+    assert_eq!(requests("new", "4xx", "split"), 3.0, "{page}");
+    assert_eq!(requests("new", "4xx", "override"), 1.0, "{page}");
+    let lines = access_lines(&file, 5).await;
+    let fell_back: Vec<&Value> = lines.iter().filter(|l| l["reason"] == "fallback").collect();
+    assert_eq!(fell_back.len(), 1, "{lines:?}");
+    assert_eq!(fell_back[0]["path"], "/only-old");
+    assert_eq!(fell_back[0]["storefront"], "old");
+    assert_eq!(fell_back[0]["route"], "catalog");
+    assert_eq!(fell_back[0]["status"], 200);
+
     // No [shadow]: the report says how to turn it on.
     let (s, body) = admin(p.admin, Method::GET, "/shadow", None, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(body.contains("[shadow]"), "{body}");
+}
+
+/// The access log, JSON, next to the config.
+const ACCESS_LOG: &str = "[access_log]\nenabled = true\npath = \"access.log\"\n\n";
+
+/// The first `n` lines of the access log next to `file`'s config (waits for them, bounded).
+async fn access_lines(file: &TempConfig, n: usize) -> Vec<Value> {
+    let path = file.file("access.log");
+    let lines = wait_for("access log lines", SLOW_WAIT, || async {
+        let l = read_lines(&path);
+        (l.len() >= n).then_some(l)
+    })
+    .await;
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_answer_reads_old_fallback_in_the_text_access_log() {
+    let (old, new) = stores(
+        HashMap::from([("/only-old", html("<title>Old only</title>"))]),
+        HashMap::from([
+            ("/only-old", not_found("new 404")),
+            ("/on-new", html("<title>New</title>")),
+        ]),
+    )
+    .await;
+    let text_log = ACCESS_LOG.replace("enabled = true", "enabled = true\nformat = \"text\"");
+    let (p, file) = start(&config(
+        &old.base,
+        &new.base,
+        100.0,
+        &format!("{text_log}{FALLBACK_ROUTE}"),
+    ));
+    assert_eq!(get(&p, "/only-old", &[]).await.0, StatusCode::OK);
+    assert_eq!(get(&p, "/on-new", &[]).await.0, StatusCode::OK);
+    let path = file.file("access.log");
+    let lines = wait_for("two text lines", SLOW_WAIT, || async {
+        let l = read_lines(&path);
+        (l.len() >= 2).then_some(l)
+    })
+    .await;
+    let line = |path: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(&format!("{path} ")))
+            .unwrap_or_else(|| panic!("no line for {path}: {lines:?}"))
+            .clone()
+    };
+    assert!(
+        line("/only-old").contains(" 200 old (fallback) "),
+        "{lines:?}"
+    );
+    assert!(line("/on-new").contains(" 200 new (split) "), "{lines:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

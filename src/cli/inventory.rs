@@ -66,6 +66,12 @@ struct Answer {
     rows: Vec<Row>,
 }
 
+/// Verdicts that are not coverage: no home on new (`fallback_served`: old's page served by the
+/// 404 fallback, lost once old goes).
+fn uncovered(verdict: &str) -> bool {
+    matches!(verdict, "uncovered" | "fallback_served")
+}
+
 /// What `--probe` found: targets that do not answer 2xx, and uncovered paths that do.
 struct Probed {
     failed: Vec<(String, String)>,
@@ -114,7 +120,7 @@ async fn run_probe(a: &mut Answer) -> anyhow::Result<Probed> {
     for r in &a.rows {
         let u = match (&r.new_url, r.verdict.as_str()) {
             (Some(n), _) => n.clone(),
-            (None, "uncovered") => path_of(&r.old_url).to_string(),
+            (None, v) if uncovered(v) => path_of(&r.old_url).to_string(),
             _ => continue,
         };
         if seen.insert(u.clone()) {
@@ -142,7 +148,7 @@ async fn run_probe(a: &mut Answer) -> anyhow::Result<Probed> {
             ("redirected" | "same_path", Some(n)) if bad.contains(n.as_str()) => {
                 r.verdict = "uncovered".into();
             }
-            ("uncovered", None) if !bad.contains(path_of(&r.old_url)) => {
+            (v, None) if uncovered(v) && !bad.contains(path_of(&r.old_url)) => {
                 r.verdict = "same_path".into();
                 r.new_url = Some(path_of(&r.old_url).to_string());
             }
@@ -184,13 +190,13 @@ fn pct(part: u64, whole: u64) -> String {
 }
 
 fn print_report(a: &Answer, probed: Option<&Probed>, csv: Option<&Path>) {
-    let covered = |r: &&Row| r.verdict != "uncovered";
+    let covered = |r: &&Row| !uncovered(&r.verdict);
     let hits: u64 = a.rows.iter().map(|r| r.hits).sum();
     let covered_hits: u64 = a.rows.iter().filter(covered).map(|r| r.hits).sum();
     let covered_urls = a.rows.iter().filter(covered).count();
     let crawler: u64 = a.rows.iter().map(|r| r.crawler_hits).sum();
-    let uncovered: Vec<&Row> = a.rows.iter().filter(|r| r.verdict == "uncovered").collect();
-    let uncovered_crawler: u64 = uncovered.iter().map(|r| r.crawler_hits).sum();
+    let lost: Vec<&Row> = a.rows.iter().filter(|r| uncovered(&r.verdict)).collect();
+    let uncovered_crawler: u64 = lost.iter().map(|r| r.crawler_hits).sum();
     println!(
         "URL inventory coverage (generation {}{})",
         a.generation,
@@ -206,30 +212,42 @@ fn print_report(a: &Answer, probed: Option<&Probed>, csv: Option<&Path>) {
         a.rows.len()
     );
     println!("  crawler hits on uncovered URLs: {uncovered_crawler} of {crawler}");
+    let count = |v: &str| a.rows.iter().filter(|r| r.verdict == v).count();
+    // `fallback_served` only once the 404 fallback served one: most stores never turn it on.
     let by: Vec<String> = [
         "redirected",
         "same_path",
         "kept_on_old",
         "gone",
+        "fallback_served",
         "uncovered",
     ]
     .iter()
-    .map(|v| format!("{v} {}", a.rows.iter().filter(|r| r.verdict == *v).count()))
+    .filter(|v| **v != "fallback_served" || count(v) > 0)
+    .map(|v| format!("{v} {}", count(v)))
     .collect();
     println!("  {}", by.join(", "));
-    if uncovered.is_empty() {
+    if lost.is_empty() {
         println!("\nEvery inventoried URL has a home on the new store.");
     } else {
         println!("\nUncovered URLs by hits:");
         println!("  {:>8} {:>8}  OLD URL", "HITS", "CRAWLER");
-        for r in uncovered.iter().take(SHOWN) {
-            println!("  {:>8} {:>8}  {}", r.hits, r.crawler_hits, r.old_url);
+        for r in lost.iter().take(SHOWN) {
+            let mark = if r.verdict == "fallback_served" {
+                "  (fallback)"
+            } else {
+                ""
+            };
+            println!("  {:>8} {:>8}  {}{mark}", r.hits, r.crawler_hits, r.old_url);
         }
-        if uncovered.len() > SHOWN {
+        if lost.len() > SHOWN {
             println!(
                 "  ... and {} more (--csv FILE lists every URL)",
-                uncovered.len() - SHOWN
+                lost.len() - SHOWN
             );
+        }
+        if count("fallback_served") > 0 {
+            println!("  (fallback): new answered 404 and the 404 fallback served old's page");
         }
     }
     if let Some(p) = probed {

@@ -65,6 +65,9 @@ pub struct Control {
     // fleet:
     /// The fleet runtime once started (`[fleet]`); empty: changes are local.
     pub fleet: fleet::Slot,
+    // inventory:
+    /// The URL inventory, for its lines in the status (`None`: off).
+    pub inventory: Option<Arc<inventory::InventoryRuntime>>,
 }
 
 /// `PUT /admin/split` body.
@@ -157,6 +160,7 @@ impl Control {
         let mut status = status::build(&snap, ctx);
         // fleet: fleet store connected / unreachable since when.
         status.fleet = self.fleet.get().map(|f| f.summary());
+        status.inventory = self.inventory.as_ref().map(|i| i.summary()); // inventory:
         if let (Some(_), Some(o)) = (&status.fleet, status.overrides.as_mut()) {
             o.until =
                 "the next fleet change (shared by every replica; a file edit keeps it)".into();

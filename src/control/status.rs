@@ -49,6 +49,10 @@ pub struct Status {
     /// `[fleet]`: the fleet store's connectivity and what this replica applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<super::fleet::answer::FleetSummary>,
+    // inventory:
+    /// `[inventory]`: its size, and a file rejected at start or failing to save.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<super::inventory::InventorySummary>,
 }
 
 /// Where the configuration came from.
@@ -309,7 +313,8 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
             until: format!("{} changes (the file wins)", snap.source.display()),
         }),
         state_file_error: ctx.state_file_error,
-        fleet: None, // fleet: filled in by the admin handler
+        fleet: None,     // fleet: filled in by the admin handler
+        inventory: None, // inventory: filled in by the admin handler
     }
 }
 
@@ -488,6 +493,10 @@ impl fmt::Display for Status {
         }
         if let Some(e) = &self.state_file_error {
             writeln!(f, "WARNING     {e}")?;
+        }
+        // inventory:
+        if let Some(inv) = &self.inventory {
+            write!(f, "{inv}")?;
         }
         Ok(())
     }

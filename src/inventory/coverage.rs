@@ -2,7 +2,7 @@
 //! switch. A pure function of the entries and a [`CoverageOracle`] (the plan and the routes,
 //! implemented above this module), so reports, the admin API and the gauges agree.
 
-use super::entry::Entry;
+use super::entry::{Entry, OnNew};
 use serde::Serialize;
 use std::io::Write;
 
@@ -21,7 +21,8 @@ pub trait CoverageOracle {
 }
 
 /// Where an old URL lands. Checked in this order: the plan's explicit decisions first (gone,
-/// redirected), then the routes (kept on old), then the new store's own paths.
+/// redirected), then the routes (kept on old), then the new store's own paths: what new last
+/// answered shoppers for the URL ([`OnNew`]), else what the oracle knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -33,17 +34,21 @@ pub enum Verdict {
     KeptOnOld,
     /// The plan marks it removed (410).
     Gone,
+    /// New answered 404 and the 404 fallback served old's page: fine for shoppers while old
+    /// lives, a lost ranking once it goes. Not covered: the plan needs a row for it.
+    FallbackServed,
     /// No home on the new store: a lost ranking after the switch.
     Uncovered,
 }
 
 impl Verdict {
     /// Every verdict, in report order.
-    pub const ALL: [Verdict; 5] = [
+    pub const ALL: [Verdict; 6] = [
         Verdict::Redirected,
         Verdict::SamePath,
         Verdict::KeptOnOld,
         Verdict::Gone,
+        Verdict::FallbackServed,
         Verdict::Uncovered,
     ];
 
@@ -54,13 +59,15 @@ impl Verdict {
             Verdict::SamePath => "same_path",
             Verdict::KeptOnOld => "kept_on_old",
             Verdict::Gone => "gone",
+            Verdict::FallbackServed => "fallback_served",
             Verdict::Uncovered => "uncovered",
         }
     }
 
-    /// Anything but uncovered: the URL has an answer decided on purpose.
+    /// Anything but uncovered or served by the fallback: the URL has an answer decided on
+    /// purpose that outlives the old store.
     pub fn is_covered(self) -> bool {
-        self != Verdict::Uncovered
+        !matches!(self, Verdict::Uncovered | Verdict::FallbackServed)
     }
 }
 
@@ -97,6 +104,13 @@ pub fn verdict_of(
     }
     if oracle.kept_on_old_by_rule(h, u) {
         return (Verdict::KeptOnOld, None, None);
+    }
+    // What new answered shoppers is newer evidence than anything the oracle was told.
+    match e.on_new {
+        OnNew::Served => return (Verdict::SamePath, Some(e.url.clone()), None),
+        OnNew::FallbackServed => return (Verdict::FallbackServed, None, None),
+        OnNew::Missing => return (Verdict::Uncovered, None, None),
+        OnNew::Unseen => {}
     }
     if oracle.same_path_on_new_known(h, u) {
         return (Verdict::SamePath, Some(e.url.clone()), None);
@@ -184,12 +198,12 @@ impl CoverageReport {
         }
     }
 
-    /// Uncovered URLs, most hits first.
+    /// Uncovered URLs (fallback-served ones too), most hits first.
     pub fn uncovered(&self) -> impl Iterator<Item = &CoverageRow> {
         self.rows.iter().filter(|r| !r.verdict.is_covered())
     }
 
-    /// Uncovered URLs that crawlers asked for, most crawler hits first: the search engines' view.
+    /// Uncovered (and fallback-served) URLs that crawlers asked for, most crawler hits first: the search engines' view.
     pub fn uncovered_by_crawler_hits(&self) -> Vec<&CoverageRow> {
         let mut v: Vec<&CoverageRow> = self.uncovered().filter(|r| r.crawler_hits > 0).collect();
         v.sort_by(|a, b| {

@@ -2,10 +2,10 @@
 //! `Googlebot` in a header; a verified-crawler check (reverse DNS) is a later step, so crawler
 //! hits are "claimed by the User-Agent".
 
-use memchr::memmem::Finder;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 /// Only this many leading bytes of a User-Agent are searched: crawler tokens come early, and
-/// the lowercased copy lives on the stack.
+/// a scanner's 8 KiB header must not cost 8 KiB of scanning per request.
 const UA_PREFIX: usize = 512;
 
 /// The default list: the crawlers of the search engines a store's rankings depend on.
@@ -33,15 +33,18 @@ pub fn default_crawler_user_agents() -> Vec<String> {
     .collect()
 }
 
-/// Compiled crawler patterns.
+/// Compiled crawler patterns: one automaton for the whole list, so a User-Agent is read once
+/// whatever the list's length (a search per pattern read it 16 times and was most of the
+/// inventory's cost per request; BENCHMARKS.md).
 pub struct CrawlerMatcher {
-    finders: Vec<Finder<'static>>,
+    automaton: Option<AhoCorasick>,
+    patterns: usize,
 }
 
 impl std::fmt::Debug for CrawlerMatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CrawlerMatcher")
-            .field("patterns", &self.finders.len())
+            .field("patterns", &self.patterns)
             .finish()
     }
 }
@@ -55,26 +58,39 @@ impl Default for CrawlerMatcher {
 impl CrawlerMatcher {
     /// Empty patterns are skipped; patterns are matched ASCII-case-insensitively.
     pub fn new(patterns: &[String]) -> Self {
-        let finders = patterns
+        let patterns: Vec<&str> = patterns
             .iter()
-            .map(|p| p.trim().to_ascii_lowercase())
+            .map(|p| p.trim())
             .filter(|p| !p.is_empty())
-            .map(|p| Finder::new(p.as_bytes()).into_owned())
             .collect();
-        CrawlerMatcher { finders }
+        // A DFA: the fastest search, built once per config; the list is small (the default's
+        // DFA is a few tens of KiB). Building can only fail past the automaton's size limits,
+        // which a list of User-Agent tokens does not reach; then nothing is a crawler.
+        let automaton = (!patterns.is_empty())
+            .then(|| {
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&patterns)
+                    .inspect_err(|e| tracing::warn!("crawler User-Agent list not usable: {e}"))
+                    .ok()
+            })
+            .flatten();
+        CrawlerMatcher {
+            automaton,
+            patterns: patterns.len(),
+        }
     }
 
     /// Whether `user_agent` contains one of the patterns. Allocates nothing.
     pub fn is_crawler(&self, user_agent: &[u8]) -> bool {
-        if self.finders.is_empty() || user_agent.is_empty() {
-            return false;
+        match &self.automaton {
+            Some(a) if !user_agent.is_empty() => {
+                a.is_match(&user_agent[..user_agent.len().min(UA_PREFIX)])
+            }
+            _ => false,
         }
-        let mut buf = [0u8; UA_PREFIX];
-        let n = user_agent.len().min(UA_PREFIX);
-        for (d, s) in buf[..n].iter_mut().zip(user_agent) {
-            *d = s.to_ascii_lowercase();
-        }
-        self.finders.iter().any(|f| f.find(&buf[..n]).is_some())
     }
 }
 

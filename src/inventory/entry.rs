@@ -27,6 +27,62 @@ impl Sources {
     }
 }
 
+/// What the new storefront last answered when a shopper asked it for an inventoried URL:
+/// evidence from real traffic for the coverage verdict, better than a guess and cheaper than a
+/// probe. Kept only for URLs already inventoried (the old store's), so it costs no memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNew {
+    /// No answer from new seen (or none since the URL came in).
+    #[default]
+    Unseen,
+    /// New answered 2xx on the same path: it has the page.
+    Served,
+    /// New answered 404 or 410 and no fallback served old's page: it lacks the page.
+    Missing,
+    /// New answered a fallback status and the 404 fallback served old's page instead: shoppers
+    /// are fine while old lives, the page is still missing on new.
+    FallbackServed,
+}
+
+impl OnNew {
+    /// Every value, in `as_u8` order.
+    pub const ALL: [OnNew; 4] = [
+        OnNew::Unseen,
+        OnNew::Served,
+        OnNew::Missing,
+        OnNew::FallbackServed,
+    ];
+
+    pub(crate) fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Self {
+        Self::ALL.get(usize::from(v)).copied().unwrap_or_default()
+    }
+
+    /// The name in files and answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnNew::Unseen => "unseen",
+            OnNew::Served => "served",
+            OnNew::Missing => "missing",
+            OnNew::FallbackServed => "fallback_served",
+        }
+    }
+
+    /// The evidence of new's answer `status` to a GET/HEAD on the same path; `None`: says
+    /// nothing about the page (a redirect, an error, a 4xx other than 404/410).
+    pub fn of_status(status: u16) -> Option<Self> {
+        match status {
+            200..=299 => Some(OnNew::Served),
+            404 | 410 => Some(OnNew::Missing),
+            _ => None,
+        }
+    }
+}
+
 /// One inventoried URL. Counts are Space-Saving estimates: the true number of hits is between
 /// `hits - hits_error` and `hits` (`hits_error` is 0 for a URL counted since it first came).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +105,9 @@ pub struct Entry {
     pub last_status: u16,
     /// Where the URL was seen.
     pub sources: Sources,
+    /// What the new storefront last answered for it.
+    #[serde(default)]
+    pub on_new: OnNew,
 }
 
 impl Entry {

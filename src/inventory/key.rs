@@ -10,7 +10,7 @@
 //! `Normalized::fill` + `exact_key`. `tests` holds the two equal through `RedirectTable::lookup`.
 
 use crate::redirects::config::ParamFilter;
-use crate::redirects::internals::canon_target;
+use crate::redirects::internals::{canon_target, is_canonical_path};
 use crate::redirects::{QueryMode, TableConfig, TrailingSlash};
 use std::cell::RefCell;
 
@@ -84,13 +84,17 @@ impl KeyPolicy {
         Ok(out)
     }
 
-    /// Runs `f` with the key of `path_and_query`, computed in per-thread buffers: no
-    /// allocation once they have grown to the longest URL seen on the thread.
+    /// Runs `f` with the key of `path_and_query`: the request's own bytes when they already are
+    /// the key ([`KeyPolicy::borrowed_key`]), else computed in per-thread buffers (no
+    /// allocation once they have grown to the longest URL seen on the thread).
     pub(crate) fn with_key<R>(
         &self,
         path_and_query: &str,
         f: impl FnOnce(Result<&str, NoKey>) -> R,
     ) -> R {
+        if let Some(key) = self.borrowed_key(path_and_query) {
+            return f(key);
+        }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut s) => {
                 let (scratch, out) = &mut *s;
@@ -104,6 +108,42 @@ impl KeyPolicy {
                 Ok(k) => f(Ok(&k)),
                 Err(e) => f(Err(e)),
             },
+        })
+    }
+
+    /// The key as a slice of `path_and_query`, when canonicalising would not change a byte of
+    /// what the key keeps: a path of canonical bytes (lowercase unless the table is
+    /// case-sensitive), no fragment, and no query unless the table ignores queries. That is most
+    /// of a store's page URLs, keyed with one pass over the path and no copy. `None`: compute
+    /// it ([`KeyPolicy::key_into`], which gives the same key; `tests` holds them equal).
+    fn borrowed_key<'a>(&self, path_and_query: &'a str) -> Option<Result<&'a str, NoKey>> {
+        if !path_and_query.starts_with('/') {
+            return None;
+        }
+        let path = match path_and_query.find(['?', '#']) {
+            None => path_and_query,
+            Some(i) => {
+                let (path, rest) = path_and_query.split_at(i);
+                if rest.starts_with('#') || self.query == QueryMode::Key || rest.contains('#') {
+                    return None;
+                }
+                path
+            }
+        };
+        if !is_canonical_path(path)
+            || (!self.case_sensitive && path.bytes().any(|b| b.is_ascii_uppercase()))
+        {
+            return None;
+        }
+        let key = match self.trailing_slash {
+            TrailingSlash::Equivalent => path.trim_end_matches('/'),
+            TrailingSlash::Strict => path,
+        };
+        let key = if key.is_empty() { "/" } else { key };
+        Some(if key.len() > MAX_KEY_BYTES {
+            Err(NoKey::TooLong)
+        } else {
+            Ok(key)
         })
     }
 
@@ -327,6 +367,57 @@ mod tests {
                 assert_eq!(by_request, by_key, "{r} -> {key} ({cfg:?})");
             }
         }
+    }
+
+    /// The borrowed key is exactly the computed one, for every policy, wherever it applies.
+    #[test]
+    fn borrowed_keys_equal_computed_keys() {
+        let urls = [
+            "/",
+            "//",
+            "/shoes/red",
+            "/shoes/red/",
+            "/Shoes/Red",
+            "/a+b,c;d=e:f@g!$&'()*",
+            "/a?x=1",
+            "/a?utm_source=x",
+            "/a?",
+            "/a#f",
+            "/a?x#f",
+            "/caf%C3%A9",
+            "/a b",
+            "/a%2fb",
+            "*",
+            "shoes",
+        ];
+        let long = format!("/{}", "a".repeat(MAX_KEY_BYTES));
+        let edits: [fn(&mut TableConfig); 5] = [
+            |_| {},
+            |c| c.case_sensitive = true,
+            |c| c.trailing_slash = TrailingSlash::Strict,
+            |c| c.query = QueryMode::Ignore,
+            |c| c.query = QueryMode::Drop,
+        ];
+        let mut borrowed = 0;
+        for edit in edits {
+            let (p, cfg) = policy(edit);
+            for u in urls.iter().copied().chain([long.as_str()]) {
+                let computed = p.key(u);
+                if let Some(b) = p.borrowed_key(u) {
+                    borrowed += 1;
+                    assert_eq!(b.map(str::to_owned), computed, "{u} ({cfg:?})");
+                }
+                assert_eq!(p.with_key(u, |k| k.map(str::to_owned)), computed, "{u}");
+            }
+        }
+        assert!(
+            borrowed > 20,
+            "the fast path applies to plain paths: {borrowed}"
+        );
+        let p = KeyPolicy::default();
+        assert!(p.borrowed_key("/Shoes").is_none());
+        assert!(p.borrowed_key("/a?x=1").is_none());
+        assert!(p.borrowed_key("/products/red-shoes").is_some());
     }
 
     #[test]

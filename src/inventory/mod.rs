@@ -30,7 +30,7 @@ mod store;
 pub use config::{ConfigProblem, InventoryConfig, MAX_CAPACITY};
 pub use coverage::{coverage_of_hits, CoverageOracle, CoverageReport, CoverageRow, Verdict};
 pub use crawler::{default_crawler_user_agents, CrawlerMatcher};
-pub use entry::{Entry, Sources};
+pub use entry::{Entry, OnNew, Sources};
 pub use error::{PersistError, ProbeError, SitemapError};
 pub use key::{KeyPolicy, NoKey, MAX_KEY_BYTES};
 pub use persist::{load_or_start_empty, Loaded};
@@ -39,6 +39,8 @@ pub use store::{eligible, unix_now, Inventory, Recorded, Stats, DEFAULT_CAPACITY
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_on_new;
 
 impl Inventory {
     /// An inventory as `[inventory]` configures it, keyed like `table` (the plan's first

@@ -13,10 +13,12 @@
 //! ```
 //!
 //! Columns: hits, hits_error, crawler_hits, first_seen, last_seen, last_status, sources
-//! (`traffic`, `sitemap`, `traffic+sitemap`), host (`-` for none), url. The CRC-32 covers every
-//! byte before the `end` line.
+//! (`traffic`, `sitemap`, `traffic+sitemap`, then what new last answered when known:
+//! `+new_served`, `+new_missing`, `+fallback_served`), host (`-` for none), url. The CRC-32
+//! covers every byte before the `end` line. A file without the new-store tokens (written
+//! before they existed) reads as "unseen".
 
-use super::entry::{Entry, Sources};
+use super::entry::{Entry, OnNew, Sources};
 use super::error::PersistError;
 use super::store::Inventory;
 use std::fmt::Write as _;
@@ -27,6 +29,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const MAGIC: &str = "cutover-inventory";
 const VERSION: u32 = 1;
 const FIELDS: usize = 9;
+/// The sources column's suffix for what new last answered (none: unseen).
+const ON_NEW_TOKENS: [(&str, OnNew); 3] = [
+    ("+new_served", OnNew::Served),
+    ("+new_missing", OnNew::Missing),
+    ("+fallback_served", OnNew::FallbackServed),
+];
 
 /// Serialises entries in the file format.
 pub fn encode(entries: &[Entry]) -> Vec<u8> {
@@ -38,10 +46,14 @@ pub fn encode(entries: &[Entry]) -> Vec<u8> {
             (false, true) => "sitemap",
             _ => "traffic",
         };
+        let on_new = ON_NEW_TOKENS
+            .iter()
+            .find(|(_, v)| *v == e.on_new)
+            .map_or("", |(token, _)| token);
         let host = if e.host.is_empty() { "-" } else { &e.host };
         let _ = writeln!(
             s,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{sources}\t{host}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{sources}{on_new}\t{host}\t{}",
             e.hits, e.hits_error, e.crawler_hits, e.first_seen, e.last_seen, e.last_status, e.url
         );
     }
@@ -154,7 +166,11 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
         f[i].parse()
             .map_err(|_| format!("{name} {:?} is not a number", f[i]))
     };
-    let sources = match f[6] {
+    let (sources, on_new) = ON_NEW_TOKENS
+        .iter()
+        .find_map(|(token, v)| f[6].strip_suffix(token).map(|s| (s, *v)))
+        .unwrap_or((f[6], OnNew::Unseen));
+    let sources = match sources {
         "traffic" => Sources {
             traffic: true,
             sitemap: false,
@@ -169,7 +185,8 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
         },
         other => {
             return Err(format!(
-                "sources {other:?}: expected traffic, sitemap or traffic+sitemap"
+                "sources {other:?}: expected traffic, sitemap or traffic+sitemap, then \
+                 optionally +new_served, +new_missing or +fallback_served"
             ))
         }
     };
@@ -194,6 +211,7 @@ fn parse_entry(line: &str) -> Result<Entry, String> {
         last_seen: num(4, "last_seen")?,
         last_status: status,
         sources,
+        on_new,
     })
 }
 
@@ -325,6 +343,7 @@ mod tests {
                 traffic: hits > 0,
                 sitemap,
             },
+            on_new: Default::default(),
         }
     }
 

@@ -14,12 +14,12 @@
 //! already counted allocates nothing (`tests/inventory_alloc.rs`).
 
 use super::crawler::CrawlerMatcher;
-use super::entry::{Entry, Sources};
+use super::entry::{Entry, OnNew, Sources};
 use super::key::{clean_host, KeyPolicy, NoKey};
 use http::{Method, StatusCode};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
@@ -42,6 +42,9 @@ pub enum Recorded {
     Busy,
     /// The URL's shard holds only sitemap URLs: nothing to replace.
     Full,
+    /// New's answer about a URL the inventory does not hold: dropped (the inventory lists the
+    /// old store's URLs; new's answers only add evidence to them).
+    NotInventoried,
 }
 
 /// Counters of what the inventory could not keep.
@@ -70,6 +73,8 @@ struct Counter {
     last: u64,
     status: u16,
     sources: u8,
+    /// [`OnNew`] as a byte.
+    on_new: u8,
 }
 
 impl Counter {
@@ -93,7 +98,31 @@ impl Counter {
             last_seen: self.last,
             last_status: self.status,
             sources: Sources::from_bits(self.sources),
+            on_new: OnNew::from_u8(self.on_new),
         }
+    }
+}
+
+/// The URL's hash is computed once per request (keyed, well mixed: foldhash's quality
+/// variant, seeded per process); the position map keys on it as it is instead of hashing it
+/// a second time.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; anything else still gets a usable value.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 
@@ -101,7 +130,7 @@ impl Counter {
 struct Shard {
     cap: usize,
     heap: Vec<Counter>,
-    pos: HashMap<u64, u32, foldhash::fast::RandomState>,
+    pos: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
     pinned: usize,
 }
 
@@ -143,6 +172,7 @@ impl Shard {
                 last: 0,
                 status: 0,
                 sources: 0,
+                on_new: 0,
             };
             fill(&mut c, 0);
             let at = self.heap.len();
@@ -172,7 +202,8 @@ impl Shard {
             min.last,
             min.status,
             min.sources,
-        ) = (0, 0, 0, 0, 0, 0, 0);
+            min.on_new,
+        ) = (0, 0, 0, 0, 0, 0, 0, 0);
         fill(min, floor);
         self.pinned += usize::from(min.pinned());
         self.pos.insert(hash, 0);
@@ -227,7 +258,7 @@ pub struct Inventory {
     policy: KeyPolicy,
     crawlers: CrawlerMatcher,
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    hasher: foldhash::quality::RandomState,
     len: AtomicUsize,
     skipped_busy: AtomicU64,
     no_key: AtomicU64,
@@ -275,6 +306,20 @@ fn try_lock_briefly(m: &Mutex<Shard>) -> Option<MutexGuard<'_, Shard>> {
     None
 }
 
+/// What one request tells the inventory about its URL.
+#[derive(Debug, Clone, Copy)]
+enum Hit {
+    /// The old storefront answered `status`: a hit; the URL comes in if it is new. `fallback`:
+    /// the 404 fallback served that answer in new's place.
+    Old {
+        status: u16,
+        crawler: bool,
+        fallback: bool,
+    },
+    /// The new storefront answered: evidence on a URL already held, never a hit.
+    New(OnNew),
+}
+
 fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -290,7 +335,7 @@ impl Inventory {
             policy,
             crawlers,
             shards: (0..n).map(|_| Mutex::new(Shard::new(per))).collect(),
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
             len: AtomicUsize::new(0),
             skipped_busy: AtomicU64::new(0),
             no_key: AtomicU64::new(0),
@@ -360,6 +405,47 @@ impl Inventory {
         )
     }
 
+    /// Records old's answer that the 404 fallback served in new's place: a hit like
+    /// [`Inventory::record`]'s (old has the page), and the evidence that new lacks it
+    /// ([`OnNew::FallbackServed`]).
+    pub fn record_fallback(
+        &self,
+        method: &Method,
+        host: &str,
+        path_and_query: &str,
+        status: StatusCode,
+        user_agent: &[u8],
+    ) -> Recorded {
+        if !eligible(method, status) {
+            return Recorded::NotEligible;
+        }
+        let hit = Hit::Old {
+            status: status.as_u16(),
+            crawler: self.crawlers.is_crawler(user_agent),
+            fallback: true,
+        };
+        self.apply(host, path_and_query, hit, unix_now())
+    }
+
+    /// Notes what the new storefront answered to a GET/HEAD (on the request path, like
+    /// [`Inventory::record`]): 2xx says the same path serves the page, 404/410 that it does not.
+    /// Only URLs already inventoried keep it, so this never adds a URL nor allocates.
+    pub fn observe_new(
+        &self,
+        method: &Method,
+        host: &str,
+        path_and_query: &str,
+        status: StatusCode,
+    ) -> Recorded {
+        let on_new = OnNew::of_status(status.as_u16());
+        match on_new {
+            Some(v) if method == Method::GET || method == Method::HEAD => {
+                self.apply(host, path_and_query, Hit::New(v), 0)
+            }
+            _ => Recorded::NotEligible,
+        }
+    }
+
     /// [`Inventory::record`] without the eligibility check, at time `now` (unix seconds).
     pub fn record_at(
         &self,
@@ -369,53 +455,89 @@ impl Inventory {
         user_agent: &[u8],
         now: u64,
     ) -> Recorded {
-        let crawler = self.crawlers.is_crawler(user_agent);
+        let hit = Hit::Old {
+            status,
+            crawler: self.crawlers.is_crawler(user_agent),
+            fallback: false,
+        };
+        self.apply(host, path_and_query, hit, now)
+    }
+
+    /// Keys the request's URL (see [`KeyPolicy`]) and counts `hit` on it.
+    fn apply(&self, host: &str, path_and_query: &str, hit: Hit, now: u64) -> Recorded {
+        if !self.policy.per_host() {
+            return self
+                .policy
+                .with_key(path_and_query, |key| self.count_key("", key, hit, now));
+        }
         HOST.with(|h| {
             let mut h = match h.try_borrow_mut() {
                 Ok(h) => h,
                 Err(_) => return Recorded::Busy,
             };
-            if self.policy.per_host() {
-                clean_host(host, &mut h);
-            } else {
-                h.clear();
-            }
-            self.policy.with_key(path_and_query, |key| match key {
-                Ok(url) => self.count(&h, url, status, crawler, now),
-                Err(NoKey::Invalid | NoKey::TooLong) => {
-                    self.no_key.fetch_add(1, Ordering::Relaxed);
-                    Recorded::NoKey
-                }
-            })
+            clean_host(host, &mut h);
+            self.policy
+                .with_key(path_and_query, |key| self.count_key(&h, key, hit, now))
         })
     }
 
-    fn count(&self, host: &str, url: &str, status: u16, crawler: bool, now: u64) -> Recorded {
+    fn count_key(&self, host: &str, key: Result<&str, NoKey>, hit: Hit, now: u64) -> Recorded {
+        match key {
+            Ok(url) => self.count(host, url, hit, now),
+            Err(NoKey::Invalid | NoKey::TooLong) => {
+                self.no_key.fetch_add(1, Ordering::Relaxed);
+                Recorded::NoKey
+            }
+        }
+    }
+
+    fn count(&self, host: &str, url: &str, hit: Hit, now: u64) -> Recorded {
         let hash = self.hasher.hash_one((host, url));
         let Some(mut shard) = try_lock_briefly(self.shard_of(hash)) else {
             self.skipped_busy.fetch_add(1, Ordering::Relaxed);
             return Recorded::Busy;
         };
-        let update = |c: &mut Counter| {
-            c.hits += 1;
-            c.crawler += u64::from(crawler);
-            c.last = now;
-            c.status = status;
-            c.sources |= Sources::TRAFFIC;
-        };
-        if shard.pos.contains_key(&hash) {
-            let Some(p) = shard.find(hash, host, url) else {
+        if let Some(&p) = shard.pos.get(&hash) {
+            let p = p as usize;
+            let c = &shard.heap[p];
+            if c.url != url || c.host != host {
+                // A 64-bit keyed-hash collision is not worth a slot; it is treated as busy.
                 self.skipped_busy.fetch_add(1, Ordering::Relaxed);
                 return Recorded::Busy;
-            };
-            update(&mut shard.heap[p]);
-            shard.sift_down(p);
+            }
+            match hit {
+                Hit::Old {
+                    status,
+                    crawler,
+                    fallback,
+                } => {
+                    let c = &mut shard.heap[p];
+                    old_hit(c, status, crawler, now);
+                    if fallback {
+                        c.on_new = OnNew::FallbackServed.as_u8();
+                    }
+                    shard.sift_down(p);
+                }
+                // Evidence only: the rank (hits) does not move.
+                Hit::New(v) => shard.heap[p].on_new = v.as_u8(),
+            }
             return Recorded::Counted;
         }
+        let Hit::Old {
+            status,
+            crawler,
+            fallback,
+        } = hit
+        else {
+            return Recorded::NotInventoried;
+        };
         let before = shard.heap.len();
         let added = shard.insert(hash, host, url, |c, floor| {
             (c.hits, c.err, c.first) = (floor, floor, now);
-            update(c);
+            old_hit(c, status, crawler, now);
+            if fallback {
+                c.on_new = OnNew::FallbackServed.as_u8();
+            }
         });
         if !added {
             self.full.fetch_add(1, Ordering::Relaxed);
@@ -521,6 +643,7 @@ impl Inventory {
                 (c.hits, c.err, c.crawler) = (e.hits, e.hits_error.min(e.hits), e.crawler_hits);
                 (c.first, c.last, c.status) = (e.first_seen, e.last_seen, e.last_status);
                 c.sources = e.sources.bits();
+                c.on_new = e.on_new.as_u8();
             };
             if let Some(p) = s.find(hash, &e.host, &e.url) {
                 let was = s.heap[p].pinned();
@@ -541,6 +664,15 @@ impl Inventory {
         }
         dropped
     }
+}
+
+/// One more hit answered by the old storefront with `status` at `now`.
+fn old_hit(c: &mut Counter, status: u16, crawler: bool, now: u64) {
+    c.hits += 1;
+    c.crawler += u64::from(crawler);
+    c.last = now;
+    c.status = status;
+    c.sources |= Sources::TRAFFIC;
 }
 
 /// Most hits first, then crawler hits, then URL: a stable order for reports and files.

@@ -306,6 +306,7 @@ fn entry(url: &str, hits: u64, crawler: u64) -> Entry {
             traffic: true,
             sitemap: false,
         },
+        on_new: Default::default(),
     }
 }
 

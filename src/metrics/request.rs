@@ -57,7 +57,7 @@ pub struct RequestMetrics {
 pub(crate) struct Handles {
     pub(crate) storefronts: Box<[Arc<str>]>,
     pub(crate) routes: Box<[Arc<str>]>,
-    /// `((sf * routes + route) * 5 + class) * 5 + reason`
+    /// `((sf * routes + route) * 5 + class) * Reason::ALL.len() + reason`
     pub(crate) requests: Box<[IntCounter]>,
     /// `sf * routes + route`
     pub(crate) duration: Box<[Histogram]>,

@@ -216,7 +216,10 @@ fn handles_are_bounded_and_survive_reloads() {
         Duration::from_millis(5),
     );
     let t = m.encode();
-    assert_eq!(series_count(&t, REQUESTS_TOTAL), 10 * 20 * 5 * 5);
+    assert_eq!(
+        series_count(&t, REQUESTS_TOTAL),
+        10 * 20 * 5 * Reason::ALL.len()
+    );
     assert_eq!(
         series_count(&t, &format!("{REQUEST_DURATION_SECONDS}_count")),
         10 * 20
@@ -238,7 +241,7 @@ fn retain_drops_names_a_reload_removed() {
     let live = m.handles(&["old", "next"], &["a"]);
     m.retain(&live);
     let t = m.encode();
-    assert_eq!(series_count(&t, REQUESTS_TOTAL), 2 * 5 * 5);
+    assert_eq!(series_count(&t, REQUESTS_TOTAL), 2 * 5 * Reason::ALL.len());
     assert!(!t.contains(r#"storefront="new""#));
     assert!(!t.contains(r#"route="b""#));
     live.record(1, 0, Reason::Split, StatusCode::OK, None, Duration::ZERO);

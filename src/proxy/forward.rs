@@ -98,6 +98,11 @@ impl Proxy {
                 let answer = self
                     .fall_back(snap, conn, decision, &outbound.method, replay, resp)
                     .await;
+                // Old's answer: the head the shopper gets came after both exchanges.
+                let ttfb = match answer {
+                    super::shadow::Answer::Old(_) => upstream_started.elapsed(),
+                    super::shadow::Answer::New(_) => ttfb,
+                };
                 self.respond(snap, outbound, answer, ttfb, record)
             }
             Err(err) => self.fail(snap, err, record),

@@ -39,7 +39,7 @@ pub(super) struct Outbound {
     pub retry_connect: bool,
     /// What the 404 fallback would replay to old (fallback routes only).
     pub replay: Option<Replay>,
-    /// The URL inventory's fields (the split's `from` storefront, GET/HEAD, inventory on).
+    /// The URL inventory's fields (either side of the split, GET/HEAD, inventory on).
     pub inventory: Option<InventoryFields>,
 }
 
@@ -70,8 +70,10 @@ impl Outbound {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         let path_and_query = without_override(snap, &parts.uri);
+        // Old's answers are the inventory's hits; new's are evidence on them (coverage).
+        let split = &snap.routing.split;
         let inventory = (snap.inventory_config.is_some()
-            && decision.storefront == snap.routing.split.from
+            && (decision.storefront == split.from || decision.storefront == split.to)
             && matches!(parts.method, Method::GET | Method::HEAD))
         .then(|| InventoryFields {
             path_and_query: path_and_query.clone(),

@@ -16,6 +16,7 @@ use super::shadow::{self, Answer};
 use super::{strip_port, Proxy};
 use crate::headers;
 use crate::response::{self, ProxyBody};
+use crate::routing::Reason;
 use crate::state::Snapshot;
 
 impl Proxy {
@@ -28,7 +29,7 @@ impl Proxy {
         outbound: Outbound,
         answer: Answer,
         ttfb: Duration,
-        record: Record,
+        mut record: Record,
     ) -> Response<ProxyBody> {
         let (decision, conn) = (record.decision, record.conn);
         let Outbound {
@@ -41,6 +42,12 @@ impl Proxy {
             Answer::New(resp) => (resp, false),
             Answer::Old(resp) => (resp, true),
         };
+        if fell_back {
+            // Counted and logged as the headers say: old served it, because of the fallback.
+            // The cookie and the other decision headers still follow the shopper's decision.
+            record.decision.storefront = snap.routing.split.from;
+            record.decision.reason = Reason::Fallback;
+        }
         let (mut parts, body) = resp.into_parts();
         // The shopper is answered in the shopper's protocol, whatever the storefront spoke: an
         // HTTP/1.0 storefront's close-delimited answer goes to an HTTP/1.1 client chunked, a
@@ -62,11 +69,9 @@ impl Proxy {
             self.missed.record(&host, path_and_query.as_str());
             snap.metrics.redirect_missed();
         }
+        let served_by = record.decision.storefront;
         let finish = record.finish(status, Some(ttfb));
-        let idle = snap.storefronts[decision.storefront]
-            .upstream
-            .settings
-            .read_timeout;
+        let idle = snap.storefronts[served_by].upstream.settings.read_timeout;
         let mut resp = Response::from_parts(parts, ProxyBody::stream(body, idle, Some(finish)));
         self.decorate(snap, &mut resp, &decision, conn);
         if fell_back {

@@ -38,7 +38,7 @@ mod tests_status;
 pub(crate) mod internals {
     #[cfg(any(test, feature = "testkit"))]
     pub(crate) use super::csv_load::read_rows;
-    pub(crate) use super::normalize::canon_target;
+    pub(crate) use super::normalize::{canon_target, is_canonical_path};
     pub(crate) use super::validate::split_absolute;
 }
 

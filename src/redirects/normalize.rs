@@ -94,6 +94,12 @@ fn push_escaped(out: &mut String, b: u8) {
     out.push(HEX[(b & 15) as usize] as char);
 }
 
+/// Whether `path` (no `?` or `#`) is already canonical: every byte one that [`canon`] copies
+/// as it is. The inventory then keys a request on the path itself, without copying it.
+pub(crate) fn is_canonical_path(path: &str) -> bool {
+    path.bytes().all(|b| PATH_LITERAL[b as usize])
+}
+
 /// Appends the canonical form of `input` to `out`. Returns whether a control character was
 /// present (escaped in the output): a table rejects those, a request just gets them escaped.
 fn canon(input: &str, part: Part, out: &mut String) -> Result<bool, BadEscape> {

@@ -51,16 +51,20 @@ pub enum Reason {
     Override,
     /// Answered from the redirect table.
     Redirect,
+    /// The 404 fallback: new answered a fallback status and old served its page instead (set
+    /// after the exchange, never by [`decide`]; the shopper's assignment does not change).
+    Fallback,
 }
 
 impl Reason {
     /// Every reason, in metric-index order.
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::Rule,
         Reason::Split,
         Reason::Pin,
         Reason::Override,
         Reason::Redirect,
+        Reason::Fallback,
     ];
 
     /// The label value.
@@ -71,6 +75,7 @@ impl Reason {
             Reason::Pin => "pin",
             Reason::Override => "override",
             Reason::Redirect => "redirect",
+            Reason::Fallback => "fallback",
         }
     }
 }

@@ -375,3 +375,33 @@ pub async fn run_cli(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs the CLI (`cutover ARGS`, bounded) from `dir`, with no config or admin address from the
+/// environment: a command must find the proxy through its own arguments. Returns (exit code,
+/// stdout, stderr).
+pub fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CUTOVER_CONFIG")
+        .env_remove("CUTOVER_ADMIN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the CLI");
+    let deadline = Instant::now() + SLOW_WAIT;
+    while child.try_wait().expect("waiting for the CLI").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cutover {args:?} did not finish within {SLOW_WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("CLI output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

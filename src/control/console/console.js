@@ -239,7 +239,7 @@
     $('inventory-summary').textContent = 'Old-store hits covered: ' + pct(cov.hits_ratio) + ' (' + cov.covered_hits + ' of ' +
       cov.hits + '). URLs covered: ' + pct(cov.urls_ratio) + ' (' + cov.covered_urls + ' of ' + cov.urls + '). ' +
       cov.by_verdict.map((v) => v[0] + ' ' + v[1]).join(', ') + '. Metric: cutover_inventory_coverage_ratio';
-    const rows = cov.rows.filter((r) => r.verdict === 'uncovered').slice(0, 20);
+    const rows = cov.rows.filter((r) => r.verdict === 'uncovered' || r.verdict === 'fallback_served').slice(0, 20);
     table('inventory-rows', ['uncovered old URL', 'hits', 'crawler hits'], rows.map((r) => el('tr', {},
       el('td', { cls: 'url', text: r.old_url }), el('td', { text: String(r.hits) }), el('td', { text: String(r.crawler_hits) }))));
   }

@@ -10,6 +10,7 @@
 
 mod oracle;
 mod runtime;
+mod summary;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::inventory::{sitemap, CoverageReport, Entry, Stats};
 
 pub use oracle::SnapshotOracle;
 pub use runtime::{refresh, FileStatus, InventoryRuntime};
+pub use summary::InventorySummary;
 
 /// Entries `GET /inventory` lists by default.
 const DEFAULT_LIMIT: usize = 1000;
