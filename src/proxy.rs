@@ -41,7 +41,7 @@ mod respond;
 mod shadow;
 
 use decorate::Decoration;
-use forward::{idempotent, send, SendError};
+use forward::{send, SendError};
 
 /// Header naming the storefront, to the shopper (optional) and to the storefront.
 pub static STOREFRONT_HEADER: http::HeaderName =

@@ -4,7 +4,7 @@
 //! that lost the same etcd do not retry in lock step.
 //!
 //! The storefront client's one retry (a bodyless idempotent request whose connection failed)
-//! is not a backoff and lives with the client (`upstream::pool`).
+//! is not a backoff and lives with the client (`upstream::retry`).
 //!
 //! Layer: wire. May import only its own layer; never edge, control, server, request, config,
 //! snapshot, observe, clients, domain, policy.

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use super::prepare::Outbound;
@@ -18,7 +18,7 @@ use crate::headers::outgoing::Outgoing;
 use crate::response::{AccessFields, ProxyBody};
 use crate::routing::Decision;
 use crate::state::Snapshot;
-use crate::upstream::{ResponseBody, Upstream, UpstreamError};
+use crate::upstream::{ResponseBody, Retry, Upstream, UpstreamError};
 
 /// Why no response head came back from the storefront.
 pub(super) enum SendError {
@@ -28,24 +28,16 @@ pub(super) enum SendError {
     Client(UpstreamError),
 }
 
-/// Idempotent per RFC 9110: safe to send again when nothing reached the storefront.
-pub(super) fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
-/// Connect (retried once when `retry_connect`) and send, bounded by the response-header timeout.
+/// Connect and send (again only as `retry` allows), bounded by the response-header timeout.
 pub(super) async fn send(
     up: &Upstream,
     req: Request<UpstreamBody>,
     outgoing: &Outgoing<'_>,
-    retry_connect: bool,
+    retry: Retry,
 ) -> Result<http::Response<ResponseBody>, SendError> {
     // Pinned where it is built: `timeout` then holds a pointer, not the kilobyte-sized future,
     // which would otherwise be copied at every hand-over.
-    let exchange = std::pin::pin!(up.send(req, outgoing, retry_connect));
+    let exchange = std::pin::pin!(up.send(req, outgoing, retry));
     match crate::timer::timeout(up.settings.response_header_timeout, exchange).await {
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(e)) => Err(SendError::Client(e)),
@@ -87,7 +79,7 @@ impl Proxy {
         let upstream_started = Instant::now();
         let result = {
             let outgoing = outbound.outgoing(snap, decision, conn, request_id, &reason);
-            send(upstream, request, &outgoing, outbound.retry_connect).await
+            send(upstream, request, &outgoing, outbound.retry).await
         };
         match result {
             Ok(resp) => {

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::shadow::Replay;
-use super::{idempotent, ConnInfo, Proxy, GENERATION_HEADER, REASON_HEADER, STOREFRONT_HEADER};
+use super::{ConnInfo, Proxy, GENERATION_HEADER, REASON_HEADER, STOREFRONT_HEADER};
 use crate::body::{IdleTimeout, UpstreamBody};
 use crate::headers::outgoing::Outgoing;
 use crate::headers::{self, Hop};
@@ -19,7 +19,7 @@ use crate::response::InventoryFields;
 use crate::routing::staff_override;
 use crate::routing::Decision;
 use crate::state::Snapshot;
-use crate::upstream::HostHeader;
+use crate::upstream::{HostHeader, Retry};
 
 /// What the later phases keep of the shopper's request once the storefront's is built.
 pub(super) struct Outbound {
@@ -34,9 +34,8 @@ pub(super) struct Outbound {
     pub path_and_query: PathAndQuery,
     /// The shopper's side of an `Upgrade` (WebSocket), when it asked for one.
     pub client_upgrade: Option<OnUpgrade>,
-    /// A bodyless idempotent request may be tried again when connecting fails: nothing reached
-    /// the storefront before the connection was up.
-    pub retry_connect: bool,
+    /// Whether the request may be sent again when it cannot have reached the storefront.
+    pub retry: Retry,
     /// What the 404 fallback would replay to old (fallback routes only).
     pub replay: Option<Replay>,
     /// The URL inventory's fields (either side of the split, GET/HEAD, inventory on).
@@ -88,7 +87,7 @@ impl Outbound {
         }
         let body_empty = hyper::body::Body::is_end_stream(&body);
         let replay = Proxy::keep_for_fallback(snap, decision, &parts, &path_and_query, !body_empty);
-        let retry_connect = idempotent(&parts.method) && body_empty && !upgrade;
+        let retry = Retry::for_request(&parts.method, body_empty, upgrade);
         let mut request = Request::new(if body_empty {
             UpstreamBody::Empty
         } else {
@@ -104,7 +103,7 @@ impl Outbound {
             host,
             path_and_query,
             client_upgrade,
-            retry_connect,
+            retry,
             replay,
             inventory,
         };

@@ -22,7 +22,7 @@ use crate::shadow::fallback::{outcome, should_ask_old, FallbackDecision, Fallbac
 use crate::shadow::{OfferRequest, Storefront};
 use crate::state::shadow::FallbackPlane;
 use crate::state::Snapshot;
-use crate::upstream::{HostHeader, ResponseBody};
+use crate::upstream::{HostHeader, ResponseBody, Retry};
 
 /// `x-cutover-reason` of an answer old served in new's place.
 pub static FALLBACK_REASON: HeaderValue = HeaderValue::from_static("fallback");
@@ -203,7 +203,7 @@ impl Proxy {
                 None,
             ],
         };
-        let answered = match send(up, req, &outgoing, true).await {
+        let answered = match send(up, req, &outgoing, Retry::OnceIfUnsent).await {
             Ok(old_resp) => {
                 old.health.success();
                 Some(old_resp)

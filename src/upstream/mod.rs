@@ -38,9 +38,11 @@ use crate::tls::UpstreamTlsOptions;
 pub mod h1;
 pub mod health;
 pub mod pool;
+pub mod retry;
 pub mod sizing;
 
 pub use pool::{Pool, ResponseBody};
+pub use retry::Retry;
 
 /// How the `Host` header reaches a storefront.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -202,13 +204,13 @@ impl Upstream {
         Uri::from_parts(parts).expect("a path, with or without an origin, makes a URI")
     }
 
-    /// Sends a request (its URI from [`Upstream::request_uri`]). `retry_connect`: a connect
-    /// failure is tried once more; only for idempotent requests without a body.
+    /// Sends a request (its URI from [`Upstream::request_uri`]), sending it again only as
+    /// `retry` allows.
     pub async fn send(
         &self,
         mut req: Request<UpstreamBody>,
         outgoing: &Outgoing<'_>,
-        retry_connect: bool,
+        retry: Retry,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         match &self.transport {
             Transport::Pool(pool) => {
@@ -217,14 +219,14 @@ impl Upstream {
                     req.headers_mut()
                         .insert(HOST, self.authority_header.clone());
                 }
-                pool.send(req, outgoing, retry_connect).await
+                pool.send(req, outgoing, retry).await
             }
             // Boxed: hyper-util's futures are large, and this one would otherwise make every
             // proxied request's future (pooled ones included) kilobytes bigger.
             Transport::Legacy(client) => Box::pin(async move {
                 outgoing.apply(req.headers_mut());
                 // hyper-util's client consumes the request, so a retry needs a copy.
-                let replay = retry_connect.then(|| {
+                let replay = retry.again().then(|| {
                     (
                         req.method().clone(),
                         req.uri().clone(),
@@ -495,7 +497,11 @@ mod tests {
             set: [None; 4],
         };
         let err = up
-            .send(Request::new(UpstreamBody::Empty), &outgoing, true)
+            .send(
+                Request::new(UpstreamBody::Empty),
+                &outgoing,
+                Retry::OnceIfUnsent,
+            )
             .await
             .expect_err("nothing listens");
         assert!(err.is_connect());

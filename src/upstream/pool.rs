@@ -51,7 +51,7 @@ use tower_service::Service;
 
 use super::h1::{self, Conn};
 use super::sizing::{Sizing, Window};
-use super::UpstreamError;
+use super::{Retry, UpstreamError};
 use crate::body::{BoxError, UpstreamBody};
 use crate::headers::outgoing::Outgoing;
 
@@ -155,18 +155,17 @@ impl Pool {
         }
     }
 
-    /// Sends `req`, on a pooled connection when there is one. `retry_connect`: the request is
-    /// idempotent and has no body, so a failed connect (or a pooled connection found closed) is
-    /// tried once more; the caller decides.
+    /// Sends `req`, on a pooled connection when there is one. A failed connect, or a pooled
+    /// connection found closed before any answer, is tried once more when `retry` allows.
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<UpstreamBody>,
         outgoing: &Outgoing<'_>,
-        retry_connect: bool,
+        retry: Retry,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         if req.headers().contains_key(UPGRADE) {
             outgoing.apply(req.headers_mut());
-            return Box::pin(self.send_upgrade(req, retry_connect)).await;
+            return Box::pin(self.send_upgrade(req, retry)).await;
         }
         let (parts, body) = req.into_parts();
         let mut lease = Lease::take(&self.sizing);
@@ -174,13 +173,13 @@ impl Pool {
         // they would be part of every request's future, pooled or not, and copied with it.
         let (mut conn, mut reused) = match self.checkout() {
             Some(conn) => (conn, true),
-            None => (Box::pin(self.connect(retry_connect)).await?, false),
+            None => (Box::pin(self.connect(retry)).await?, false),
         };
         let head = match conn.send(&parts, Some(outgoing), body).await {
             Ok(head) => head,
-            Err(e) if reused && retry_connect && !conn.received() => {
+            Err(e) if reused && retry.again() && !conn.received() => {
                 tracing::debug!(error = %e, "pooled storefront connection was closed; sending on a new one");
-                conn = Box::pin(self.connect(retry_connect)).await?;
+                conn = Box::pin(self.connect(retry)).await?;
                 reused = false;
                 conn.send(&parts, Some(outgoing), UpstreamBody::Empty)
                     .await
@@ -213,9 +212,9 @@ impl Pool {
     async fn send_upgrade(
         &self,
         req: Request<UpstreamBody>,
-        retry_connect: bool,
+        retry: Retry,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
-        let io = self.connect_io(retry_connect).await?;
+        let io = self.connect_io(retry).await?;
         self.opened.fetch_add(1, Relaxed);
         self.on_new.fetch_add(1, Relaxed);
         let (mut tx, conn) = http1::Builder::new()
@@ -322,8 +321,8 @@ impl Pool {
         });
     }
 
-    /// A new connection; `retry`: one more attempt if the first fails.
-    async fn connect(self: &Arc<Self>, retry: bool) -> Result<Box<Conn>, UpstreamError> {
+    /// A new connection; one more attempt if the first fails and `retry` allows.
+    async fn connect(self: &Arc<Self>, retry: Retry) -> Result<Box<Conn>, UpstreamError> {
         let io = self.connect_io(retry).await?;
         self.opened.fetch_add(1, Relaxed);
         self.start_reaper();
@@ -332,10 +331,10 @@ impl Pool {
 
     async fn connect_io(
         &self,
-        retry: bool,
+        retry: Retry,
     ) -> Result<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>, UpstreamError> {
         match self.connect_once().await {
-            Err(e) if retry => {
+            Err(e) if retry.again() => {
                 tracing::debug!(target_uri = %self.target, error = %e, "connect failed; retrying once");
                 self.connect_once().await
             }
