@@ -125,6 +125,27 @@ fn query_in_old_url_needs_key_mode() {
     );
 }
 
+/// A `/*` at the end of a query looks like a prefix rule but could only match a literal star:
+/// refused at its line (the redirects_csv fuzz target found it loading silently).
+#[test]
+fn a_star_ending_a_query_is_refused() {
+    let e = load_with(
+        "old_url,new_url\n/index.php?route=category&path=18_/*,/c\n/ok?x=%2A,/d\n",
+        |c| c.query = QueryMode::Key,
+        &|_, _| None,
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("plan.csv:2") && text.contains("%2A"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("plan.csv:3"),
+        "an escaped star is fine: {text}"
+    );
+}
+
 #[test]
 fn duplicates_conflicting_and_identical() {
     let e = errors("old_url,new_url\n/a,/b\n/A/,/c\n");
