@@ -16,6 +16,8 @@
 pub mod fleet;
 // redirect_probation: the "share reached 100%" mark, kept with the operator state (issue 16).
 mod probation;
+mod startup;
+pub use startup::{load_startup, Startup};
 mod tls;
 mod watch;
 
@@ -24,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::runtime::read_state;
 use crate::config::{
     build, content_hash, CompileInput, ConfigError, Problem, RuntimeOverrides, Source, StateFile,
 };
@@ -143,16 +144,6 @@ pub struct Reloader {
 /// HTTPS listeners by listener index, and their metrics.
 type TlsState = (Vec<(usize, Arc<TlsListener>)>, Option<TlsMetrics>);
 
-/// What startup loaded: the snapshot plus what the reloader needs to continue from it.
-pub struct Startup {
-    /// Generation 1.
-    pub snapshot: Snapshot,
-    source: Source,
-    overrides: Option<StateFile>,
-    /// Why a saved state file was not applied, for the log and status.
-    pub state_note: Option<String>,
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -190,76 +181,6 @@ fn compile_text(
     )?;
     probation::set_mark(&mut snap, mark, unix_now());
     Ok(snap)
-}
-
-/// Loads the config for startup, with the overrides of its state file when they were made on
-/// top of exactly this file. A state file that does not apply is left alone and reported.
-pub fn load_startup(path: &Path, metrics: &Metrics) -> Result<Startup, ConfigError> {
-    let source = Source::read(path)?;
-    // The state file's location comes from the file itself; a file too broken to parse fails
-    // the compile below anyway.
-    let state_path = source
-        .parse()
-        .ok()
-        .map(|raw| {
-            raw.admin.state_file.as_ref().map_or_else(
-                || crate::config::admin::default_state_file(path),
-                |s| {
-                    let p = Path::new(s.get_ref());
-                    if p.is_absolute() {
-                        p.to_path_buf()
-                    } else {
-                        source.base_dir().join(p)
-                    }
-                },
-            )
-        })
-        .unwrap_or_else(|| crate::config::admin::default_state_file(path));
-    let hash = content_hash(&source.text);
-    let read = read_state(&state_path);
-    // The mark is not an override: it holds whatever the file's version (see `probation`).
-    let (mark, saved) = match &read {
-        Ok(Some(st)) => (st.full_share_since, Some(st.clone())),
-        _ => (None, None),
-    };
-    let (overrides, mut note) = match read {
-        Ok(None) => (None, None),
-        Ok(Some(st)) if st.config_hash == hash && !st.overrides.is_empty() => (Some(st), None),
-        Ok(Some(st)) if st.overrides.is_empty() => (None, None),
-        Ok(Some(_)) => (
-            None,
-            Some(format!(
-                "{} was saved for a different version of {}: the file wins, overrides not applied",
-                state_path.display(),
-                path.display()
-            )),
-        ),
-        Err(e) => (None, Some(format!("{e}: ignored"))),
-    };
-    let snapshot = match compile_text(&source, overrides.as_ref(), 1, None, metrics, mark) {
-        Ok(s) => s,
-        Err(e) if overrides.is_some() => {
-            note = Some(format!(
-                "saved overrides do not apply ({e}); starting from the file"
-            ));
-            let s = compile_text(&source, None, 1, None, metrics, mark)?;
-            note = probation::persist_startup(&s, saved, mark, &source).or(note);
-            return Ok(Startup {
-                snapshot: s,
-                source,
-                overrides: None,
-                state_note: note,
-            });
-        }
-        Err(e) => return Err(e),
-    };
-    note = probation::persist_startup(&snapshot, saved, mark, &source).or(note);
-    Ok(Startup {
-        snapshot,
-        source,
-        overrides,
-        state_note: note,
-    })
 }
 
 impl Reloader {

@@ -5,8 +5,6 @@
 
 mod counting_alloc;
 
-use std::time::Instant;
-
 use counting_alloc::allocations_of;
 use cutover::inventory::{CrawlerMatcher, Inventory, KeyPolicy, Recorded};
 use http::{Method, StatusCode};
@@ -96,36 +94,4 @@ fn recording_a_known_url_allocates_nothing() {
     let (_, n, _) =
         allocations_of(|| inv.record(&Method::GET, "", "/a-new-page", StatusCode::OK, FIREFOX));
     assert!(n > 0);
-}
-
-/// The cost of `record`, printed (not asserted: wall-clock figures vary with the machine).
-/// `cargo test --release --test inventory_alloc -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn record_cost() {
-    let inv = std::sync::Arc::new(Inventory::new(
-        100_000,
-        KeyPolicy::default(),
-        CrawlerMatcher::default(),
-    ));
-    let n = 1_000_000usize;
-    for threads in [1usize, 2, 4] {
-        let start = Instant::now();
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let inv = inv.clone();
-                std::thread::spawn(move || {
-                    for i in 0..n / threads {
-                        inv.record(&Method::GET, "", URLS[(i + t) % 6], StatusCode::OK, FIREFOX);
-                    }
-                })
-            })
-            .collect();
-        handles.into_iter().for_each(|h| h.join().unwrap());
-        let per = start.elapsed().as_nanos() as f64 / n as f64;
-        println!(
-            "{threads} thread(s): {per:.0} ns per record (wall / records), skipped busy so far {}",
-            inv.stats().skipped_busy
-        );
-    }
 }

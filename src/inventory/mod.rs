@@ -24,6 +24,7 @@ mod key;
 pub mod persist;
 mod persister;
 pub mod probe;
+mod shard;
 pub mod sitemap;
 mod store;
 
