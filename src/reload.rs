@@ -48,6 +48,9 @@ const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
 pub struct ReloadOutcome {
     /// Unix seconds (with fraction) when it finished.
     pub at: f64,
+    /// [`Self::at`] as RFC 3339 UTC, for people; filled in when the outcome is recorded.
+    #[serde(default)]
+    pub at_rfc3339: String,
     /// What asked for it (`file`, `signal`, `admin`, `admin-split`, `admin-evacuate`).
     pub trigger: String,
     /// The generation in force after it.
@@ -224,6 +227,7 @@ impl Reloader {
         let snap = me.state.load();
         me.record(ReloadOutcome {
             at: unix_now_f64(),
+            at_rfc3339: String::new(),
             trigger: "startup".into(),
             generation: snap.generation,
             applied: true,
@@ -274,7 +278,8 @@ impl Reloader {
         self.public().state_error.clone()
     }
 
-    fn record(&self, outcome: ReloadOutcome) {
+    fn record(&self, mut outcome: ReloadOutcome) {
+        outcome.at_rfc3339 = crate::values::time::rfc3339_secs(outcome.at as u64);
         let mut p = self.public();
         if p.history.len() == HISTORY {
             p.history.pop_front();
@@ -289,6 +294,7 @@ impl Reloader {
         tracing::error!(trigger, error = %e, "configuration rejected; keeping generation {}", current.generation);
         self.record(ReloadOutcome {
             at: unix_now_f64(),
+            at_rfc3339: String::new(),
             trigger: trigger.into(),
             generation: current.generation,
             applied: false,
@@ -323,6 +329,7 @@ impl Reloader {
         );
         let outcome = ReloadOutcome {
             at: unix_now_f64(),
+            at_rfc3339: String::new(),
             trigger: trigger.into(),
             generation,
             applied: true,

@@ -124,6 +124,20 @@ async fn evacuate_and_status_print_human_times() {
         .as_str()
         .unwrap()
         .ends_with('Z'));
+    let evacuated = o["evacuated_at"]["new"]
+        .as_u64()
+        .expect("the evacuation override");
+    assert_eq!(
+        o["evacuated_at_rfc3339"]["new"].as_str(),
+        Some(cutover::values::time::rfc3339_secs(evacuated).as_str()),
+        "{o}"
+    );
+    let last = &st["last_reload"];
+    assert_eq!(
+        last["at_rfc3339"].as_str(),
+        Some(cutover::values::time::rfc3339_secs(last["at"].as_f64().unwrap() as u64).as_str()),
+        "{last}"
+    );
 }
 
 fn free_port() -> u16 {

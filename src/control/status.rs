@@ -168,6 +168,9 @@ pub struct OverridesInfo {
     pub file_new_share: Option<f64>,
     /// Evacuations by storefront, unix seconds.
     pub evacuated_at: std::collections::BTreeMap<String, u64>,
+    /// [`Self::evacuated_at`] as RFC 3339 UTC.
+    #[serde(default)]
+    pub evacuated_at_rfc3339: std::collections::BTreeMap<String, String>,
     /// Unix second of the first override since the file last changed.
     pub since: u64,
     /// [`Self::since`] as RFC 3339 UTC.
@@ -306,6 +309,12 @@ pub fn build(snap: &Snapshot, ctx: Context) -> Status {
             new_share: r.overrides.new_share_bp.map(percent),
             file_new_share: ctx.file_share_bp.map(percent),
             evacuated_at: r.overrides.evacuated_at.clone(),
+            evacuated_at_rfc3339: r
+                .overrides
+                .evacuated_at
+                .iter()
+                .map(|(sf, at)| (sf.clone(), crate::values::time::rfc3339_secs(*at)))
+                .collect(),
             since: r.since,
             since_rfc3339: crate::values::time::rfc3339_secs(r.since),
             updated_at: r.updated_at,
