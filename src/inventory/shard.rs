@@ -157,9 +157,16 @@ impl Shard {
 
     pub(super) fn swap(&mut self, a: usize, b: usize) {
         self.heap.swap(a, b);
-        // Both keys are present: `insert` on an existing key only overwrites, never allocates.
-        self.pos.insert(self.heap[a].hash, a as u32);
-        self.pos.insert(self.heap[b].hash, b as u32);
+        // Both keys are present, so their positions are updated in place. Not `insert`:
+        // hashbrown reserves room for one more entry before it looks for the key, so on a full
+        // table an `insert` of a key already there grows the table (the 152-byte allocation that
+        // made `inventory_alloc` fail now and then, when the process's hash seed put exactly
+        // three URLs in one shard).
+        for i in [a, b] {
+            if let Some(p) = self.pos.get_mut(&self.heap[i].hash) {
+                *p = i as u32;
+            }
+        }
     }
 
     pub(super) fn sift_up(&mut self, mut i: usize) {
@@ -188,6 +195,32 @@ impl Shard {
             }
             self.swap(i, least);
             i = least;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Swapping two counters never grows the position map, even when it is full: a hit on a
+    /// known URL must not allocate (`tests/inventory_alloc.rs`).
+    #[test]
+    fn swapping_positions_never_grows_a_full_map() {
+        let mut shard = Shard::new(16);
+        for (i, url) in ["/a", "/b", "/c"].into_iter().enumerate() {
+            assert!(shard.insert(i as u64 + 1, "", url, |c, _| c.hits = 10 - i as u64));
+        }
+        // Three entries fill the smallest table (four buckets, room for three).
+        let capacity = shard.pos.capacity();
+        assert_eq!(capacity, shard.pos.len(), "the map is full");
+        for _ in 0..100 {
+            shard.swap(0, 2);
+            shard.swap(1, 2);
+        }
+        assert_eq!(shard.pos.capacity(), capacity);
+        for (i, c) in shard.heap.iter().enumerate() {
+            assert_eq!(shard.pos[&c.hash] as usize, i, "positions follow the heap");
         }
     }
 }
