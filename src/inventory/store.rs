@@ -208,16 +208,7 @@ impl Inventory {
         status: StatusCode,
         user_agent: &[u8],
     ) -> Recorded {
-        if !eligible(method, status) {
-            return Recorded::NotEligible;
-        }
-        self.record_at(
-            host,
-            path_and_query,
-            status.as_u16(),
-            user_agent,
-            unix_now(),
-        )
+        self.old_answer(method, host, path_and_query, status, user_agent, false)
     }
 
     /// Records old's answer that the 404 fallback served in new's place: a hit like
@@ -231,13 +222,26 @@ impl Inventory {
         status: StatusCode,
         user_agent: &[u8],
     ) -> Recorded {
+        self.old_answer(method, host, path_and_query, status, user_agent, true)
+    }
+
+    /// An answer of old's, served as itself or by the fallback, counted if eligible.
+    fn old_answer(
+        &self,
+        method: &Method,
+        host: &str,
+        path_and_query: &str,
+        status: StatusCode,
+        user_agent: &[u8],
+        fallback: bool,
+    ) -> Recorded {
         if !eligible(method, status) {
             return Recorded::NotEligible;
         }
         let hit = Hit::Old {
             status: status.as_u16(),
             crawler: self.crawlers.is_crawler(user_agent),
-            fallback: true,
+            fallback,
         };
         self.apply(host, path_and_query, hit, unix_now())
     }
