@@ -5,7 +5,7 @@
 #
 #   cargo build --release && benches/idle_rss.sh
 #   CUTOVER=path/to/another/cutover benches/idle_rss.sh    # e.g. a build of main, for a before
-#   ENVS="MIMALLOC_ARENA_EAGER_COMMIT=0" ...              # extra environment for the process
+#   ENVS="_RJEM_MALLOC_CONF=narenas:1" ...                # extra environment for the process
 #
 # Prints per config: VmRSS, RssAnon, RssFile, threads, and the largest anonymous mappings from
 # /proc/<pid>/smaps (thread stacks show as 8 MiB-ish regions with a few KiB resident; allocator

@@ -28,7 +28,9 @@
 #
 # Knobs: QUICK=1, DURATION (s, 4; QUICK 1), PROXY_CPU=1, LOAD_CPU=0, CUTOVER=path/to/cutover,
 #   OLD_CUTOVER=path/to/another/cutover (adds it as `cutover-old` with shipped defaults),
-#   CUTOVER_ENV="NAME=value ..." (environment of the cutover processes, e.g. MIMALLOC_ALLOW_THP=0).
+#   PEERS=0 (only cutover and cutover-old: a before/after of two builds, repeated quickly; the
+#   fixed rate is then 10,000 req/s, having no nginx-tuned peak to halve),
+#   CUTOVER_ENV="NAME=value ..." (environment of the cutover processes, e.g. _RJEM_MALLOC_CONF=dirty_decay_ms:1000).
 source "$(dirname "$0")/redirects/lib.sh"
 QUICK=${QUICK:-0}
 PROXY_CPU=${PROXY_CPU:-1}
@@ -38,7 +40,8 @@ if [[ $QUICK == 1 ]]; then
 else
   DURATION=${DURATION:-4}; CONNS_LIST="32 256 1024"; STREAMS_LIST="1 10"; ROWS_LIST="10000 1000000"; FIXED=8
 fi
-EXAMPLES=$(dirname "$CUTOVER")/examples
+[[ ${PEERS:-1} == 1 ]] || ROWS_LIST="" # the redirect runs compare with the peers only
+EXAMPLES=${EXAMPLES:-$(dirname "$CUTOVER")/examples}
 if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null || ! command -v wrk >/dev/null ||
   ! command -v h2load >/dev/null || ! command -v openssl >/dev/null; then
   echo "installing nginx-light haproxy wrk nghttp2-client openssl ..." >&2
@@ -165,12 +168,14 @@ start_cut() { # NAME PORT BINARY EXTRA
 taskset -c "$LOAD_CPU" nginx -p "$WORK" -c "$WORK/backend.conf" -g "daemon off; user root;" 2>"$WORK/backend.out" &
 PIDS+=($!)
 start_cut cutover 18283 "$CUTOVER" ""
-start_cut cutover-pool32 18284 "$CUTOVER" "pool_max_idle = 32"
 [[ -n ${OLD_CUTOVER:-} ]] && start_cut cutover-old 18289 "$OLD_CUTOVER" ""
-start_nginx nginx 18285 0
-start_nginx nginx-tuned 18286 1
-start_haproxy haproxy 18287 0
-start_haproxy haproxy-tuned 18288 1
+if [[ ${PEERS:-1} == 1 ]]; then
+  start_cut cutover-pool32 18284 "$CUTOVER" "pool_max_idle = 32"
+  start_nginx nginx 18285 0
+  start_nginx nginx-tuned 18286 1
+  start_haproxy haproxy 18287 0
+  start_haproxy haproxy-tuned 18288 1
+fi
 wait_http "http://127.0.0.1:$BACKEND/" 30
 for v in "${VARIANTS[@]}"; do
   wait_http "http://127.0.0.1:${PORT[$v]}/" 30

@@ -14,13 +14,6 @@ use cli::redirects::RedirectsCommand;
 use cli::{control, rollout, shadow, AdminArgs};
 use cutover::demo::{self, Flavor};
 
-/// mimalloc instead of glibc's malloc: a proxied request allocates and frees a few dozen small
-/// blocks (headers, bodies' chunks, futures) across two connections, and glibc's free lists
-/// (`_int_free`, `malloc_consolidate`) took ~10% of the CPU of an h2 request. Only the binary
-/// sets it; the library leaves the choice to whoever embeds it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "cutover",
@@ -508,6 +501,7 @@ fn main() -> ExitCode {
         },
         _ => cutover::handover::Inherited::none(),
     };
+    cli::allocator::return_freed_memory_while_idle();
     // One worker: a single-threaded runtime, every task on this thread (what nginx's
     // `worker_processes 1` is); no work stealing and no cross-thread wake-ups to pay for.
     let mut builder = match &cli.command {

@@ -1,8 +1,9 @@
 //! Issue 15, "memory kept after bursts": the built binary takes a burst of 2,000 concurrent
 //! keep-alive connections (each served a request, then held), the burst ends, and the resident
-//! memory it took is given back. RSS is read from `/proc/<pid>/status` before, at the peak and
-//! once the proxy has seen every connection close; the check is a ratio of the burst's growth,
-//! never a time (the wait only bounds a hang). Figures: BENCHMARKS.md, "Memory after a burst".
+//! memory it took is given back while the proxy is idle: no request reaches it until the memory
+//! is back. RSS is read from `/proc/<pid>/status` before, at the peak, once the proxy has seen
+//! every connection close, and while it idles; the check is a ratio of the burst's growth, never
+//! a time (the wait only bounds a hang). Figures: BENCHMARKS.md, "Memory after a burst".
 
 mod support;
 
@@ -45,7 +46,7 @@ async fn open_connections(admin: SocketAddr) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_taken_by_a_connection_burst_is_returned_once_traffic_resumes() {
+async fn memory_taken_by_a_connection_burst_is_returned_while_idle() {
     let stores = Stores::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cutover.toml");
@@ -87,51 +88,72 @@ async fn memory_taken_by_a_connection_burst_is_returned_once_traffic_resumes() {
     )
     .await;
     let (_, closed) = proxy.memory_kib();
-    // Returned: at most half of what the burst added is still resident, while ordinary
-    // traffic resumes (one shopper's keep-alive connection, a batch of requests per check). The
-    // allocator gives pages back as part of its own work on later allocations, not on a timer of
-    // its own, so an idle process keeps them (see BENCHMARKS.md): the traffic is the realistic
-    // case after a burst, and what lets the allocator act. The wait bounds a hang; the check is a
-    // ratio of the burst's growth.
     let grown = peak.saturating_sub(before);
     assert!(
         grown > 10 * 1024,
         "the burst must take memory for this test to mean anything: {before} -> {peak} KiB"
     );
-    // Half, not less: how much comes back and when is the allocator's choice (mimalloc without
-    // transparent huge pages kept 31% of a 46 MB burst after 80,000 requests, 2026-12-04).
-    let limit = before + grown / 2;
-    let mut shopper = raw::connect(addr).await;
-    let mut sent = 0usize;
-    let deadline = tokio::time::Instant::now() + SLOW_WAIT;
-    let after = loop {
-        for _ in 0..200 {
-            shopper
-                .write_all(
-                    format!("GET /after/{sent} HTTP/1.1\r\nHost: shop.test\r\n\r\n").as_bytes(),
-                )
-                .await
-                .unwrap();
-            sent += 1;
-            let r = raw::read_response(&mut shopper)
-                .await
-                .expect("ordinary traffic is served");
-            assert_eq!(r.status, 200);
-        }
+
+    // Returned while idle: nothing is sent to the proxy from here on (not even a scrape; RSS is
+    // read from /proc), and at most a third of what the burst added may stay resident (11-14 MB
+    // stays whatever the burst's size: 23% of the suite's 2,000 connections, 9% of 5,000). The
+    // allocator's background thread purges freed pages on its own timer (jemalloc's
+    // `dirty_decay_ms`, 10 s); without that thread 97% stayed through 90 s of this, and
+    // mimalloc, the allocator before session 10, returned nothing in 30 s.
+    // The wait bounds a hang; the check is a ratio of the burst's growth, never a time.
+    let limit = before + grown / 3;
+    let idle_since = std::time::Instant::now();
+    let report = idle_report_seconds();
+    let mut samples = Vec::new();
+    let idle = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let (_, now) = proxy.memory_kib();
-        if now <= limit {
+        let secs = idle_since.elapsed().as_secs();
+        if samples.last().is_none_or(|&(s, _)| s < secs) {
+            samples.push((secs, now));
+        }
+        if now <= limit && secs >= report {
             break now;
         }
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "VmRSS still {now} KiB after {sent} ordinary requests: before the burst {before} KiB, \
-             {} connections held {peak} KiB, all closed {closed} KiB (bound {limit} KiB)",
+            idle_since.elapsed() < IDLE_BOUND,
+            "VmRSS still {now} KiB after the proxy went idle: before the burst {before} KiB, {} \
+             connections held {peak} KiB, all closed {closed} KiB (bound {limit} KiB); samples \
+             (s, KiB): {samples:?}",
             burst()
         );
     };
+
+    // And the process that gave its memory back still serves.
+    let mut shopper = raw::connect(addr).await;
+    for i in 0..100 {
+        shopper
+            .write_all(format!("GET /after/{i} HTTP/1.1\r\nHost: shop.test\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let r = raw::read_response(&mut shopper)
+            .await
+            .expect("traffic after the burst is served");
+        assert_eq!(r.status, 200);
+    }
+    let (_, after) = proxy.memory_kib();
     eprintln!(
         "VmRSS: before {before} KiB, {} connections held {peak} KiB, all closed {closed} KiB, \
-         {after} KiB after {sent} ordinary requests (bound {limit} KiB)",
+         idle {idle} KiB (bound {limit} KiB; samples (s idle, KiB): {samples:?}), {after} KiB \
+         after 100 more requests",
         burst()
     );
+}
+
+/// How long an idle proxy may take to give the burst's memory back before the test fails: a
+/// bound on a hang, three times `report`'s 30 s and nine times jemalloc's decay time.
+const IDLE_BOUND: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Seconds of idleness to sample before the check may pass: 0 in the suite (it passes as soon as
+/// the memory is back); `CUTOVER_IDLE_SECONDS=30` for the "30 s after" figure in BENCHMARKS.md.
+fn idle_report_seconds() -> u64 {
+    std::env::var("CUTOVER_IDLE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+pub mod allocator;
 pub mod control;
 pub mod inventory;
 pub mod redirects;
