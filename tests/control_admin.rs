@@ -333,25 +333,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = tokio::process::Command::new(binary());
-    cmd.args(args)
-        .env_remove("CUTOVER_CONFIG")
-        .env_remove("CUTOVER_ADMIN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("cli finished")
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_finds_the_proxy_and_its_token_like_the_server() {
     let stores = Stores::start().await;
@@ -375,58 +356,55 @@ async fn the_cli_finds_the_proxy_and_its_token_like_the_server() {
     let _proxy = ProxyProcess::spawn(&config);
     let c = config.to_str().unwrap();
 
-    let (ok, out, err) = cli(&["status", "--config", c], &[]).await;
+    let (ok, out, err) = run_cli(&["status", "--config", c]).await;
     assert!(ok, "{err}");
     assert!(
         out.contains("generation 1") && out.contains("10.00% of shoppers on new"),
         "{out}"
     );
 
-    let (ok, out, err) = cli(&["shift", "25", "--config", c], &[]).await;
+    let (ok, out, err) = run_cli(&["shift", "25", "--config", c]).await;
     assert!(ok, "{err}");
     assert!(out.contains("10.00% -> 25.00%"), "{out}");
 
     // CUTOVER_CONFIG is found like the server finds it; --json is the API's answer.
-    let (ok, out, err) = cli(&["shift", "12.5%", "--json"], &[("CUTOVER_CONFIG", c)]).await;
+    let (ok, out, err) = run_cli_env(&["shift", "12.5%", "--json"], &[("CUTOVER_CONFIG", c)]).await;
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["new_share"], 12.5);
     assert_eq!(v["persisted"], true);
-    let (ok, out, _) = cli(&["status", "--json", "--config", c], &[]).await;
+    let (ok, out, _) = run_cli(&["status", "--json", "--config", c]).await;
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["split"]["new_share_source"], "override");
 
-    let (ok, out, err) = cli(&["evacuate", "new", "--config", c], &[]).await;
+    let (ok, out, err) = run_cli(&["evacuate", "new", "--config", c]).await;
     assert!(ok, "{err}");
     assert!(out.contains("evacuated new"), "{out}");
-    let (ok, _, err) = cli(&["evacuate", "nope", "--config", c], &[]).await;
+    let (ok, _, err) = run_cli(&["evacuate", "nope", "--config", c]).await;
     assert!(!ok);
     assert!(err.contains("no storefront named `nope`"), "{err}");
-    let (ok, out, err) = cli(&["reload", "--config", c], &[]).await;
+    let (ok, out, err) = run_cli(&["reload", "--config", c]).await;
     assert!(ok, "{err}");
     assert!(out.contains("configuration applied"), "{out}");
 
     // Clear errors: wrong token, bad percentage, nothing listening.
     let wrong = dir.path().join("wrong");
-    let (ok, _, err) = cli(
-        &[
-            "shift",
-            "5",
-            "--config",
-            c,
-            "--token-file",
-            wrong.to_str().unwrap(),
-        ],
-        &[],
-    )
+    let (ok, _, err) = run_cli(&[
+        "shift",
+        "5",
+        "--config",
+        c,
+        "--token-file",
+        wrong.to_str().unwrap(),
+    ])
     .await;
     assert!(!ok);
     assert!(err.contains("refused the token"), "{err}");
-    let (ok, _, err) = cli(&["shift", "150", "--config", c], &[]).await;
+    let (ok, _, err) = run_cli(&["shift", "150", "--config", c]).await;
     assert!(!ok);
     assert!(err.contains("between 0 and 100"), "{err}");
-    let (ok, _, err) = cli(&["status", "--admin", "127.0.0.1:1"], &[]).await;
+    let (ok, _, err) = run_cli(&["status", "--admin", "127.0.0.1:1"]).await;
     assert!(!ok);
     assert!(
         err.contains("cannot reach") && err.contains("127.0.0.1:1"),

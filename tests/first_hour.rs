@@ -8,31 +8,11 @@ use support::control::*;
 use support::process::*;
 use support::stores::Stores;
 
-async fn cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = tokio::process::Command::new(binary());
-    cmd.args(args)
-        .env_remove("CUTOVER_CONFIG")
-        .env_remove("CUTOVER_ADMIN")
-        .env_remove("NO_COLOR");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("cli finished")
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Logs into a pipe (a file, journald, `| cat`) carry no ANSI colour codes.
 #[tokio::test]
 async fn no_colour_codes_when_the_output_is_not_a_terminal() {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
-    let (ok, out, err) = cli(&["check", "--config", demo], &[]).await;
+    let (ok, out, err) = run_cli(&["check", "--config", demo]).await;
     assert!(ok, "{err}");
     assert!(err.contains("INFO"), "the check logs its tables: {err}");
     assert!(
@@ -57,7 +37,7 @@ async fn a_shift_to_the_share_in_force_changes_nothing() {
     };
     assert_eq!(generation().await, 1);
 
-    let (ok, out, err) = cli(&["shift", "10", "--admin", &admin], &[]).await;
+    let (ok, out, err) = run_cli(&["shift", "10", "--admin", &admin]).await;
     assert!(ok, "{err}");
     assert!(
         out.contains("already 10.00%") && out.contains("nothing changed"),
@@ -65,12 +45,12 @@ async fn a_shift_to_the_share_in_force_changes_nothing() {
     );
     assert_eq!(generation().await, 1, "a no-op shift made a generation");
 
-    let (ok, out, err) = cli(&["shift", "25", "--admin", &admin], &[]).await;
+    let (ok, out, err) = run_cli(&["shift", "25", "--admin", &admin]).await;
     assert!(ok, "{err}");
     assert!(out.contains("10.00% -> 25.00%"), "{out}");
     assert_eq!(generation().await, 2);
     // Lowering with pinning off says what happens to shoppers above the new share.
-    let (ok, out, err) = cli(&["shift", "5", "--admin", &admin], &[]).await;
+    let (ok, out, err) = run_cli(&["shift", "5", "--admin", &admin]).await;
     assert!(ok, "{err}");
     assert!(out.contains("pinning is off"), "{out}");
 }
@@ -84,7 +64,7 @@ async fn evacuate_and_status_print_human_times() {
     std::fs::write(&config, config_text(&stores, &Params::default())).unwrap();
     let proxy = ProxyProcess::spawn(&config);
     let admin = proxy.admin.to_string();
-    let (ok, out, err) = cli(&["evacuate", "new", "--admin", &admin], &[]).await;
+    let (ok, out, err) = run_cli(&["evacuate", "new", "--admin", &admin]).await;
     assert!(ok, "{err}");
     let year = out.find("20").expect("a year");
     assert!(
@@ -105,7 +85,7 @@ async fn evacuate_and_status_print_human_times() {
         new["evacuated_at_rfc3339"].as_str().unwrap().ends_with('Z'),
         "{new}"
     );
-    let (ok, out, _) = cli(&["status", "--admin", &admin], &[]).await;
+    let (ok, out, _) = run_cli(&["status", "--admin", &admin]).await;
     assert!(ok);
     assert!(
         !out.contains(&new["evacuated_at"].to_string()),

@@ -329,25 +329,23 @@ pub fn alive(pid: u32) -> bool {
             .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
 }
 
-/// Runs `cutover check --config <config>` (bounded); returns (exit code, stdout, stderr).
-pub fn check(config: &Path) -> (i32, String, String) {
-    let mut child = Command::new(binary())
-        .args(["check", "--config"])
-        .arg(config)
+/// `cutover ARGS` as every test runs the CLI: no config or admin address from the environment (a
+/// command must find the proxy through its own arguments), no `NO_COLOR` (output to a pipe must be
+/// plain by itself), stdin closed.
+fn cutover_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env_remove("CUTOVER_CONFIG")
+        .env_remove("CUTOVER_ADMIN")
+        .env_remove("NO_COLOR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning cutover check");
-    let deadline = Instant::now() + SLOW_WAIT;
-    while child.try_wait().expect("waiting for check").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("cutover check did not finish within {SLOW_WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("check output");
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// (exit code, stdout, stderr) of a finished CLI run.
+fn outcome(out: std::process::Output) -> (i32, String, String) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -355,39 +353,37 @@ pub fn check(config: &Path) -> (i32, String, String) {
     )
 }
 
+/// Runs `cutover check --config <config>` (bounded); returns (exit code, stdout, stderr).
+pub fn check(config: &Path) -> (i32, String, String) {
+    let config = config.to_str().expect("a UTF-8 config path");
+    cli(Path::new("."), &["check", "--config", config])
+}
+
 // shoppers: the CLI against a running proxy's admin listener (status, shift, evacuate).
-/// Runs `cutover <args>` with no config or admin address from the environment, bounded by
-/// [`SLOW_WAIT`]: (success, stdout, stderr).
+/// Runs `cutover <args>` ([`cutover_command`]), bounded by [`SLOW_WAIT`]: (success, stdout,
+/// stderr).
 pub async fn run_cli(args: &[&str]) -> (bool, String, String) {
-    let mut cmd = tokio::process::Command::new(binary());
-    cmd.args(args)
-        .env_remove("CUTOVER_CONFIG")
-        .env_remove("CUTOVER_ADMIN")
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true);
+    run_cli_env(args, &[]).await
+}
+
+/// [`run_cli`] with variables set in the command's environment (`CUTOVER_CONFIG`, `NO_COLOR`,
+/// `CUTOVER_TOKEN_FILE`: what an operator's shell may carry).
+pub async fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::from(cutover_command(args));
+    cmd.envs(env.iter().copied()).kill_on_drop(true);
     let out = tokio::time::timeout(SLOW_WAIT, cmd.output())
         .await
         .unwrap_or_else(|_| panic!("cutover {args:?} did not finish within {SLOW_WAIT:?}"))
         .expect("running cutover");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, out, err) = outcome(out);
+    (code == 0, out, err)
 }
 
-/// Runs the CLI (`cutover ARGS`, bounded) from `dir`, with no config or admin address from the
-/// environment: a command must find the proxy through its own arguments. Returns (exit code,
-/// stdout, stderr).
+/// Runs the CLI ([`cutover_command`], bounded, blocking) from `dir`. Returns (exit code, stdout,
+/// stderr).
 pub fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(binary())
-        .args(args)
+    let mut child = cutover_command(args)
         .current_dir(dir)
-        .env_remove("CUTOVER_CONFIG")
-        .env_remove("CUTOVER_ADMIN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawning the CLI");
     let deadline = Instant::now() + SLOW_WAIT;
@@ -398,10 +394,5 @@ pub fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output().expect("CLI output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(child.wait_with_output().expect("CLI output"))
 }
