@@ -25,34 +25,15 @@ PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 BUILD=${BUILD:-1}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
+source "$here/../lib.sh"
 BACKEND_PORT=18091
 PROXY_PORT=18093
 ADMIN_PORT=18094
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need nginx || ! need taskset || ! need curl; then
-    apt-get update -qq && apt-get install -y -qq wrk nginx util-linux curl >/dev/null
-fi
-if [[ $BUILD == 1 && -z ${CUTOVER:-} ]]; then
-    (cd "$root" && cargo build --release --quiet --bin cutover)
-fi
-CUTOVER=${CUTOVER:-${CARGO_TARGET_DIR:-$root/target}/release/cutover}
-[[ -x $CUTOVER ]] || { echo "no $CUTOVER; run cargo build --release" >&2; exit 1; }
-for port in $BACKEND_PORT $PROXY_PORT $ADMIN_PORT; do
-    if ss -Hltn "sport = :$port" | grep -q .; then echo "port $port is in use" >&2; exit 1; fi
-done
-
-tmp=$(mktemp -d /tmp/cutover-console-bench.XXXXXX)
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_need wrk nginx taskset curl
+bench_cutover --bin cutover
+bench_ports_free $BACKEND_PORT $PROXY_PORT $ADMIN_PORT
+bench_workdir cutover-console-bench
 
 body=$(head -c 1024 /dev/zero | tr '\0' 'x')
 sed -e "s|@PREFIX@|$tmp|g" -e "s|@BODY@|$body|" -e "s|127.0.0.1:18081|127.0.0.1:$BACKEND_PORT|" \
@@ -69,9 +50,7 @@ CUTOVER_LOG=warn taskset -c "$PROXY_CPU" "$CUTOVER" serve --workers 1 --config "
     2>"$tmp/cutover.stderr" &
 proxy_pid=$!
 pids+=($proxy_pid)
-for port in $BACKEND_PORT $PROXY_PORT $ADMIN_PORT; do
-    for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
-done
+for port in $BACKEND_PORT $PROXY_PORT $ADMIN_PORT; do bench_wait_port "$port"; done
 got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$PROXY_PORT/p")
 [[ $got == "200 1024" ]] || { echo "the proxy answered '$got', want '200 1024'" >&2; exit 1; }
 cookie=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PROXY_PORT/" |

@@ -29,57 +29,21 @@ COOKIE=${COOKIE:-1}
 BUILD=${BUILD:-1}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
+source "$here/../lib.sh"
 BACKEND_PORT=18081
 NGINX_PORT=18082
 CUTOVER_PORT=18083
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need nginx || ! need taskset || ! need curl; then
-    echo "installing wrk, nginx, util-linux, curl ..." >&2
-    apt-get update -qq && apt-get install -y -qq wrk nginx util-linux curl >/dev/null
-fi
+bench_need wrk nginx taskset curl
 NGINX=$(command -v nginx)
-ncpu=$(nproc)
-if (( ncpu < 2 )); then PROXY_CPU=0; LOAD_CPU=0; fi
-
-if [[ $BUILD == 1 && -z ${CUTOVER:-} ]]; then
-    (cd "$root" && cargo build --release --quiet)
-fi
-CUTOVER=${CUTOVER:-$root/target/release/cutover}
-[[ -x $CUTOVER ]] || { echo "no $CUTOVER; run cargo build --release" >&2; exit 1; }
-
-for port in $BACKEND_PORT $NGINX_PORT $CUTOVER_PORT; do
-    if ss -Hltn "sport = :$port" | grep -q .; then
-        echo "port $port is in use; stop whatever holds it" >&2
-        exit 1
-    fi
-done
-
-tmp=$(mktemp -d /tmp/cutover-bench.XXXXXX)
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_cpus
+bench_cutover
+bench_ports_free $BACKEND_PORT $NGINX_PORT $CUTOVER_PORT
+bench_workdir cutover-bench
 
 body=$(head -c 1024 /dev/zero | tr '\0' 'x')
 sed -e "s|@PREFIX@|$tmp|g" -e "s|@BODY@|$body|" "$here/backend.conf" >"$tmp/backend.conf"
 sed -e "s|@PREFIX@|$tmp|g" "$here/nginx.conf" >"$tmp/nginx.conf"
-
-wait_port() {
-    local i
-    for i in $(seq 1 100); do
-        if curl -s -o /dev/null "http://127.0.0.1:$1/"; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing answers on port $1" >&2
-    return 1
-}
 
 # nginx runs as root here only because the bench runs as root; `user` would otherwise warn.
 taskset -c "$LOAD_CPU" "$NGINX" -e "$tmp/startup.log" -p "$tmp" -c "$tmp/backend.conf" -g "user root;" \
@@ -94,9 +58,9 @@ CUTOVER_LOG=warn taskset -c "$PROXY_CPU" "$CUTOVER" serve --workers 1 \
 cutover_pid=$!
 pids+=($cutover_pid)
 
-wait_port $BACKEND_PORT
-wait_port $NGINX_PORT
-wait_port $CUTOVER_PORT
+bench_wait_port $BACKEND_PORT
+bench_wait_port $NGINX_PORT
+bench_wait_port $CUTOVER_PORT
 nginx_worker=$(pgrep -P "$nginx_master" | head -n1)
 [[ -n $nginx_worker ]] || { echo "nginx proxy worker not found" >&2; exit 1; }
 
@@ -171,7 +135,7 @@ mn_cpu=$(median "${n_cpu[@]}"); mc_cpu=$(median "${c_cpu[@]}")
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 echo
 echo "cutover $("$CUTOVER" --version | awk '{print $2}') vs $("$NGINX" -v 2>&1 | sed 's|.*/||'), wrk -t1 -c$CONNECTIONS -d$DURATION, cookie=$COOKIE;" \
-    "$ncpu CPUs ($cpu_model); proxy on CPU $PROXY_CPU, backend + wrk on CPU $LOAD_CPU"
+    "$(nproc) CPUs ($cpu_model); proxy on CPU $PROXY_CPU, backend + wrk on CPU $LOAD_CPU"
 echo
 echo "| run | proxy | req/s | proxy CPU µs/req | proxy CPU % | p50 | p99 | timeouts |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|"

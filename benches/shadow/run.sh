@@ -28,37 +28,16 @@ BUILD=${BUILD:-1}
 SAMPLES=(0 0.1 1.0)
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
+source "$here/../lib.sh"
 BACKEND_PORT=18081
 PORTS=(18091 18092 18093)
 ADMIN_PORTS=(18191 18192 18193)
 
-for tool in wrk nginx taskset curl; do
-    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
-done
-if (($(nproc) < 2)); then PROXY_CPU=0; LOAD_CPU=0; fi
-if [[ $BUILD == 1 && -z ${CUTOVER:-} ]]; then
-    (cd "$root" && cargo build --release --quiet)
-fi
-CUTOVER=${CUTOVER:-$root/target/release/cutover}
-[[ -x $CUTOVER ]] || { echo "no $CUTOVER; run cargo build --release" >&2; exit 1; }
-for port in $BACKEND_PORT "${PORTS[@]}" "${ADMIN_PORTS[@]}"; do
-    if ss -Hltn "sport = :$port" | grep -q .; then
-        echo "port $port is in use; stop whatever holds it" >&2
-        exit 1
-    fi
-done
-
-tmp=$(mktemp -d /tmp/cutover-bench.XXXXXX)
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_need wrk nginx taskset curl
+bench_cpus
+bench_cutover
+bench_ports_free $BACKEND_PORT "${PORTS[@]}" "${ADMIN_PORTS[@]}"
+bench_workdir cutover-bench
 
 body=$(head -c 1024 /dev/zero | tr '\0' 'x')
 sed -e "s|@PREFIX@|$tmp|g" -e "s|@BODY@|$body|" "$root/benches/proxy/backend.conf" >"$tmp/backend.conf"
@@ -81,17 +60,8 @@ for i in 0 1 2; do
     pids+=($!)
 done
 
-wait_port() {
-    local i
-    for i in $(seq 1 200); do
-        if curl -s -o /dev/null "http://127.0.0.1:$1/"; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing answers on port $1" >&2
-    return 1
-}
-wait_port $BACKEND_PORT
-for port in "${PORTS[@]}" "${ADMIN_PORTS[@]}"; do wait_port "$port"; done
+bench_wait_port $BACKEND_PORT
+for port in "${PORTS[@]}" "${ADMIN_PORTS[@]}"; do bench_wait_port "$port"; done
 for port in "${PORTS[@]}"; do
     got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$port/p")
     [[ $got == "200 1024" ]] || { echo "port $port answered '$got', want '200 1024'" >&2; exit 1; }

@@ -36,50 +36,19 @@ LOAD_CPU=${LOAD_CPU:-0}
 BUILD=${BUILD:-1}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
+source "$here/../lib.sh"
 BACKEND_PORT=18441
 NGINX_PORT=18442
 CUTOVER_PORT=18443
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need h2load || ! need openssl || ! need taskset || ! need curl; then
-    echo "installing nginx, nghttp2-client, openssl, util-linux, curl ..." >&2
-    sudo_cmd=""
-    [[ $(id -u) == 0 ]] || sudo_cmd=sudo
-    timeout 300 $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive timeout 600 $sudo_cmd apt-get install -y -qq --no-install-recommends \
-        nginx nghttp2-client openssl util-linux curl >/dev/null
-fi
+bench_need nginx h2load openssl taskset curl
 NGINX=$(command -v nginx)
-ncpu=$(nproc)
-if ((ncpu < 2)); then PROXY_CPU=0; LOAD_CPU=0; fi
-
-if [[ $BUILD == 1 && -z ${CUTOVER:-} ]]; then
-    (cd "$root" && timeout 3600 cargo build --release --quiet --bin cutover --example tls_handshakes)
-fi
-CUTOVER=${CUTOVER:-$root/target/release/cutover}
-HANDSHAKES=${HANDSHAKES:-$root/target/release/examples/tls_handshakes}
-for b in "$CUTOVER" "$HANDSHAKES"; do
-    [[ -x $b ]] || { echo "no $b; run cargo build --release --bin cutover --example tls_handshakes" >&2; exit 1; }
-done
-
-for port in $BACKEND_PORT $NGINX_PORT $CUTOVER_PORT; do
-    if ss -Hltn "sport = :$port" | grep -q .; then
-        echo "port $port is in use; stop whatever holds it" >&2
-        exit 1
-    fi
-done
-
-tmp=$(mktemp -d /tmp/cutover-tls-bench.XXXXXX)
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_cpus
+bench_cutover --bin cutover --example tls_handshakes
+HANDSHAKES=${HANDSHAKES:-$(dirname "$CUTOVER")/examples/tls_handshakes}
+[[ -x $HANDSHAKES ]] || { echo "no $HANDSHAKES; run cargo build --release --example tls_handshakes" >&2; exit 1; }
+bench_ports_free $BACKEND_PORT $NGINX_PORT $CUTOVER_PORT
+bench_workdir cutover-tls-bench
 
 # One certificate and key for both servers.
 case $KEY in
@@ -139,19 +108,9 @@ CUTOVER_LOG=warn taskset -c "$PROXY_CPU" "$CUTOVER" serve --workers 1 --config "
 cutover_pid=$!
 pids+=($cutover_pid)
 
-wait_port() {
-    local i
-    for i in $(seq 1 200); do
-        if curl -sk -o /dev/null "$1"; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing answers at $1" >&2
-    cat "$tmp"/*.stderr >&2 || true
-    return 1
-}
-wait_port "http://127.0.0.1:$BACKEND_PORT/"
-wait_port "https://127.0.0.1:$NGINX_PORT/"
-wait_port "https://127.0.0.1:$CUTOVER_PORT/"
+bench_wait_port "http://127.0.0.1:$BACKEND_PORT/"
+bench_wait_port "https://127.0.0.1:$NGINX_PORT/"
+bench_wait_port "https://127.0.0.1:$CUTOVER_PORT/"
 nginx_worker=$(pgrep -P "$nginx_master" | head -n1)
 [[ -n $nginx_worker ]] || { echo "nginx proxy worker not found" >&2; exit 1; }
 
@@ -238,7 +197,7 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 echo
 echo "cutover $("$CUTOVER" --version | awk '{print $2}') (rustls, aws-lc-rs) vs $("$NGINX" -v 2>&1 | sed 's|.*/||') ($(openssl version | awk '{print $1, $2}')); certificate $KEY;" \
     "handshakes: $HS_CONCURRENCY parallel, ${DURATION}s; h2: h2load -t1 -c$H2_CLIENTS -m$H2_STREAMS -D$DURATION;" \
-    "$ncpu CPUs ($cpu_model); server on CPU $PROXY_CPU, backend + clients on CPU $LOAD_CPU"
+    "$(nproc) CPUs ($cpu_model); server on CPU $PROXY_CPU, backend + clients on CPU $LOAD_CPU"
 echo
 echo "| run | server | handshakes/s | server CPU µs/handshake | h2 req/s | server CPU µs/req |"
 echo "|---|---|---:|---:|---:|---:|"
