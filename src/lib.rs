@@ -27,7 +27,7 @@
 //! clients   upstream shadow rollout
 //! domain    routing redirects inventory
 //! policy    headers
-//! wire      http1 tls body timer background values retry error_text
+//! wire      http1 tls body timer background values retry error_text web_client
 //! ```
 //!
 //! What each owns (and so where a change goes):
@@ -36,7 +36,8 @@
 //!   bounds; [`timer`] hyper's timer; [`background`] low-priority threads for reload work;
 //!   [`retry`] the one backoff policy of background calls; [`values`] the config's human
 //!   values (durations, sizes, shares) and human times; [`error_text`] an error and its causes
-//!   on one line.
+//!   on one line; `web_client` the one client of the checks that ask a URL on the web (sitemaps,
+//!   coverage probes, the plan's target check).
 //! - policy: [`headers`] what is added, stripped and forwarded between shopper and storefront.
 //! - domain, pure libraries with their tests beside them: [`routing`] (rules, the split, the
 //!   cohort cookie, pins, the staff override: `decide(&Table, &RequestView)`), [`redirects`]
@@ -98,3 +99,4 @@ pub mod timer;
 pub mod tls;
 pub mod upstream;
 pub mod values;
+mod web_client;

@@ -19,7 +19,6 @@ mod coverage;
 mod crawler;
 mod entry;
 mod error;
-mod http_client;
 mod key;
 pub mod persist;
 mod persister;

@@ -4,7 +4,7 @@
 //! redirects not followed (a target that redirects again is reported with its `Location`).
 
 use super::error::ProbeError;
-use super::http_client::{self, HttpClient};
+use crate::web_client::{self, AskError, WebClient};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -84,19 +84,10 @@ pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Send + Sync);
 
 /// Checks `base` is `http(s)://host[:port]` and returns it without a trailing slash.
 pub fn probe_base(url: &str) -> Result<String, ProbeError> {
-    let bad = |reason: &str| ProbeError::BadBase {
+    web_client::base_url(url, false).map_err(|reason| ProbeError::BadBase {
         url: url.into(),
         reason: reason.into(),
-    };
-    let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") if uri.authority().is_some() => {}
-        _ => return Err(bad("expected http://host[:port] or https://host[:port]")),
-    }
-    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-        return Err(bad("give the storefront's base URL only, without a path"));
-    }
-    Ok(url.trim_end_matches('/').to_string())
+    })
 }
 
 /// Requests every URL (paths are appended to `base`, absolute URLs are requested as they are)
@@ -108,7 +99,7 @@ pub async fn probe(
     progress: Progress<'_>,
 ) -> Result<ProbeReport, ProbeError> {
     let base = probe_base(base)?;
-    let client = http_client::client().map_err(ProbeError::Client)?;
+    let client = web_client::client().map_err(ProbeError::Client)?;
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let total = urls.len();
     let mut tasks = tokio::task::JoinSet::new();
@@ -152,35 +143,12 @@ pub async fn probe(
 }
 
 /// `None` for a 2xx answer.
-async fn check(client: &HttpClient, url: &str, timeout: Duration) -> Option<ProbeOutcome> {
-    let req = match http::Request::get(url)
-        .header(http::header::USER_AGENT, "cutover-inventory-probe")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-    {
-        Ok(r) => r,
-        Err(e) => return Some(ProbeOutcome::Error(format!("invalid URL: {e}"))),
-    };
-    let attempt = async {
-        use http_body_util::BodyExt;
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
-        let status = resp.status();
-        let location = resp
-            .headers()
-            .get(http::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        // Drained so the connection goes back to the pool; errors here do not change the verdict.
-        let _ = resp.into_body().collect().await;
-        Ok::<_, String>((status, location))
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Err(_) => Some(ProbeOutcome::Timeout),
-        Ok(Err(e)) => Some(ProbeOutcome::Error(e)),
-        Ok(Ok((s, _))) if s.is_success() => None,
-        Ok(Ok((s, location))) => Some(ProbeOutcome::Status {
+async fn check(client: &WebClient, url: &str, timeout: Duration) -> Option<ProbeOutcome> {
+    match web_client::status_and_location(client, url, "cutover-inventory-probe", timeout).await {
+        Err(AskError::Timeout) => Some(ProbeOutcome::Timeout),
+        Err(AskError::Failed(e)) => Some(ProbeOutcome::Error(e)),
+        Ok((s, _)) if s.is_success() => None,
+        Ok((s, location)) => Some(ProbeOutcome::Status {
             status: s.as_u16(),
             location,
         }),

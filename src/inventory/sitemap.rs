@@ -4,10 +4,10 @@
 //! anything is imported: a malformed file anywhere imports nothing.
 
 use super::error::SitemapError;
-use super::http_client::{self, HttpClient};
 use super::key::{KeyPolicy, NoKey};
 use super::store::{unix_now, Inventory};
 use crate::redirects::internals::split_absolute;
+use crate::web_client::{self, WebClient};
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use std::borrow::Cow;
@@ -310,7 +310,7 @@ fn is_http(s: &str) -> bool {
 }
 
 struct Fetcher {
-    client: Option<HttpClient>,
+    client: Option<WebClient>,
     timeout: Duration,
 }
 
@@ -328,7 +328,7 @@ impl Fetcher {
                     reason,
                 };
                 if self.client.is_none() {
-                    self.client = Some(http_client::client().map_err(&fetch_err)?);
+                    self.client = Some(web_client::client().map_err(&fetch_err)?);
                 }
                 let client = self
                     .client
@@ -336,7 +336,7 @@ impl Fetcher {
                     .ok_or_else(|| fetch_err("no client".into()))?;
                 let got = tokio::time::timeout(
                     self.timeout,
-                    http_client::get(client, u, "cutover-inventory-sitemap", MAX_BYTES),
+                    web_client::get_limited(client, u, "cutover-inventory-sitemap", MAX_BYTES),
                 )
                 .await
                 .map_err(|_| fetch_err(format!("timed out after {:?}", self.timeout)))?

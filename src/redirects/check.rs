@@ -3,11 +3,8 @@
 //! target, the pre-cutover audit nobody else offers: a redirect to a 404 is a lost page.
 
 use super::{load, LoadContext, TableConfig};
-use bytes::Bytes;
+use crate::web_client::{self, AskError, WebClient};
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -87,27 +84,10 @@ pub async fn run(
 }
 
 fn probe_base(url: &str) -> Result<String, CheckError> {
-    let bad = |reason: &str| CheckError::BadProbeUrl {
+    crate::web_client::base_url(url, true).map_err(|reason| CheckError::BadProbeUrl {
         url: url.into(),
         reason: reason.into(),
-    };
-    let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") if uri.authority().is_some() => {}
-        _ => return Err(bad("expected http://host[:port] or https://host[:port]")),
-    }
-    Ok(url.trim_end_matches('/').to_string())
-}
-
-type ProbeClient = Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Empty<Bytes>,
->;
-
-fn client() -> Result<ProbeClient, CheckError> {
-    let https =
-        crate::tls::public_https_connector().map_err(|e| CheckError::Client(e.to_string()))?;
-    Ok(Client::builder(TokioExecutor::new()).build(https))
+    })
 }
 
 /// Requests every distinct non-splat target; lists those not answering 2xx.
@@ -132,7 +112,7 @@ async fn probe_targets(
     let mut targets: Vec<(&str, u32)> = targets.into_iter().collect();
     targets.sort_by_key(|t| t.1);
     let total = targets.len();
-    let client = client()?;
+    let client = crate::web_client::client().map_err(CheckError::Client)?;
     let mut done = 0usize;
     let mut failures: Vec<(u32, &str, String)> = Vec::new();
     let mut results = futures_util::stream::iter(targets.into_iter().map(|(target, line)| {
@@ -177,38 +157,22 @@ async fn probe_targets(
 }
 
 /// `Ok` for a 2xx answer; otherwise the status (and where a redirect goes) or the error.
-async fn probe_one(client: &ProbeClient, url: &str) -> Result<(), String> {
-    let req = http::Request::get(url)
-        .header(http::header::USER_AGENT, "cutover-redirects-check")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("invalid URL {url}: {e}"))?;
-    let attempt = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
-        let status = resp.status();
-        let location = resp
-            .headers()
-            .get(http::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        // Drain the body so the connection goes back to the pool.
-        let _ = resp.into_body().collect().await;
-        match (status.is_success(), location) {
-            (true, _) => Ok(()),
-            (false, Some(loc)) => Err(format!("{} (Location: {loc})", status.as_u16())),
-            (false, None) => Err(status.as_u16().to_string()),
-        }
-    };
-    tokio::time::timeout(PROBE_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))
+async fn probe_one(client: &WebClient, url: &str) -> Result<(), String> {
+    let answer =
+        web_client::status_and_location(client, url, "cutover-redirects-check", PROBE_TIMEOUT);
+    match answer.await {
+        Ok((status, _)) if status.is_success() => Ok(()),
+        Ok((status, Some(loc))) => Err(format!("{} (Location: {loc})", status.as_u16())),
+        Ok((status, None)) => Err(status.as_u16().to_string()),
+        Err(AskError::Timeout) => Err("timed out".into()),
+        Err(AskError::Failed(e)) => Err(e),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
     use std::convert::Infallible;
