@@ -5,7 +5,7 @@
 use prometheus::{GaugeVec, IntGauge, Opts, Registry};
 
 use super::names::{label, INVENTORY_COVERAGE_RATIO, INVENTORY_LOAD_FAILED, INVENTORY_URLS};
-use super::MetricsError;
+use super::{reg, MetricsError};
 
 /// The `table` label value of the whole plan's coverage (every table, and the routes).
 pub const INVENTORY_ALL_TABLES: &str = "(all)";
@@ -16,17 +16,6 @@ pub struct InventoryMetrics {
     urls: IntGauge,
     coverage: GaugeVec,
     load_failed: IntGauge,
-}
-
-fn reg<C: prometheus::core::Collector + Clone + 'static>(
-    r: &Registry,
-    name: &'static str,
-    c: Result<C, prometheus::Error>,
-) -> Result<C, MetricsError> {
-    let c = c.map_err(|source| MetricsError::Register { name, source })?;
-    r.register(Box::new(c.clone()))
-        .map_err(|source| MetricsError::Register { name, source })?;
-    Ok(c)
 }
 
 impl InventoryMetrics {

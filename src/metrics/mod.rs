@@ -147,6 +147,21 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(
     Ok(c)
 }
 
+/// [`register`] for a metric whose definition may have failed: what the metric modules call
+/// with `IntGauge::new(..)` and the like, so each failure names its metric.
+pub(super) fn reg<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    name: &'static str,
+    c: Result<C, prometheus::Error>,
+) -> Result<C, MetricsError> {
+    register(registry, name, c.map_err(err(name))?)
+}
+
+/// The error of metric `name`'s definition or registration.
+pub(super) fn err(name: &'static str) -> impl Fn(prometheus::Error) -> MetricsError {
+    move |source| MetricsError::Register { name, source }
+}
+
 macro_rules! reg {
     ($registry:expr, $ty:ty, $name:expr, $help:expr) => {
         register(

@@ -19,7 +19,7 @@ use super::names::{
     label, CONNECTION_LABEL, UPSTREAM_CONNECTIONS_OPENED_TOTAL, UPSTREAM_IDLE_CONNECTIONS,
     UPSTREAM_IDLE_TARGET, UPSTREAM_REQUESTS_BY_CONNECTION_TOTAL,
 };
-use super::MetricsError;
+use super::{err, MetricsError};
 use crate::upstream::pool::PoolCounts;
 
 type Source = Box<dyn Fn() -> Vec<(String, PoolCounts)> + Send + Sync>;
@@ -33,10 +33,6 @@ pub struct PoolMetrics {
     source: Source,
     /// One scrape at a time rebuilds the values.
     scrape: std::sync::Mutex<()>,
-}
-
-fn err(name: &'static str) -> impl Fn(prometheus::Error) -> MetricsError {
-    move |source| MetricsError::Register { name, source }
 }
 
 impl PoolMetrics {

@@ -16,7 +16,7 @@ use super::names::{
     ROLLOUT_STEP_STARTED, ROLLOUT_VERDICTS_TOTAL,
 };
 use super::request::{RequestMetrics, STATUS_CLASSES};
-use super::{MetricsError, Reason};
+use super::{err, MetricsError, Reason};
 use crate::rollout::measure::RouteCounters;
 use crate::rollout::metrics::RolloutMetricValues;
 
@@ -74,10 +74,6 @@ struct Seen {
     verdicts: BTreeMap<(String, &'static str), u64>,
     inconclusive: u64,
     gates: Vec<(String, &'static str)>,
-}
-
-fn err(name: &'static str) -> impl Fn(prometheus::Error) -> MetricsError {
-    move |source| MetricsError::Register { name, source }
 }
 
 impl RolloutMetrics {

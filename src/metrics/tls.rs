@@ -8,7 +8,7 @@ use super::names::{
     label, CERTIFICATE_LABEL, TLS_CERTIFICATE_EXPIRY_SECONDS, TLS_HANDSHAKE_ERRORS_TOTAL,
     TLS_RELOADS_TOTAL,
 };
-use super::MetricsError;
+use super::{reg, MetricsError};
 
 /// TLS metrics, registered in the process registry next to the others.
 #[derive(Clone)]
@@ -17,17 +17,6 @@ pub struct TlsMetrics {
     /// Failed client handshakes.
     pub handshake_errors: IntCounter,
     reloads: IntCounterVec,
-}
-
-fn reg<C: prometheus::core::Collector + Clone + 'static>(
-    r: &Registry,
-    name: &'static str,
-    c: Result<C, prometheus::Error>,
-) -> Result<C, MetricsError> {
-    let c = c.map_err(|source| MetricsError::Register { name, source })?;
-    r.register(Box::new(c.clone()))
-        .map_err(|source| MetricsError::Register { name, source })?;
-    Ok(c)
 }
 
 impl TlsMetrics {
