@@ -462,6 +462,27 @@ where
     }
 }
 
+/// The sizes of the request path's futures ([`crate::proxy::sizes`]) and of the future hyper
+/// holds per request (the drain's tracker around `Proxy::handle`).
+#[cfg(any(test, feature = "testkit"))]
+pub fn future_sizes() -> Vec<(&'static str, usize)> {
+    type Args = (
+        Arc<Activity>,
+        Arc<Proxy>,
+        ConnInfo,
+        http::Request<hyper::body::Incoming>,
+    );
+    let mut sizes = crate::proxy::sizes::future_sizes();
+    sizes.push((
+        "service future (drain::Track around Proxy::handle)",
+        crate::proxy::sizes::returned(|(a, p, c, r): Args| {
+            let version = r.version();
+            a.track(version, p.handle(c, r))
+        }),
+    ));
+    sizes
+}
+
 /// Resolves once the server is draining, including when it already was (a connection accepted
 /// during the drain delay or taken from the backlog after the stop).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
