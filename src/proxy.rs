@@ -215,7 +215,9 @@ impl Proxy {
         // Boxed: forwarding holds a few KB of state across awaits. Inline, it would make every
         // request's future that big, and hyper and the drain tracker move the future by value,
         // so each request (redirects and local answers included) would copy kilobytes.
-        Err(Box::pin(self.forward(snap, conn, req, decision, request_id, started)))
+        Err(Box::pin(
+            self.forward(snap, conn, req, decision, request_id, started),
+        ))
     }
 
     /// Decides where a request goes, for either server's path (hyper's, or the HTTP/1 front).

@@ -90,12 +90,12 @@ impl Proxy {
                 snap.storefronts[decision.storefront].health.success();
                 // The 404 fallback: new's answer on a fallback route may be old's to give.
                 let replay = outbound.replay.take();
-                let answer =
-                    match Proxy::fall_back(snap, decision, &outbound.method, replay, resp) {
-                        Fallback::Done(answer) => answer,
-                        // Boxed: see `fall_back`.
-                        Fallback::AskOld(ask) => Box::pin(self.ask_old(snap, conn, ask)).await,
-                    };
+                let answer = match Proxy::fall_back(snap, decision, &outbound.method, replay, resp)
+                {
+                    Fallback::Done(answer) => answer,
+                    // Boxed: see `fall_back`.
+                    Fallback::AskOld(ask) => Box::pin(self.ask_old(snap, conn, ask)).await,
+                };
                 // Old's answer: the head the shopper gets came after both exchanges.
                 let ttfb = match answer {
                     super::shadow::Answer::Old(_) => upstream_started.elapsed(),

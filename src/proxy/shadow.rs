@@ -48,8 +48,8 @@ pub(super) enum Answer {
 pub(super) enum Fallback<'s> {
     /// Decided without asking old.
     Done(Answer),
-    /// Old is to be asked ([`Proxy::ask_old`]).
-    AskOld(AskOld<'s>),
+    /// Old is to be asked ([`Proxy::ask_old`]); boxed, as the exchange with old will be.
+    AskOld(Box<AskOld<'s>>),
 }
 
 /// A fallback waiting to ask old: the plane, the request to replay, new's answer (held unread).
@@ -185,11 +185,11 @@ impl Proxy {
         let Some(replay) = replay else {
             return Fallback::Done(Answer::New(resp));
         };
-        Fallback::AskOld(AskOld {
+        Fallback::AskOld(Box::new(AskOld {
             plane,
             replay,
             resp,
-        })
+        }))
     }
 
     /// Asks old for the page new did not have. Old down, failing or without the page: new's
@@ -198,13 +198,13 @@ impl Proxy {
         &self,
         snap: &Snapshot,
         conn: ConnInfo,
-        ask: AskOld<'_>,
+        ask: Box<AskOld<'_>>,
     ) -> Answer {
         let AskOld {
             plane,
             replay,
             resp,
-        } = ask;
+        } = *ask;
         let old_id = snap.routing.split.from;
         let old = &snap.storefronts[old_id];
         let up = &old.upstream;

@@ -38,7 +38,7 @@ type ForwardArgs = (
 );
 
 /// `(what, bytes)` for the request path's futures and the values they pass along.
-pub fn future_sizes<'a>() -> Vec<(&'static str, usize)> {
+pub fn future_sizes() -> Vec<(&'static str, usize)> {
     vec![
         (
             "Proxy::handle future",
@@ -50,27 +50,55 @@ pub fn future_sizes<'a>() -> Vec<(&'static str, usize)> {
         ),
         (
             "forward::send future",
-            returned::<(&'a Upstream, Request<UpstreamBody>, &'a Outgoing<'a>, Retry), _, _>(
-                |(u, r, o, retry)| super::send(u, r, o, retry),
-            ),
+            returned::<
+                (
+                    &'static Upstream,
+                    Request<UpstreamBody>,
+                    &'static Outgoing<'static>,
+                    Retry,
+                ),
+                _,
+                _,
+            >(|(u, r, o, retry)| super::send(u, r, o, retry)),
         ),
         (
             "Upstream::send future",
-            returned::<(&'a Upstream, Request<UpstreamBody>, &'a Outgoing<'a>, Retry), _, _>(
-                |(u, r, o, retry)| u.send(r, o, retry),
-            ),
+            returned::<
+                (
+                    &'static Upstream,
+                    Request<UpstreamBody>,
+                    &'static Outgoing<'static>,
+                    Retry,
+                ),
+                _,
+                _,
+            >(|(u, r, o, retry)| u.send(r, o, retry)),
         ),
         (
             "Pool::send future",
-            returned::<(&'a Arc<Pool>, Request<UpstreamBody>, &'a Outgoing<'a>, Retry), _, _>(
-                |(p, r, o, retry)| p.send(r, o, retry),
-            ),
+            returned::<
+                (
+                    &'static Arc<Pool>,
+                    Request<UpstreamBody>,
+                    &'static Outgoing<'static>,
+                    Retry,
+                ),
+                _,
+                _,
+            >(|(p, r, o, retry)| p.send(r, o, retry)),
         ),
         (
             "h1::Conn::send future",
-            returned::<(&'a mut Conn, &'a Parts, &'a Outgoing<'a>, UpstreamBody), _, _>(
-                |(c, p, o, b)| c.send(p, Some(o), b),
-            ),
+            returned::<
+                (
+                    &'static mut Conn,
+                    &'static Parts,
+                    &'static Outgoing<'static>,
+                    UpstreamBody,
+                ),
+                _,
+                _,
+            >(|(c, p, o, b)| c.send(p, Some(o), b)),
         ),
         ("Request<Incoming>", size_of::<Request<Incoming>>()),
         ("Response<ProxyBody>", size_of::<Response<ProxyBody>>()),

@@ -92,8 +92,14 @@ mod tests {
             std::future::poll_fn(|cx| Poll::Ready(side.as_mut().poll(cx))).now_or_never()
         };
         use futures_util::FutureExt as _;
-        assert!(poll(&mut side).unwrap().is_pending(), "first poll: inner polled");
-        assert!(poll(&mut side).unwrap().is_pending(), "not woken: inner skipped");
+        assert!(
+            poll(&mut side).unwrap().is_pending(),
+            "first poll: inner polled"
+        );
+        assert!(
+            poll(&mut side).unwrap().is_pending(),
+            "not woken: inner skipped"
+        );
         assert_eq!(polls.load(Ordering::Relaxed), 1);
         notify.notify_one();
         assert_eq!(poll(&mut side).unwrap(), Poll::Ready(7));

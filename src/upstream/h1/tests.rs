@@ -123,7 +123,11 @@ fn connection_lines_naming_only_options_are_told_apart() {
     assert_eq!(o(b"Keep-Alive"), (false, true));
     assert_eq!(o(b"close"), (true, true));
     assert_eq!(o(b" CLOSE , keep-alive,"), (true, true));
-    assert_eq!(o(b"close, x-secret"), (true, false), "names a field to strip");
+    assert_eq!(
+        o(b"close, x-secret"),
+        (true, false),
+        "names a field to strip"
+    );
     assert_eq!(o(b"upgrade"), (false, false));
     assert_eq!(o(b"closed"), (false, false));
 }
@@ -144,13 +148,19 @@ async fn a_connection_line_of_options_only_stays_out_of_the_head_and_still_count
     let conn = body.take_idle().expect("reusable");
     let (head, conn) = exchange(*conn, "/b").await;
     let head = head.unwrap();
-    assert_eq!(head.headers[CONNECTION], "x-a", "names a field: kept for the strip");
+    assert_eq!(
+        head.headers[CONNECTION], "x-a",
+        "names a field: kept for the strip"
+    );
     let (_, mut body) = read_body(conn, &head).await;
     let conn = body.take_idle().expect("reusable");
     let (head, _) = exchange(*conn, "/c").await;
     let head = head.unwrap();
     assert!(!head.headers.contains_key(CONNECTION));
-    assert!(!head.reusable, "close is honoured though the line is not kept");
+    assert!(
+        !head.reusable,
+        "close is honoured though the line is not kept"
+    );
 }
 
 #[test]
