@@ -14,8 +14,11 @@
 //! wire; never edge, control, server.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Request, Response};
@@ -39,6 +42,8 @@ mod redirect;
 mod respond;
 // shadow: the mirror offer and the 404 fallback.
 mod shadow;
+#[cfg(any(test, feature = "testkit"))]
+pub mod sizes;
 
 use decorate::Decoration;
 use forward::{send, SendError};
@@ -52,6 +57,29 @@ pub static REASON_HEADER: http::HeaderName = http::HeaderName::from_static("x-cu
 /// storefront's logs with `/admin/history`).
 pub static GENERATION_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-cutover-generation");
+
+/// A request being forwarded: the boxed future of the forward phase.
+type Forwarding = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
+
+/// The future of [`Proxy::handle`]: an answer that is ready, or a boxed forward.
+pub struct Handling(Step);
+
+enum Step {
+    /// Taken when polled.
+    Ready(Option<Response<ProxyBody>>),
+    Forward(Forwarding),
+}
+
+impl Future for Handling {
+    type Output = Result<Response<ProxyBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Step::Ready(resp) => Poll::Ready(Ok(resp.take().expect("polled after completion"))),
+            Step::Forward(forwarding) => forwarding.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
 
 /// What the accept loop knows about a client connection.
 #[derive(Debug, Clone, Copy)]
@@ -120,11 +148,25 @@ impl Proxy {
     }
 
     /// Serves one request. Never fails: every error becomes a response.
-    pub async fn handle(
+    ///
+    /// Not an `async fn`: everything before forwarding is synchronous, and a redirect or a
+    /// local answer is ready at once. Forwarding holds a few KB of state across awaits and is
+    /// boxed ([`Handling`]). As an `async fn` the request's future was 840 bytes (856 with the
+    /// drain's tracker), which hyper moves by value into its dispatcher (and h2 into a task);
+    /// see `examples/future_sizes.rs` for what it is now.
+    pub fn handle(self: Arc<Self>, conn: ConnInfo, req: Request<Incoming>) -> Handling {
+        Handling(match self.answer(conn, req) {
+            Ok(resp) => Step::Ready(Some(resp)),
+            Err(forwarding) => Step::Forward(forwarding),
+        })
+    }
+
+    /// Answers a request at once, or says how it is forwarded.
+    fn answer(
         self: Arc<Self>,
         conn: ConnInfo,
         req: Request<Incoming>,
-    ) -> Result<Response<ProxyBody>, Infallible> {
+    ) -> Result<Response<ProxyBody>, Forwarding> {
         let started = Instant::now();
         let snap = self.state.load_full();
         let rid_header = &snap.headers.request_id;
@@ -173,8 +215,9 @@ impl Proxy {
         // Boxed: forwarding holds a few KB of state across awaits. Inline, it would make every
         // request's future that big, and hyper and the drain tracker move the future by value,
         // so each request (redirects and local answers included) would copy kilobytes.
-        let resp = Box::pin(self.forward(&snap, conn, req, &decision, &request_id, started)).await;
-        Ok(resp)
+        Err(Box::pin(
+            self.forward(snap, conn, req, decision, request_id, started),
+        ))
     }
 
     /// Decides where a request goes, for either server's path (hyper's, or the HTTP/1 front).

@@ -33,11 +33,13 @@ use crate::tls::TlsListener;
 
 mod connections;
 mod https_redirect;
+mod on_wake;
 mod reuse;
 
 pub use connections::Connections;
 use connections::{ConnGuard, Full};
 use https_redirect::redirect_connection;
+use on_wake::OnWake;
 
 /// Binds a listening socket the way a proxy that gets restarted needs it: `SO_REUSEADDR` so a
 /// restart does not wait out TIME_WAIT, `SO_REUSEPORT` so a new process can bind next to the old
@@ -366,6 +368,16 @@ impl ResetOnBodyError {
     }
 }
 
+/// What ended a connection from outside.
+enum Outside {
+    /// The server drains.
+    Draining,
+    /// The connection cap chose this idle keep-alive connection for a new one (`reuse`).
+    Chosen,
+    /// No request within `header_read_timeout` of the accept.
+    FirstRequestLate,
+}
+
 /// Serves one client connection; returns whether it ended because a response body failed.
 async fn serve_connection<I>(
     proxy: Arc<Proxy>,
@@ -426,30 +438,43 @@ where
     });
     let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
+    // What ends the connection from outside, polled only when one of them was woken (see
+    // `on_wake`), not at each of the connection's own wake-ups.
+    let outside = OnWake::new(async {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut draining) => Outside::Draining,
+            () = reusable.chosen() => Outside::Chosen,
+            () = first_request_deadline => Outside::FirstRequestLate,
+        }
+    });
     let result = tokio::select! {
         biased;
         r = conn.as_mut() => r,
-        _ = stopped(&mut draining) => {
-            // See `drain`: answer at a request boundary instead of racing keep-alive clients.
-            activity.start_draining();
-            tokio::select! {
-                r = conn.as_mut() => r,
-                _ = activity.quiet() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+        outside = outside => match outside {
+            Outside::Draining => {
+                // See `drain`: answer at a request boundary instead of racing keep-alive
+                // clients.
+                activity.start_draining();
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = activity.quiet() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
                 }
             }
-        }
-        () = reusable.chosen() => {
-            tracing::debug!(peer = %info.peer, "connection cap reached: closing this idle keep-alive connection for a new one");
-            metrics.connection_evicted(EvictedAt::Shopper);
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-        () = first_request_deadline => {
-            tracing::debug!(peer = %info.peer, "no request within header_read_timeout; closing");
-            return false;
-        }
+            Outside::Chosen => {
+                tracing::debug!(peer = %info.peer, "connection cap reached: closing this idle keep-alive connection for a new one");
+                metrics.connection_evicted(EvictedAt::Shopper);
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            Outside::FirstRequestLate => {
+                tracing::debug!(peer = %info.peer, "no request within header_read_timeout; closing");
+                return false;
+            }
+        },
     };
     match result {
         Ok(()) => false,
@@ -460,6 +485,27 @@ where
                 .is_some_and(hyper::Error::is_user)
         }
     }
+}
+
+/// The sizes of the request path's futures ([`crate::proxy::sizes`]) and of the future hyper
+/// holds per request (the drain's tracker around `Proxy::handle`).
+#[cfg(any(test, feature = "testkit"))]
+pub fn future_sizes() -> Vec<(&'static str, usize)> {
+    type Args = (
+        Arc<Activity>,
+        Arc<Proxy>,
+        ConnInfo,
+        http::Request<hyper::body::Incoming>,
+    );
+    let mut sizes = crate::proxy::sizes::future_sizes();
+    sizes.push((
+        "service future (drain::Track around Proxy::handle)",
+        crate::proxy::sizes::returned(|(a, p, c, r): Args| {
+            let version = r.version();
+            a.track(version, p.handle(c, r))
+        }),
+    ));
+    sizes
 }
 
 /// Resolves once the server is draining, including when it already was (a connection accepted

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use super::prepare::Outbound;
 use super::record::Record;
+use super::shadow::Fallback;
 use super::{ConnInfo, Proxy};
 use crate::body::UpstreamBody;
 use crate::headers::outgoing::Outgoing;
@@ -46,16 +47,18 @@ pub(super) async fn send(
 }
 
 impl Proxy {
-    /// Forwards a request the redirect tables did not answer.
+    /// Forwards a request the redirect tables did not answer. Owns what it uses, so that the
+    /// boxed future is all a request holds while it is forwarded (see [`Proxy::handle`]).
     pub(super) async fn forward(
-        &self,
-        snap: &Arc<Snapshot>,
+        self: Arc<Self>,
+        snap: Arc<Snapshot>,
         conn: ConnInfo,
         req: Request<Incoming>,
-        decision: &Decision,
-        request_id: &HeaderValue,
+        decision: Decision,
+        request_id: HeaderValue,
         started: Instant,
     ) -> Response<ProxyBody> {
+        let (snap, decision, request_id) = (&snap, &decision, &request_id);
         let in_flight = snap.metrics.start(decision.storefront);
         let access = snap.access_log.is_enabled().then(|| AccessFields {
             uri: req.uri().clone(),
@@ -87,9 +90,12 @@ impl Proxy {
                 snap.storefronts[decision.storefront].health.success();
                 // The 404 fallback: new's answer on a fallback route may be old's to give.
                 let replay = outbound.replay.take();
-                let answer = self
-                    .fall_back(snap, conn, decision, &outbound.method, replay, resp)
-                    .await;
+                let answer = match Proxy::fall_back(snap, decision, &outbound.method, replay, resp)
+                {
+                    Fallback::Done(answer) => answer,
+                    // Boxed: see `fall_back`.
+                    Fallback::AskOld(ask) => Box::pin(self.ask_old(snap, conn, ask)).await,
+                };
                 // Old's answer: the head the shopper gets came after both exchanges.
                 let ttfb = match answer {
                     super::shadow::Answer::Old(_) => upstream_started.elapsed(),

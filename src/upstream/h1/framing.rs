@@ -79,17 +79,49 @@ pub(super) fn content_length(value: &HeaderValue) -> Option<u64> {
     found
 }
 
+/// What one `Connection` line of a response says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ConnectionOptions {
+    /// It lists `close`.
+    pub close: bool,
+    /// It lists nothing but the options `keep-alive` and `close`.
+    pub only: bool,
+}
+
+/// Reads a response's `Connection` value (tokens compared as `headers::connection_has` does).
+///
+/// A line that lists only the options names no field to remove, and the proxy strips the line
+/// itself (hop-by-hop) before the shopper's response goes out. So the head parser keeps it out
+/// of the map: it would otherwise be hashed in, looked up for `close`, looked up again,
+/// cloned, parsed and removed by `headers::strip_hop_by_hop`, ~1,000 instructions on every
+/// proxied request (nginx and most storefronts send `Connection: keep-alive` on each answer).
+pub(super) fn connection_options(value: &[u8]) -> ConnectionOptions {
+    let mut options = ConnectionOptions {
+        close: false,
+        only: true,
+    };
+    for token in crate::http1::scan::split_bytes(value, b',') {
+        let token = token.trim_ascii();
+        if token.eq_ignore_ascii_case(b"close") {
+            options.close = true;
+        } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+            options.only = false;
+        }
+    }
+    options
+}
+
 /// How the response body is delimited (RFC 9112 section 6.3), and whether the connection
-/// survives it.
+/// survives it. `close`: a `Connection` line listed `close` (kept in `headers` or not).
 pub(super) fn response_framing(
     head_request: bool,
     status: StatusCode,
     version: Version,
+    close: bool,
     headers: &mut HeaderMap,
 ) -> Result<(Framing, bool), H1Error> {
-    let mut reusable = version == Version::HTTP_11
-        && !crate::headers::connection_has(headers, "close")
-        && status != StatusCode::SWITCHING_PROTOCOLS;
+    let mut reusable =
+        version == Version::HTTP_11 && !close && status != StatusCode::SWITCHING_PROTOCOLS;
     if head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT

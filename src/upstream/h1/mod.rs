@@ -91,7 +91,8 @@ pub struct Head {
     pub status: StatusCode,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
-    /// Headers as sent (framing headers included; the proxy strips hop-by-hop ones).
+    /// Headers as sent (framing headers included; the proxy strips hop-by-hop ones), but for a
+    /// `Connection` that names nothing but `keep-alive` or `close` (see `connection_options`).
     pub headers: HeaderMap,
     /// How the body is delimited.
     pub framing: Framing,
@@ -365,7 +366,15 @@ impl Conn {
             // Names now; values as offsets, so they can share the buffer once it is frozen.
             let base = self.buf.as_ptr() as usize;
             self.names.clear();
+            let mut close = false;
             for h in res.headers.iter() {
+                if h.name.eq_ignore_ascii_case("connection") {
+                    let options = connection_options(h.value);
+                    close |= options.close;
+                    if options.only {
+                        continue;
+                    }
+                }
                 let name = HeaderName::from_bytes(h.name.as_bytes())
                     .map_err(|_| H1Error::Invalid("header name"))?;
                 let start = h.value.as_ptr() as usize - base;
@@ -380,7 +389,7 @@ impl Conn {
                 headers.append(name, value);
             }
             let (framing, reusable) =
-                response_framing(head_request, status, version, &mut headers)?;
+                response_framing(head_request, status, version, close, &mut headers)?;
             return Ok(Some(Head {
                 status,
                 version,
@@ -396,7 +405,7 @@ mod body;
 mod framing;
 
 pub use body::Body;
-use framing::{encode_head, push_hex, response_framing};
+use framing::{connection_options, encode_head, push_hex, response_framing};
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use http::header::CONTENT_LENGTH;
+use http::header::{CONNECTION, CONTENT_LENGTH};
 
 use super::body::{chunk_size, MAX_CHUNK_LINE};
 use super::framing::*;
@@ -109,7 +109,58 @@ fn framing_of(
         );
     }
     let status = StatusCode::from_u16(status).unwrap();
-    response_framing(head_request, status, version, &mut map).map(|(f, r)| (f, r, map))
+    let close = crate::headers::connection_has(&map, "close");
+    response_framing(head_request, status, version, close, &mut map).map(|(f, r)| (f, r, map))
+}
+
+#[test]
+fn connection_lines_naming_only_options_are_told_apart() {
+    let o = |v: &[u8]| {
+        let c = connection_options(v);
+        (c.close, c.only)
+    };
+    assert_eq!(o(b"keep-alive"), (false, true));
+    assert_eq!(o(b"Keep-Alive"), (false, true));
+    assert_eq!(o(b"close"), (true, true));
+    assert_eq!(o(b" CLOSE , keep-alive,"), (true, true));
+    assert_eq!(
+        o(b"close, x-secret"),
+        (true, false),
+        "names a field to strip"
+    );
+    assert_eq!(o(b"upgrade"), (false, false));
+    assert_eq!(o(b"closed"), (false, false));
+}
+
+#[tokio::test]
+async fn a_connection_line_of_options_only_stays_out_of_the_head_and_still_counts() {
+    let (conn, _server) = storefront(vec![
+        vec![b"HTTP/1.1 200 OK\r\nconnection: keep-alive\r\ncontent-length: 2\r\n\r\nok"],
+        vec![b"HTTP/1.1 200 OK\r\nconnection: x-a\r\nx-a: 1\r\ncontent-length: 2\r\n\r\nok"],
+        vec![b"HTTP/1.1 200 OK\r\nConnection: Close\r\ncontent-length: 2\r\n\r\nok"],
+    ])
+    .await;
+    let (head, conn) = exchange(conn, "/a").await;
+    let head = head.unwrap();
+    assert!(!head.headers.contains_key(CONNECTION));
+    assert!(head.reusable);
+    let (_, mut body) = read_body(conn, &head).await;
+    let conn = body.take_idle().expect("reusable");
+    let (head, conn) = exchange(*conn, "/b").await;
+    let head = head.unwrap();
+    assert_eq!(
+        head.headers[CONNECTION], "x-a",
+        "names a field: kept for the strip"
+    );
+    let (_, mut body) = read_body(conn, &head).await;
+    let conn = body.take_idle().expect("reusable");
+    let (head, _) = exchange(*conn, "/c").await;
+    let head = head.unwrap();
+    assert!(!head.headers.contains_key(CONNECTION));
+    assert!(
+        !head.reusable,
+        "close is honoured though the line is not kept"
+    );
 }
 
 #[test]
