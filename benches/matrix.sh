@@ -29,7 +29,8 @@
 # Knobs: QUICK=1, DURATION (s, 4; QUICK 1), PROXY_CPU=1, LOAD_CPU=0, CUTOVER=path/to/cutover,
 #   OLD_CUTOVER=path/to/another/cutover (adds it as `cutover-old` with shipped defaults),
 #   PEERS=0 (only cutover and cutover-old: a before/after of two builds, repeated quickly; the
-#   fixed rate is then 10,000 req/s, having no nginx-tuned peak to halve),
+#   fixed rate is then 10,000 req/s, having no nginx-tuned peak to halve, unless RATE is given),
+#   RATE=req/s (the fixed rate, instead of half of nginx-tuned's peak at 32 connections),
 #   CUTOVER_ENV="NAME=value ..." (environment of the cutover processes, e.g. _RJEM_MALLOC_CONF=dirty_decay_ms:1000).
 source "$(dirname "$0")/redirects/lib.sh"
 QUICK=${QUICK:-0}
@@ -257,7 +258,7 @@ for v in "${VARIANTS[@]}"; do
   row "handshakes" "$v" "$hs" "$secs" $((a - b)) "$errs"
 done
 
-rate=$(awk -v p="${PEAK[nginx-tuned/32]:-10000}" 'BEGIN { printf "%d", p / 2 }')
+rate=${RATE:-$(awk -v p="${PEAK[nginx-tuned/32]:-10000}" 'BEGIN { printf "%d", p / 2 }')}
 echo
 echo "### Latency at a fixed rate: $rate req/s (half of nginx-tuned's peak at 32 connections), 64 connections, ${FIXED}s"
 echo
