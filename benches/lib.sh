@@ -81,3 +81,17 @@ bench_wait_port() {
     cat "$tmp"/*.stderr >&2 2>/dev/null || true
     return 1
 }
+
+# bench_cohort_cookie URL: the `cutover_cohort=...` pair a cutover at URL sets for a new shopper,
+# for the load to send as a returning shopper (a valid MAC: no cookie minted per request).
+bench_cohort_cookie() {
+    local cookie
+    cookie=$(curl -sk -D - -o /dev/null "$1" |
+        sed -n 's/^[Ss]et-[Cc]ookie: \(cutover_cohort=[^;]*\).*/\1/p' | tr -d '\r')
+    [[ -n $cookie ]] || { echo "cutover at $1 issued no cohort cookie" >&2; exit 1; }
+    echo "$cookie"
+}
+
+# bench_cpu_ticks PID: user + system CPU of the process (all threads), in clock ticks (`hz`).
+hz=$(getconf CLK_TCK)
+bench_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -53,8 +53,7 @@ pids+=($proxy_pid)
 for port in $BACKEND_PORT $PROXY_PORT $ADMIN_PORT; do bench_wait_port "$port"; done
 got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$PROXY_PORT/p")
 [[ $got == "200 1024" ]] || { echo "the proxy answered '$got', want '200 1024'" >&2; exit 1; }
-cookie=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PROXY_PORT/" |
-    sed -n 's/^[Ss]et-[Cc]ookie: \(cutover_cohort=[^;]*\).*/\1/p' | tr -d '\r')
+cookie=$(bench_cohort_cookie "http://127.0.0.1:$PROXY_PORT/")
 
 # CPU time of every thread of the proxy in ns (/proc/<pid>/task/*/schedstat, first field): finer
 # than the 10 ms ticks of /proc/<pid>/stat, which the idle measurement below needs.

@@ -73,22 +73,18 @@ done
 wrk_args=(-t1 "-c$CONNECTIONS" --latency)
 if [[ $COOKIE == 1 ]]; then
     # A returning shopper: the cohort cookie cutover itself issued (valid MAC), sent to both.
-    cookie=$(curl -s -D - -o /dev/null "http://127.0.0.1:$CUTOVER_PORT/" |
-        sed -n 's/^[Ss]et-[Cc]ookie: \(cutover_cohort=[^;]*\).*/\1/p' | tr -d '\r')
-    [[ -n $cookie ]] || { echo "cutover issued no cohort cookie" >&2; exit 1; }
+    cookie=$(bench_cohort_cookie "http://127.0.0.1:$CUTOVER_PORT/")
     wrk_args+=(-H "Cookie: $cookie")
 fi
 
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # One wrk run against a port; prints
 # "req_per_s requests cpu_us_per_req cpu_percent p50 p99 timeouts".
 measure() {
     local port=$1 pid=$2 dur=$3 before after out reqs rps secs p50 p99 timeouts
-    before=$(cpu_ticks "$pid")
+    before=$(bench_cpu_ticks "$pid")
     out=$(taskset -c "$LOAD_CPU" wrk "${wrk_args[@]}" "-d$dur" "http://127.0.0.1:$port/p")
-    after=$(cpu_ticks "$pid")
+    after=$(bench_cpu_ticks "$pid")
     # Wrong answers or broken connections fail the benchmark; wrk's timeouts (a request slower
     # than 2 s, which happens when other work starves the machine) are counted and shown.
     if awk '/Non-2xx/ || (/Socket errors/ && /(connect|read|write) [1-9]/) {bad = 1}

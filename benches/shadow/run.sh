@@ -67,12 +67,8 @@ for port in "${PORTS[@]}"; do
     [[ $got == "200 1024" ]] || { echo "port $port answered '$got', want '200 1024'" >&2; exit 1; }
 done
 # A returning shopper (on old): the cohort cookie cutover issued.
-cookie=$(curl -s -D - -o /dev/null "http://127.0.0.1:${PORTS[0]}/" |
-    sed -n 's/^[Ss]et-[Cc]ookie: \(cutover_cohort=[^;]*\).*/\1/p' | tr -d '\r')
-[[ -n $cookie ]] || { echo "cutover issued no cohort cookie" >&2; exit 1; }
+cookie=$(bench_cohort_cookie "http://127.0.0.1:${PORTS[0]}/")
 
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 shadow_results() {
     curl -s "http://127.0.0.1:$1/metrics" |
         awk -F'[{}"= ]+' '/^cutover_shadow_requests_total\{/ { printf "%s %s ", $3, $NF }'
@@ -81,10 +77,10 @@ shadow_results() {
 # One wrk run; prints "req_per_s cpu_us_per_req p50 p99".
 measure() {
     local port=$1 pid=$2 dur=$3 before after out reqs rps
-    before=$(cpu_ticks "$pid")
+    before=$(bench_cpu_ticks "$pid")
     out=$(taskset -c "$LOAD_CPU" wrk -t1 "-c$CONNECTIONS" --latency -H "Cookie: $cookie" "-d$dur" \
         "http://127.0.0.1:$port/p")
-    after=$(cpu_ticks "$pid")
+    after=$(bench_cpu_ticks "$pid")
     if awk '/Non-2xx/ || (/Socket errors/ && /(connect|read|write) [1-9]/) {bad = 1}
             END {exit !bad}' <<<"$out"; then
         echo "errors in run against port $port:" >&2

@@ -125,21 +125,17 @@ for port in $NGINX_PORT $CUTOVER_PORT; do
 done
 # A returning shopper: the cohort cookie cutover issued, sent to both (nginx ignores it), so
 # cutover does not mint a new cookie on every request.
-cookie=$(curl -sk -D - -o /dev/null "https://127.0.0.1:$CUTOVER_PORT/" |
-    sed -n 's/^[Ss]et-[Cc]ookie: \(cutover_cohort=[^;]*\).*/\1/p' | tr -d '\r')
-[[ -n $cookie ]] || { echo "cutover issued no cohort cookie" >&2; exit 1; }
+cookie=$(bench_cohort_cookie "https://127.0.0.1:$CUTOVER_PORT/")
 
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 bound=$((DURATION + 60))
 
 # Prints "handshakes_per_s cpu_us_per_handshake".
 measure_hs() {
     local port=$1 pid=$2 dur=$3 before after n secs rate errors
-    before=$(cpu_ticks "$pid")
+    before=$(bench_cpu_ticks "$pid")
     read -r n secs rate errors < <(timeout "$bound" taskset -c "$LOAD_CPU" "$HANDSHAKES" \
         "127.0.0.1:$port" "$dur" "$HS_CONCURRENCY" localhost)
-    after=$(cpu_ticks "$pid")
+    after=$(bench_cpu_ticks "$pid")
     if ((errors > 0)); then echo "$errors failed handshakes against port $port" >&2; exit 1; fi
     awk -v r="$rate" -v n="$n" -v t="$((after - before))" -v hz="$hz" \
         'BEGIN { printf "%.0f %.1f\n", r, t / hz * 1e6 / n }'
@@ -148,10 +144,10 @@ measure_hs() {
 # Prints "requests_per_s cpu_us_per_request".
 measure_h2() {
     local port=$1 pid=$2 dur=$3 before after out n rate
-    before=$(cpu_ticks "$pid")
+    before=$(bench_cpu_ticks "$pid")
     out=$(timeout "$bound" taskset -c "$LOAD_CPU" h2load -t1 -c "$H2_CLIENTS" -m "$H2_STREAMS" \
         --warm-up-time=1 -D "$dur" -H "cookie: $cookie" "https://127.0.0.1:$port/p")
-    after=$(cpu_ticks "$pid")
+    after=$(bench_cpu_ticks "$pid")
     n=$(awk '/^status codes:/ {print $3}' <<<"$out")
     if ! grep -q ' 0 failed, 0 errored, 0 timeout' <<<"$out" || [[ -z $n || $n == 0 ]]; then
         echo "errors in the h2 run against port $port:" >&2
