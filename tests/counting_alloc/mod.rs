@@ -49,6 +49,14 @@ pub fn allocations_of<R>(f: impl FnOnce() -> R) -> (R, u64, usize) {
     (r, n, first)
 }
 
+/// Fails unless an allocation made while counting is counted: what makes a test's "0
+/// allocations" mean something.
+#[allow(dead_code)]
+pub fn assert_it_counts() {
+    let (_, n, _) = allocations_of(|| drop(Vec::<u8>::with_capacity(std::hint::black_box(16))));
+    assert_eq!(n, 1, "the counting allocator missed an allocation");
+}
+
 // SAFETY: forwards every call unchanged to the system allocator; only adds a counter.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
