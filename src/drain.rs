@@ -108,6 +108,19 @@ impl Activity {
         }
     }
 
+    /// A request the HTTP/1 front answers itself began: in flight until
+    /// [`Activity::request_ended`] (the front writes its answer, so it knows when that is).
+    pub fn request_began(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch_if_draining();
+    }
+
+    /// The front's request that [`Activity::request_began`] counted has its answer out.
+    pub fn request_ended(&self) {
+        self.touch_if_draining();
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Wraps one request's handling: counts it in flight until its response body ends, and
     /// adds `Connection: close` to HTTP/1 responses produced while draining.
     pub fn track<F, B>(self: &Arc<Self>, version: Version, handling: F) -> Track<F>
@@ -170,8 +183,7 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch_if_draining();
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.request_ended();
     }
 }
 

@@ -36,6 +36,7 @@ mod admit;
 mod decorate;
 mod failure;
 mod forward;
+mod front;
 mod prepare;
 mod record;
 mod redirect;
@@ -47,6 +48,7 @@ pub mod sizes;
 
 use decorate::Decoration;
 use forward::{send, SendError};
+pub(crate) use front::Front;
 
 /// Header naming the storefront, to the shopper (optional) and to the storefront.
 pub static STOREFRONT_HEADER: http::HeaderName =
@@ -58,8 +60,12 @@ pub static REASON_HEADER: http::HeaderName = http::HeaderName::from_static("x-cu
 pub static GENERATION_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-cutover-generation");
 
+/// A shopper's request as the phases see it, from either server: hyper's (a body, maybe empty)
+/// or the HTTP/1 front's (`None`: the front takes only requests without a body).
+pub type ShopperRequest = Request<Option<Incoming>>;
+
 /// A request being forwarded: the boxed future of the forward phase.
-type Forwarding = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
+pub(crate) type Forwarding = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
 
 /// The future of [`Proxy::handle`]: an answer that is ready, or a boxed forward.
 pub struct Handling(Step);
@@ -155,7 +161,7 @@ impl Proxy {
     /// drain's tracker), which hyper moves by value into its dispatcher (and h2 into a task);
     /// see `examples/future_sizes.rs` for what it is now.
     pub fn handle(self: Arc<Self>, conn: ConnInfo, req: Request<Incoming>) -> Handling {
-        Handling(match self.answer(conn, req) {
+        Handling(match self.answer(conn, req.map(Some)) {
             Ok(resp) => Step::Ready(Some(resp)),
             Err(forwarding) => Step::Forward(forwarding),
         })
@@ -165,7 +171,7 @@ impl Proxy {
     fn answer(
         self: Arc<Self>,
         conn: ConnInfo,
-        req: Request<Incoming>,
+        req: ShopperRequest,
     ) -> Result<Response<ProxyBody>, Forwarding> {
         let started = Instant::now();
         let snap = self.state.load_full();
@@ -211,13 +217,25 @@ impl Proxy {
         }
         // Forward (a sample is first copied to the shadow mirror, off the shopper's path).
         self.offer_shadow(&snap, conn, &req, &decision, host);
+        Err(self.start_forward(snap, conn, req, decision, given, started))
+    }
+
+    /// Forward, for either server, once the decision is counted and the shadow offered.
+    ///
+    /// Boxed: forwarding holds a few KB of state across awaits. Inline, it would make every
+    /// request's future that big, and hyper and the drain tracker move the future by value, so
+    /// each request (redirects and local answers included) would copy kilobytes.
+    fn start_forward(
+        self: Arc<Self>,
+        snap: Arc<Snapshot>,
+        conn: ConnInfo,
+        req: ShopperRequest,
+        decision: Decision,
+        given: Option<HeaderValue>,
+        started: Instant,
+    ) -> Forwarding {
         let request_id = given.unwrap_or_else(new_request_id);
-        // Boxed: forwarding holds a few KB of state across awaits. Inline, it would make every
-        // request's future that big, and hyper and the drain tracker move the future by value,
-        // so each request (redirects and local answers included) would copy kilobytes.
-        Err(Box::pin(
-            self.forward(snap, conn, req, decision, request_id, started),
-        ))
+        Box::pin(self.forward(snap, conn, req, decision, request_id, started))
     }
 
     /// Decides where a request goes, for either server's path (hyper's, or the HTTP/1 front).

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -24,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::drain::Activity;
-use crate::fast_path::{self, Outcome, Prefixed};
+use crate::fast_path::{self, Leave, Outcome};
 use crate::metrics::{EvictedAt, TlsMetrics};
 use crate::proxy::{ConnInfo, Proxy};
 use crate::state::Limits;
@@ -392,32 +391,52 @@ where
 {
     let _open = proxy.metrics().client_connection();
     let accepted = tokio::time::Instant::now();
-    // Redirects are answered by the front until a request is hyper's (see `front`). Without a
-    // redirect table there is nothing for it to answer, and hyper starts at once.
-    let (stream, served_by_front) = if proxy.state().load().redirects.is_empty() {
-        (Prefixed::new(BytesMut::new(), stream), false)
-    } else {
-        let drain = stopped(&mut draining);
-        tokio::pin!(drain);
-        match fast_path::serve(&proxy, stream, info, &limits, drain).await {
+    let metrics = Arc::clone(proxy.metrics());
+    let activity = Activity::new();
+    // Whether a request was answered on this connection (the cap gives up only those that
+    // answered one, and hyper's first-request deadline ends with it).
+    let served = Arc::new(AtomicBool::new(false));
+    let reusable = guard
+        .0
+        .reusable
+        .register(Arc::clone(&activity), Arc::clone(&served));
+    // Plain HTTP/1 requests are answered by the front until a request is hyper's (see
+    // `fast_path`).
+    let stream = {
+        let outside = async {
+            tokio::select! {
+                biased;
+                () = stopped(&mut draining) => Leave::Drain,
+                () = reusable.chosen() => Leave::Evict,
+            }
+        };
+        tokio::pin!(outside);
+        let busy = |busy: bool| {
+            if busy {
+                activity.request_began();
+            } else {
+                activity.request_ended();
+                served.store(true, Ordering::Release);
+            }
+        };
+        match fast_path::serve(&proxy, stream, info, &limits, outside, busy).await {
             Outcome::Closed => return false,
-            Outcome::HandOff { io, served } => (io, served),
+            Outcome::BodyFailed => return true,
+            Outcome::Evicted => {
+                tracing::debug!(peer = %info.peer, "connection cap reached: closing this idle keep-alive connection for a new one");
+                metrics.connection_evicted(EvictedAt::Shopper);
+                return false;
+            }
+            Outcome::HandOff { io, .. } => io,
         }
     };
     let b = builder(&limits);
-    let activity = Activity::new();
     let tracker = Arc::clone(&activity);
     // hyper's header timer starts only once the auto builder has sniffed h1 vs h2, and the
     // sniffing waits for bytes with no deadline: a client that connects and sends nothing (or a
     // few bytes of the h2 preface) would hold its connection slot forever. So the first request
     // must reach the service within `header_read_timeout` of the accept.
-    let served = Arc::new(AtomicBool::new(served_by_front));
-    let reusable = guard
-        .0
-        .reusable
-        .register(Arc::clone(&activity), Arc::clone(&served));
     let seen = Arc::clone(&served);
-    let metrics = Arc::clone(proxy.metrics());
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         // In flight before marked served: `reuse` must never see a served connection with its
         // request not yet counted, and take it for idle.

@@ -1,4 +1,4 @@
-//! The HTTP/1 front (src/front): redirects answered from the raw head, and the hand-over to
+//! The HTTP/1 front (src/fast_path): redirects answered from the raw head, and the hand-over to
 //! hyper. One connection starts on the front, moves to hyper at its first proxied request, and
 //! keeps going there: the answers on both sides of that move must be the same answers.
 
@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cutover::app::App;
-use cutover::fast_path::{self, Outcome};
+use cutover::fast_path::{self, Leave, Outcome};
 use cutover::proxy::ConnInfo;
 use cutover::state::Limits;
 use support::metrics::read_lines;
@@ -57,6 +57,11 @@ fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n\r\n")
 }
 
+/// A request the front does not take (a framing header), so hyper takes the connection from it.
+fn hand_over(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 0\r\n\r\n")
+}
+
 /// Header names of a response, sorted, less the ones that differ by nature (`date`,
 /// `set-cookie` values are compared separately) or by position (`connection` on the last).
 fn names(r: &RawResp) -> Vec<String> {
@@ -90,8 +95,9 @@ fn same_answer(front: &RawResp, hyper: &RawResp, what: &str) {
     assert!(front.has("date"), "{what}: date");
 }
 
-/// Pipelined on one connection: three answers from the front, a page from the storefront (the
-/// hand-over), then the same three requests again, now answered through hyper.
+/// Pipelined on one connection: three answers from the front, a page from the storefront asked
+/// in a way the front leaves to hyper (the hand-over), then the same three requests again, now
+/// answered through hyper.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_front_answers_as_hyper_does_and_hands_over_mid_connection() {
     let f = start("").await;
@@ -104,7 +110,7 @@ async fn the_front_answers_as_hyper_does_and_hands_over_mid_connection() {
     for (_, req) in &asks {
         bytes.push_str(req);
     }
-    bytes.push_str(&get("/a-page"));
+    bytes.push_str(&hand_over("/a-page"));
     for (_, req) in &asks {
         bytes.push_str(req);
     }
@@ -155,9 +161,9 @@ async fn head_requests_get_heads_only() {
         let mut s = raw::connect(f.addr).await;
         s.write_all(head.as_bytes()).await.unwrap();
         let (front, _) = raw::read_until_close(&mut s, Duration::from_millis(500)).await;
-        // After a proxied request: hyper answers.
+        // After a request the front leaves to hyper: hyper answers.
         let mut s = raw::connect(f.addr).await;
-        s.write_all(get("/a-page").as_bytes()).await.unwrap();
+        s.write_all(hand_over("/a-page").as_bytes()).await.unwrap();
         assert_eq!(raw::read_response(&mut s).await.unwrap().status, 200);
         s.write_all(head.as_bytes()).await.unwrap();
         let (hyper, _) = raw::read_until_close(&mut s, Duration::from_millis(500)).await;
@@ -325,9 +331,10 @@ async fn a_drain_closes_front_connections_at_a_request_boundary() {
     assert!(bounded("the drain", drained).await.unwrap(), "clean drain");
 }
 
-/// The front itself, driven over an in-memory stream: it answers the redirects (hyper never sees
-/// them), stops at the first request that is not one, and hands over exactly the bytes it did
-/// not answer. This is what the tests above cannot tell apart from hyper answering everything.
+/// The front itself, driven over an in-memory stream: it answers the redirects and forwards the
+/// page (hyper never sees them), stops at the first request it does not take, and hands over
+/// exactly the bytes it did not answer. This is what the tests above cannot tell apart from hyper
+/// answering everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_front_answers_redirects_itself_and_hands_over_the_rest_unread() {
     let f = start("").await;
@@ -339,23 +346,34 @@ async fn the_front_answers_redirects_itself_and_hands_over_the_rest_unread() {
     let serve = |server: tokio::io::DuplexStream| {
         let proxy = std::sync::Arc::clone(&f.app.proxy);
         tokio::spawn(async move {
-            let drain = std::future::pending::<()>();
-            tokio::pin!(drain);
-            fast_path::serve(&proxy, server, conn, &Limits::default(), drain).await
+            let outside = std::future::pending::<Leave>();
+            tokio::pin!(outside);
+            fast_path::serve(&proxy, server, conn, &Limits::default(), outside, |_| {}).await
         })
     };
 
-    // Two redirects, then a page and a redirect after it: the front answers the first two.
+    // Two redirects, a page, then a request with a framing header and a redirect after it: the
+    // front answers the first three.
     let (mut client, server) = tokio::io::duplex(64 * 1024);
     let task = serve(server);
-    let rest = format!("{}{}", get("/a-page"), get("/removed"));
-    let sent = format!("{}{}{rest}", get("/old-lamp"), get("/old-sale?id=7"));
+    let rest = format!("{}{}", hand_over("/a-page"), get("/removed"));
+    let sent = format!(
+        "{}{}{}{rest}",
+        get("/old-lamp"),
+        get("/old-sale?id=7"),
+        get("/a-page")
+    );
     client.write_all(sent.as_bytes()).await.unwrap();
     let outcome = bounded("the hand-over", task).await.unwrap();
     let Outcome::HandOff { mut io, served } = outcome else {
-        panic!("a request for a page must be handed to hyper");
+        panic!("a request with a framing header must be handed to hyper");
     };
-    assert!(served, "the front answered the redirects before it");
+    assert!(served, "the front answered the requests before it");
+    assert_eq!(
+        f.new.hits.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the page was forwarded by the front"
+    );
     let mut unread = vec![0u8; rest.len()];
     io.read_exact(&mut unread).await.unwrap();
     assert_eq!(
@@ -375,9 +393,11 @@ async fn the_front_answers_redirects_itself_and_hands_over_the_rest_unread() {
         got,
         [
             (301, Some("/products/lamp")),
-            (308, Some("/collections/sale"))
+            (308, Some("/collections/sale")),
+            (200, None)
         ]
     );
+    assert_eq!(answers[2].body, b"new /a-page");
 
     // Only redirects, then the client hangs up: all answered, nothing handed over.
     let (mut client, server) = tokio::io::duplex(64 * 1024);

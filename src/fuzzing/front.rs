@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{assert_safe_location, CONFIG_DIR, DEMO_TOML};
 use crate::config::{build, CompileInput, Source};
-use crate::fast_path::{self, Outcome};
+use crate::fast_path::{self, Leave, Outcome};
 use crate::http1::head::{parse, Parsed, SLOTS};
 use crate::http1::HeadLimits;
 use crate::metrics::Metrics;
@@ -117,13 +117,22 @@ pub fn check_http1_head(data: &[u8]) {
     }
 }
 
-/// The demo's proxy with every shopper on the new storefront, so its redirect plan applies.
+/// Where the fuzzed proxy's storefronts are: a port nothing listens on (tcpmux, never served
+/// on a test machine), so a forwarded head is answered at once with the storefront-down status
+/// and no input reaches a real server.
+const NOBODY: &str = "http://127.0.0.1:1";
+
+/// The demo's proxy with every shopper on the new storefront, so its redirect plan applies, and
+/// both storefronts at [`NOBODY`].
 fn front_proxy() -> &'static Arc<Proxy> {
     static PROXY: OnceLock<Arc<Proxy>> = OnceLock::new();
     PROXY.get_or_init(|| {
         let source = Source {
             path: PathBuf::from(CONFIG_DIR).join("demo.toml"),
-            text: DEMO_TOML.replace("new_share = 10\n", "new_share = 100\n"),
+            text: DEMO_TOML
+                .replace("new_share = 10\n", "new_share = 100\n")
+                .replace("http://127.0.0.1:8081", NOBODY)
+                .replace("http://127.0.0.1:8082", NOBODY),
         };
         let metrics = Metrics::new();
         let input = CompileInput {
@@ -149,10 +158,11 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 /// The fast-path decision, on a connection that sends `data` and then closes its side: the front
-/// answers a run of heads from the start with redirects (and only redirects, with safe
-/// `Location`s, one answer per head it took), and either hands hyper exactly the bytes it did
-/// not answer, unread, or closes when the client has gone with nothing left but an unfinished
-/// head. Every head it answered is one the head parser accepts.
+/// answers a run of heads from the start, one answer per head it took, each a redirect with a
+/// safe `Location` or the storefront-down answer of a forwarded request (the storefronts are at
+/// [`NOBODY`]), and either hands hyper exactly the bytes it did not answer, unread, or closes when
+/// the client has gone with nothing left but an unfinished head. Every head it answered is one
+/// the head parser accepts.
 pub fn check_fast_path(data: &[u8]) {
     let data = &data[..data.len().min(32 * 1024)];
     let (outcome, handed, answers) = run_front(data);
@@ -188,7 +198,7 @@ pub fn check_fast_path(data: &[u8]) {
         }
     }
     // One answer per head taken, in order, each framed by its Content-Length (none sent after a
-    // HEAD), each a redirect or a 410 with a safe Location.
+    // HEAD), each a redirect or a 410 with a safe Location, or a forwarded request's 502.
     let mut rest = &answers[..];
     for (i, is_head) in heads.iter().enumerate() {
         let end = rest
@@ -200,10 +210,10 @@ pub fn check_fast_path(data: &[u8]) {
             .strip_prefix("HTTP/1.1 ")
             .unwrap_or_else(|| panic!("{head}"));
         assert!(
-            ["301 ", "302 ", "307 ", "308 ", "410 "]
+            ["301 ", "302 ", "307 ", "308 ", "410 ", "502 "]
                 .iter()
                 .any(|p| status.starts_with(p)),
-            "the front answers redirects only: {head}"
+            "the front answers redirects, or forwards to the storefront that is down: {head}"
         );
         let mut body = 0;
         for line in head.split("\r\n").skip(1) {
@@ -241,11 +251,14 @@ fn run_front(data: &[u8]) -> (&'static str, Option<Vec<u8>>, Vec<u8>) {
             tls: false,
             listener: 0,
         };
-        let drain = std::future::pending::<()>();
-        tokio::pin!(drain);
-        let outcome = fast_path::serve(proxy, server, conn, &Limits::default(), drain).await;
+        let outside = std::future::pending::<Leave>();
+        tokio::pin!(outside);
+        let outcome =
+            fast_path::serve(proxy, server, conn, &Limits::default(), outside, |_| {}).await;
         let (kind, handed) = match outcome {
             Outcome::Closed => ("closed", None),
+            Outcome::BodyFailed => panic!("a local answer's body cannot fail"),
+            Outcome::Evicted => panic!("nothing evicts the fuzzed connection"),
             Outcome::HandOff { mut io, .. } => {
                 let mut rest = Vec::new();
                 io.read_to_end(&mut rest).await.expect("the prefix reads");
@@ -265,19 +278,24 @@ fn run_front(data: &[u8]) -> (&'static str, Option<Vec<u8>>, Vec<u8>) {
 mod tests {
     use super::*;
 
-    /// The seeds reach both branches: the front answers a plan URL itself and hands over the
-    /// page request after it, unread.
+    /// The seeds reach every branch: the front answers a plan URL itself, forwards the page
+    /// request after it (to a storefront that is down: 502), and hands over the POST after that,
+    /// unread.
     #[test]
-    fn the_front_answers_the_plan_and_hands_over_the_rest() {
-        let data = b"GET /index.php?route=checkout/cart HTTP/1.1\r\nHost: shop.example.com\r\n\r\nGET /page HTTP/1.1\r\nHost: shop.example.com\r\n\r\n";
+    fn the_front_answers_the_plan_forwards_pages_and_hands_over_the_rest() {
+        let data = b"GET /index.php?route=checkout/cart HTTP/1.1\r\nHost: shop.example.com\r\n\r\nGET /page HTTP/1.1\r\nHost: shop.example.com\r\n\r\nPOST /cart HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 1\r\n\r\nx";
         let (outcome, handed, answers) = run_front(data);
         assert_eq!(outcome, "handed");
         let answers = String::from_utf8(answers).unwrap();
         assert!(answers.starts_with("HTTP/1.1 302 "), "{answers}");
         assert!(answers.contains("location: /cart\r\n"), "{answers}");
+        let (_, page) = answers
+            .split_once("HTTP/1.1 502 ")
+            .expect("the page forwarded");
+        assert!(page.contains("\r\ncontent-length: "), "{page}");
         assert_eq!(
             handed.unwrap(),
-            b"GET /page HTTP/1.1\r\nHost: shop.example.com\r\n\r\n"
+            b"POST /cart HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 1\r\n\r\nx"
         );
         check_fast_path(data);
     }

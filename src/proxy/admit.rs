@@ -3,9 +3,9 @@
 //! The HTTP/1 layer (`http1`) has already refused malformed heads and ambiguous framing; these
 //! are the checks that need the config (the URL length limit) or apply to both protocols.
 
+use super::ShopperRequest;
 use http::header::HOST;
-use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
+use http::{Method, StatusCode};
 
 use super::strip_port;
 use crate::state::Snapshot;
@@ -19,7 +19,7 @@ pub(super) type Refusal = (StatusCode, &'static str);
 /// whose Host header a server must ignore per RFC 9112 section 3.2.2; an h2 `:authority`), else
 /// the Host header; `""` for HTTP/1.0 without Host. Routing and per-host redirect rows see the
 /// same host either way.
-pub(super) fn admit<'r>(snap: &Snapshot, req: &'r Request<Incoming>) -> Result<&'r str, Refusal> {
+pub(super) fn admit<'r>(snap: &Snapshot, req: &'r ShopperRequest) -> Result<&'r str, Refusal> {
     let path_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if path_len > snap.limits.max_uri_length {
         return Err((StatusCode::URI_TOO_LONG, "the URL is too long"));

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::ShopperRequest;
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 
 use super::prepare::Outbound;
 use super::record::Record;
@@ -53,7 +53,7 @@ impl Proxy {
         self: Arc<Self>,
         snap: Arc<Snapshot>,
         conn: ConnInfo,
-        req: Request<Incoming>,
+        req: ShopperRequest,
         decision: Decision,
         request_id: HeaderValue,
         started: Instant,

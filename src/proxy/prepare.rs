@@ -4,10 +4,10 @@
 //! Everything kept is a clone of reference-counted bytes (`HeaderValue`, `PathAndQuery`), never
 //! a copy of the URL.
 
+use super::ShopperRequest;
 use http::header::{HOST, UPGRADE, USER_AGENT};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::shadow::Replay;
@@ -47,7 +47,7 @@ impl Outbound {
     /// override's parameters removed), and what the later phases keep.
     pub(super) fn prepare(
         snap: &Snapshot,
-        req: Request<Incoming>,
+        req: ShopperRequest,
         decision: &Decision,
     ) -> (Request<UpstreamBody>, Self) {
         let up = &snap.storefronts[decision.storefront].upstream;
@@ -85,13 +85,15 @@ impl Outbound {
         if client_version == Version::HTTP_2 {
             headers::join_cookies(h);
         }
-        let body_empty = hyper::body::Body::is_end_stream(&body);
+        let body = body.filter(|b| !hyper::body::Body::is_end_stream(b));
+        let body_empty = body.is_none();
         let replay = Proxy::keep_for_fallback(snap, decision, &parts, &path_and_query, !body_empty);
         let retry = Retry::for_request(&parts.method, body_empty, upgrade);
-        let mut request = Request::new(if body_empty {
-            UpstreamBody::Empty
-        } else {
-            UpstreamBody::Client(IdleTimeout::new(body, snap.limits.body_idle_timeout))
+        let mut request = Request::new(match body {
+            None => UpstreamBody::Empty,
+            Some(body) => {
+                UpstreamBody::Client(IdleTimeout::new(body, snap.limits.body_idle_timeout))
+            }
         });
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = up.request_uri(path_and_query.clone());

@@ -4,20 +4,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::ShopperRequest;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
+use http::{HeaderValue, Method, Response, StatusCode, Uri};
 
 use super::decorate::Decoration;
-use super::{strip_port, valid_request_id, ConnInfo, Proxy};
+use super::{valid_request_id, ConnInfo, Proxy};
 use crate::http1::wire;
 use crate::http1::{write, Head};
 use crate::redirects::{ApplyTo, DuringShift, FULL_SHARE_BP, GONE_BODY};
 use crate::response::{AccessFields, Finish, ProxyBody};
 use crate::routing::request_headers::RequestHeaders;
 use crate::routing::staff_override;
-use crate::routing::{Decision, Reason, RequestView};
+use crate::routing::{Decision, Reason};
 use crate::state::Snapshot;
 
 /// What the request path knows about a request when it asks the redirect tables.
@@ -32,6 +32,21 @@ pub(super) struct Asked<'a> {
     pub host: &'a str,
 }
 
+/// What the front knows about a request it answers with a redirect.
+pub(super) struct FrontAsked<'a> {
+    /// The client connection.
+    pub conn: ConnInfo,
+    /// The parsed head.
+    pub head: &'a Head<'a>,
+    /// Where routing sent it.
+    pub decision: &'a Decision,
+    /// When the front began on it.
+    pub started: Instant,
+}
+
+/// A redirect table's answer: the status, the `Location` (`None`: 410), the `Cache-Control`.
+pub(super) type Found<'s> = (StatusCode, Option<String>, Option<&'s HeaderValue>);
+
 const GONE_TYPE: &str = "text/plain; charset=utf-8";
 
 impl Proxy {
@@ -40,7 +55,7 @@ impl Proxy {
     pub(super) fn redirect(
         &self,
         snap: &Arc<Snapshot>,
-        req: &Request<Incoming>,
+        req: &ShopperRequest,
         decision: &Decision,
         asked: Asked<'_>,
     ) -> Option<Response<ProxyBody>> {
@@ -93,40 +108,30 @@ impl Proxy {
         Some(resp)
     }
 
-    /// The HTTP/1 front's question: does a redirect table answer this head? If so the whole
-    /// response (the same head and body [`Proxy::redirect`] gives hyper) is appended to `out`,
-    /// and its bookkeeping is returned, to be dropped once the bytes are written. `None` leaves
-    /// the request to hyper with nothing counted, so `handle` decides it afresh.
-    pub(crate) fn answer_front(
+    /// The HTTP/1 front's redirect: the whole response (the same head and body
+    /// [`Proxy::redirect`] gives hyper) is appended to `out`, and its bookkeeping is returned, to
+    /// be dropped once the bytes are written.
+    pub(super) fn write_front_redirect(
         &self,
-        conn: ConnInfo,
-        head: &Head<'_>,
+        snap: arc_swap::Guard<Arc<Snapshot>>,
+        front: FrontAsked<'_>,
+        found: (StatusCode, Option<String>, Option<HeaderValue>),
         out: &mut Vec<u8>,
-    ) -> Option<Finish> {
-        let started = Instant::now();
-        let snap = self.state.load();
-        // `handle`'s checks that answer locally (414, two Hosts) are hyper's to make.
-        if snap.redirects.is_empty() || head.target.len() > snap.limits.max_uri_length {
-            return None;
-        }
+    ) -> Finish {
+        let FrontAsked {
+            conn,
+            head,
+            decision,
+            started,
+        } = front;
+        let (status, location, cache) = found;
         let headers = RequestHeaders::Raw(head.headers);
-        let host = strip_port(std::str::from_utf8(head.host).ok()?);
-        let view = RequestView {
-            method: &head.method,
-            host,
-            path: head.path,
-            query: head.query,
-            headers,
-        };
-        let decision = self.route(&snap, &view);
-        let (status, location, cache) =
-            self.find_redirect(&snap, &decision, host, head.path, head.query, head.target)?;
         // Answered from here on: counted and logged as `handle` does.
         let request_id = headers
             .get(&snap.headers.request_id)
             .and_then(|v| HeaderValue::from_bytes(v).ok())
             .filter(valid_request_id);
-        self.count_decision(&snap, &decision, request_id.as_ref());
+        self.count_decision(&snap, decision, request_id.as_ref());
         write::status_line(out, status);
         let body = match &location {
             Some(location) => {
@@ -148,7 +153,7 @@ impl Proxy {
         if let Some(cc) = cache {
             wire::header_line(out, CACHE_CONTROL.as_str().as_bytes(), &[cc.as_bytes()]);
         }
-        Decoration::new(&snap, &decision, conn).write(out);
+        Decoration::new(&snap, decision, conn).write(out);
         // hyper's framing: a HEAD answer has the GET answer's length and no body, and no length
         // at all when that body is empty.
         let is_head = head.method == Method::HEAD;
@@ -160,24 +165,20 @@ impl Proxy {
             host: HeaderValue::from_bytes(head.host).ok(),
             client_ip: conn.peer.ip(),
         });
-        let mut finish = redirect_finish(
-            arc_swap::Guard::into_inner(snap),
-            &decision,
-            status,
-            started,
-        );
+        let mut finish =
+            redirect_finish(arc_swap::Guard::into_inner(snap), decision, status, started);
         finish.request_id = request_id;
         finish.method = head.method.clone();
         finish.bytes = sent.len() as u64;
         finish.access = access;
-        Some(finish)
+        finish
     }
 
     /// The tables' answer: the status to send, the `Location` (`None`: 410) and the
     /// `Cache-Control` (the one decision both servers write, see
     /// [`crate::redirects::probation`]), counted as served. `pq` is the request's path and
     /// query as received.
-    fn find_redirect<'s>(
+    pub(super) fn find_redirect<'s>(
         &self,
         snap: &'s Snapshot,
         decision: &Decision,
@@ -185,7 +186,7 @@ impl Proxy {
         path: &str,
         query: Option<&str>,
         pq: &str,
-    ) -> Option<(StatusCode, Option<String>, Option<&'s HeaderValue>)> {
+    ) -> Option<Found<'s>> {
         if snap.redirects.is_empty() {
             return None;
         }

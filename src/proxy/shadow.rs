@@ -8,10 +8,10 @@
 //! fallback route, for a replayable request to new; new's fallback answer is held unread (its
 //! body never reaches the shopper) while old is asked.
 
+use super::ShopperRequest;
 use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 
 use super::{send, ConnInfo, Proxy, SendError, REASON_HEADER, STOREFRONT_HEADER};
 use crate::headers::outgoing::Outgoing;
@@ -96,7 +96,7 @@ impl Proxy {
         &self,
         snap: &Snapshot,
         conn: ConnInfo,
-        req: &Request<Incoming>,
+        req: &ShopperRequest,
         decision: &Decision,
         host: &str,
     ) {

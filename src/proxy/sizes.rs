@@ -31,7 +31,7 @@ type ForwardArgs = (
     Arc<Proxy>,
     Arc<Snapshot>,
     ConnInfo,
-    Request<Incoming>,
+    crate::proxy::ShopperRequest,
     Decision,
     HeaderValue,
     Instant,

@@ -2,7 +2,8 @@
 //! nginx reuses its "reusable" connections: a shopper whose browser keeps a socket open between
 //! pages must not cost another shopper the whole site.
 //!
-//! Every connection served by hyper registers here (once per connection, not per request). When
+//! Every connection registers here (once per connection, not per request), whether the HTTP/1
+//! front or hyper serves it. When
 //! `max_connections` is reached, the accept loop asks for the oldest registered connection that
 //! has served a request and has none in flight; that connection is shut down gracefully (an idle
 //! HTTP/1 connection closes at once, HTTP/2 gets `GOAWAY`) and the new one is let in in its place.
