@@ -60,6 +60,9 @@ use respond::Written;
 /// Bytes asked of the socket per read, as hyper's first read.
 const READ_SIZE: usize = 8 * 1024;
 
+/// Output buffer capacity a connection keeps between requests.
+const KEPT_OUTPUT: usize = 8 * 1024;
+
 /// How the front let go of a connection.
 pub enum Outcome<I> {
     /// Closed: the client hung up, a write failed, no head came in time, or an answer said
@@ -203,6 +206,11 @@ where
                     // Unreachable (the answer said close), and `outside` must not be polled
                     // again: close rather than wait on it.
                     return Outcome::Closed;
+                }
+                if out.capacity() > KEPT_OUTPUT {
+                    // A large answer's buffer is not kept by an idle keep-alive connection
+                    // (thousands of them would each hold one).
+                    out = Vec::new();
                 }
                 timer.reset(&mut deadline, timer.now() + limits.header_read_timeout);
                 // Heads pipelined behind it may be in the buffer already.

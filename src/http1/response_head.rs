@@ -8,7 +8,7 @@
 //! byte for byte, less the date.
 
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRAILER, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::scan;
 use super::write;
@@ -71,36 +71,43 @@ pub(crate) fn response_head(
         write::status_line(out, status);
     }
     let mut length_seen: Option<u64> = None;
-    for name in headers.keys() {
-        let mut values = headers.get_all(name).iter();
+    // One pass in the map's order (every value of a name comes together). `open`: a line of
+    // joined values is started and not yet ended.
+    let mut prev: Option<&HeaderName> = None;
+    let mut open: Option<Open> = None;
+    let mut te_ends_chunked = false;
+    for (name, value) in headers.iter() {
+        let first = prev != Some(name);
+        if first {
+            end_line(out, open.take(), te_ends_chunked);
+            prev = Some(name);
+        }
         if name == CONTENT_LENGTH {
             match body {
+                // hyper trusts the body's own length here, and writes the first value.
                 BodyLen::Known(n) => {
-                    // hyper trusts the body's own length here, and writes the first value.
-                    if let Some(v) = values.next() {
-                        header(out, name.as_str(), v);
+                    if first {
+                        header(out, name, value);
                         framing = Framing::Length(n);
                         wrote_len = true;
                     }
                 }
                 BodyLen::Unknown => {
-                    for v in values {
-                        let Some(len) = scan::parse_decimal(v.as_bytes()) else {
+                    let Some(len) = scan::parse_decimal(value.as_bytes()) else {
+                        out.truncate(start);
+                        return Err(Unframeable);
+                    };
+                    match length_seen {
+                        Some(seen) if seen != len => {
                             out.truncate(start);
                             return Err(Unframeable);
-                        };
-                        match length_seen {
-                            Some(seen) if seen != len => {
-                                out.truncate(start);
-                                return Err(Unframeable);
-                            }
-                            Some(_) => {}
-                            None => {
-                                header(out, name.as_str(), v);
-                                framing = Framing::Length(len);
-                                wrote_len = true;
-                                length_seen = Some(len);
-                            }
+                        }
+                        Some(_) => {}
+                        None => {
+                            header(out, name, value);
+                            framing = Framing::Length(len);
+                            wrote_len = true;
+                            length_seen = Some(len);
                         }
                     }
                 }
@@ -109,9 +116,7 @@ pub(crate) fn response_head(
                 BodyLen::Empty => {
                     if head_request {
                         wrote_len = true;
-                        for v in values {
-                            header(out, name.as_str(), v);
-                        }
+                        header(out, name, value);
                     }
                 }
             }
@@ -119,33 +124,24 @@ pub(crate) fn response_head(
             if !can_chunk {
                 continue;
             }
-            let all: Vec<&HeaderValue> = values.collect();
             wrote_len = true;
             framing = Framing::Chunked;
-            let ends_chunked = all.last().is_some_and(|v| is_chunked(v.as_bytes()));
-            joined(
-                out,
-                name.as_str(),
-                &all,
-                (!ends_chunked).then_some(b", chunked"),
-            );
-        } else if name == CONNECTION {
-            let all: Vec<&HeaderValue> = values.collect();
-            last |= all.iter().any(|v| has_close(v.as_bytes()));
-            joined(out, name.as_str(), &all, None);
-        } else if name == TRAILER {
-            if !can_chunk {
+            te_ends_chunked = is_chunked(value.as_bytes());
+            join(out, first, name, value);
+            open = Some(Open::TransferEncoding);
+        } else if name == CONNECTION || name == TRAILER {
+            if name == TRAILER && !can_chunk {
                 continue;
             }
-            let all: Vec<&HeaderValue> = values.collect();
-            joined(out, name.as_str(), &all, None);
+            last |= name == CONNECTION && has_close(value.as_bytes());
+            join(out, first, name, value);
+            open = Some(Open::List);
         } else {
             wrote_date |= name == DATE;
-            for v in values {
-                header(out, name.as_str(), v);
-            }
+            header(out, name, value);
         }
     }
+    end_line(out, open, te_ends_chunked);
     if !wrote_len {
         framing = match body {
             BodyLen::Unknown if can_chunk => {
@@ -188,22 +184,37 @@ fn can_have_length(status: StatusCode) -> bool {
         || status == StatusCode::NOT_MODIFIED)
 }
 
-fn header(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
-    super::wire::header_line(out, name.as_bytes(), &[value.as_bytes()]);
+fn header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    super::wire::header_line(out, name.as_str().as_bytes(), &[value.as_bytes()]);
 }
 
-/// One line for every value of a name, joined by `, ` (hyper's way with the headers it reads).
-fn joined(out: &mut Vec<u8>, name: &str, values: &[&HeaderValue], suffix: Option<&[u8]>) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(v.as_bytes());
+/// A line of joined values still open.
+#[derive(Clone, Copy)]
+enum Open {
+    /// `transfer-encoding`: `, chunked` is added when the last coding is not `chunked`.
+    TransferEncoding,
+    /// `connection`, `trailer`.
+    List,
+}
+
+/// Starts a line of joined values (`first`), or adds `, value` to it: hyper writes every value
+/// of these names on one line.
+fn join(out: &mut Vec<u8>, first: bool, name: &HeaderName, value: &HeaderValue) {
+    if first {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+    } else {
+        out.extend_from_slice(b", ");
     }
-    if let Some(s) = suffix {
-        out.extend_from_slice(s);
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// Ends the open line of joined values, if one is open.
+fn end_line(out: &mut Vec<u8>, open: Option<Open>, te_ends_chunked: bool) {
+    match open {
+        None => return,
+        Some(Open::TransferEncoding) if !te_ends_chunked => out.extend_from_slice(b", chunked"),
+        Some(_) => {}
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -330,6 +341,32 @@ mod tests {
                 BodyLen::Unknown
             ),
             "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n| Chunked last=false"
+        );
+        assert_eq!(
+            head(
+                200,
+                &[
+                    ("connection", "keep-alive"),
+                    ("x-z", "1"),
+                    ("connection", "close"),
+                    ("trailer", "x-t")
+                ],
+                false,
+                BodyLen::Unknown
+            ),
+            "HTTP/1.1 200 OK\r\nconnection: keep-alive, close\r\nx-z: 1\r\ntrailer: x-t\r\ntransfer-encoding: chunked\r\n| Chunked last=true"
+        );
+        assert_eq!(
+            head(
+                200,
+                &[
+                    ("transfer-encoding", "chunked"),
+                    ("transfer-encoding", "gzip")
+                ],
+                false,
+                BodyLen::Unknown
+            ),
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip, chunked\r\n| Chunked last=false"
         );
         assert_eq!(
             head(
