@@ -233,19 +233,7 @@ fn has_close(v: &[u8]) -> bool {
 
 /// The chunk-size line of a chunked body's next `len` bytes.
 pub(crate) fn chunk_start(out: &mut Vec<u8>, len: usize) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut digits = [0u8; 16];
-    let mut n = len;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = HEX[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    scan::push_hex(out, len as u64);
     out.extend_from_slice(b"\r\n");
 }
 

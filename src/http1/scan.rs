@@ -77,6 +77,16 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// `n` in hex, appended: a chunk-size line's number. Upper case, as hyper writes it both ways,
+/// so the front's chunked answers are byte for byte hyper's.
+pub fn push_hex(out: &mut Vec<u8>, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(HEX[(n >> (i * 4) & 0xf) as usize]);
+    }
+}
+
 /// Digits only, at most 19 of them (so no overflow), as protocol fields want them: `str::parse`
 /// also takes a leading `+`.
 #[inline]

@@ -57,14 +57,6 @@ pub(super) fn encode_head(
     (chunked, length)
 }
 
-pub(super) fn push_hex(out: &mut Vec<u8>, n: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
-    for i in (0..digits).rev() {
-        out.push(HEX[(n >> (i * 4) & 0xf) as usize]);
-    }
-}
-
 /// A `Content-Length` value: digits only (a list of equal values is accepted, as RFC 9110
 /// section 8.6 allows).
 pub(super) fn content_length(value: &HeaderValue) -> Option<u64> {

@@ -404,8 +404,9 @@ impl Conn {
 mod body;
 mod framing;
 
+use crate::http1::scan::push_hex;
 pub use body::Body;
-use framing::{connection_options, encode_head, push_hex, response_framing};
+use framing::{connection_options, encode_head, response_framing};
 
 #[cfg(test)]
 mod tests;

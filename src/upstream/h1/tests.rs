@@ -80,7 +80,7 @@ fn numbers_are_written_without_formatting_machinery() {
         push_decimal(&mut d, n);
         push_hex(&mut h, n);
         assert_eq!(String::from_utf8(d).unwrap(), n.to_string());
-        assert_eq!(String::from_utf8(h).unwrap(), format!("{n:x}"));
+        assert_eq!(String::from_utf8(h).unwrap(), format!("{n:X}"));
     }
 }
 
