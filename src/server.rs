@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -23,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::drain::Activity;
-use crate::fast_path::{self, Leave, Outcome};
+use crate::fast_path::{self, Leave, Outcome, Prefixed};
 use crate::metrics::{EvictedAt, TlsMetrics};
 use crate::proxy::{ConnInfo, Proxy};
 use crate::state::Limits;
@@ -401,8 +402,10 @@ where
         .reusable
         .register(Arc::clone(&activity), Arc::clone(&served));
     // Plain HTTP/1 requests are answered by the front until a request is hyper's (see
-    // `fast_path`).
-    let stream = {
+    // `fast_path`), unless `limits.http1_front` is off.
+    let stream = if !limits.http1_front {
+        Prefixed::new(BytesMut::new(), stream)
+    } else {
         // Polled only when one of them was woken (see `on_wake`): the front looks at it once
         // per request, and a `watch` receiver and a `Notify` polled each time cost ~1,050
         // instructions per request.

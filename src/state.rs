@@ -92,6 +92,9 @@ pub struct Limits {
     pub drain_delay: Duration,
     /// h2 streams per client connection.
     pub h2_max_concurrent_streams: u32,
+    /// Plain HTTP/1.1 requests answered by cutover's own HTTP/1 layer (`fast_path`); `false`:
+    /// hyper's server takes every connection from its first byte.
+    pub http1_front: bool,
 }
 
 impl Limits {
@@ -117,6 +120,7 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
             h2_max_concurrent_streams: 100,
+            http1_front: true,
         }
     }
 }

@@ -141,6 +141,12 @@ async fn the_front_answers_as_hyper_does_and_hands_over_mid_connection() {
     }
     same_answer(&got[0], &got[7], "the redirect before a close");
     assert_eq!(got[7].header("connection"), Some("close"));
+    // The front counts the three it answered; hyper answered the other five.
+    let page = support::metrics::scrape(f.app.admin_address.expect("admin")).await;
+    assert_eq!(
+        support::metrics::metric(&page, "cutover_http1_front_requests_total"),
+        Some(3.0)
+    );
     // A shopper without a cohort cookie gets one from either path.
     for r in [&got[0], &got[4]] {
         assert!(

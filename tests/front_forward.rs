@@ -93,7 +93,9 @@ async fn start_with(limits: &str) -> Fixture {
     let store = scripted_store().await;
     let url = format!("http://{}", store.addr);
     let dir = Dir::new();
-    let spec = ConfigSpec::new(&url, &url, 100.0).limits(limits);
+    let spec = ConfigSpec::new(&url, &url, 100.0)
+        .limits(limits)
+        .admin_on_loopback();
     let path = dir.write("cutover.toml", &spec.render());
     let app = cutover::app::start(&path).await.expect("proxy starts");
     Fixture {
@@ -311,4 +313,38 @@ async fn a_forward_in_flight_is_never_given_up_at_the_cap() {
         .await
         .expect("the busy request completes");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"slow"[..]));
+}
+
+/// `cutover_http1_front_requests_total` counts what the front answered, and
+/// `limits.http1_front = false` gives every connection to hyper's server: the same answers, and
+/// the counter stays at 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_can_be_turned_off_and_its_answers_are_counted() {
+    let on = start().await;
+    let off = start_with("http1_front = false").await;
+    let front_requests = |f: &Fixture| {
+        let admin = f.app.admin_address.expect("admin listener");
+        async move {
+            let page = support::metrics::scrape(admin).await;
+            support::metrics::metric(&page, "cutover_http1_front_requests_total")
+        }
+    };
+    for path in ["/len", "/chunked", "/204"] {
+        let (a, _) = ask(on.addr, &request("GET", path, false)).await;
+        let (b, _) = ask(off.addr, &request("GET", path, false)).await;
+        assert_eq!(masked(&a), masked(&b), "GET {path}");
+    }
+    assert_eq!(
+        front_requests(&on).await,
+        Some(3.0),
+        "three forwards by the front"
+    );
+    assert_eq!(
+        front_requests(&off).await,
+        Some(0.0),
+        "none with the front off"
+    );
+    // A request the front never takes is not counted on either.
+    let (_, _) = ask(on.addr, &request("GET", "/len", true)).await;
+    assert_eq!(front_requests(&on).await, Some(3.0));
 }

@@ -127,6 +127,10 @@ pub struct RawLimits {
     pub drain_delay: Option<Spanned<HumanDuration>>,
     /// HTTP/2 streams per client connection; default 100.
     pub h2_max_concurrent_streams: Option<Spanned<u32>>,
+    /// Whether cutover's own HTTP/1 layer answers plain HTTP/1.1 requests (redirects and
+    /// bodyless GET/HEAD forwards); default true. `false` gives every connection to hyper's
+    /// server: the same answers, at more CPU per request, for the operator who must rule it out.
+    pub http1_front: Option<Spanned<bool>>,
 }
 
 pub use crate::upstream::{HostHeader, UpstreamProtocol};

@@ -240,6 +240,10 @@ fn limits(c: &mut Check<'_>, raw: &RawConfig) -> Limits {
             "limits.h2_max_concurrent_streams",
             d.h2_max_concurrent_streams as usize,
         ) as u32,
+        http1_front: l
+            .http1_front
+            .as_ref()
+            .map_or(d.http1_front, |v| *v.get_ref()),
     }
 }
 

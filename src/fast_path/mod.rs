@@ -159,6 +159,7 @@ where
             }
             .await;
             out.clear();
+            proxy.metrics().front_answered(pending.len());
             for mut finish in pending.drain(..) {
                 finish.complete = written.is_ok();
                 drop(finish); // counted and logged now
@@ -182,6 +183,7 @@ where
             Next::Forward(forwarding, head_request) => {
                 busy(true);
                 let resp = forwarding.await;
+                proxy.metrics().front_answered(1);
                 // A drain or the cap's choice that came while the storefront answered: this
                 // answer says `Connection: close` and is the connection's last.
                 let leave = outside.as_mut().now_or_never();

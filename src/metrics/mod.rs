@@ -109,6 +109,7 @@ pub struct Metrics {
     connections_accepted: IntCounter,
     connections_rejected: IntCounter,
     connections_evicted: IntCounterVec,
+    front_requests: IntCounter,
     share: Gauge,
     redirect_probation_ends: IntGauge,
     split_side: IntGaugeVec,
@@ -313,6 +314,12 @@ impl Metrics {
                 CONNECTIONS_EVICTED_TOTAL,
                 "Idle connections closed to make room at a listener's connection cap.",
                 &[LISTENER]
+            ),
+            front_requests: reg!(
+                &r,
+                IntCounter,
+                HTTP1_FRONT_REQUESTS_TOTAL,
+                "Requests answered by cutover's own HTTP/1 layer (redirects and forwards); the rest go through hyper's server."
             ),
             share: reg!(
                 &r,

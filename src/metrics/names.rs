@@ -32,6 +32,8 @@ pub const CLIENT_CONNECTIONS_ACCEPTED_TOTAL: &str = "cutover_client_connections_
 pub const CLIENT_CONNECTIONS_REJECTED_TOTAL: &str = "cutover_client_connections_rejected_total";
 /// Idle connections closed to make room for a new one at a listener's connection cap.
 pub const CONNECTIONS_EVICTED_TOTAL: &str = "cutover_connections_evicted_total";
+/// Requests answered by the HTTP/1 front (redirects and forwards), not by hyper's server.
+pub const HTTP1_FRONT_REQUESTS_TOTAL: &str = "cutover_http1_front_requests_total";
 
 /// Configured share of split traffic sent to the new storefront, 0..1.
 pub const SPLIT_NEW_SHARE_RATIO: &str = "cutover_split_new_share_ratio";

@@ -77,6 +77,11 @@ impl Metrics {
         self.connections_rejected.inc();
     }
 
+    /// Counts `n` requests answered by the HTTP/1 front (`fast_path`).
+    pub fn front_answered(&self, n: usize) {
+        self.front_requests.inc_by(n as u64);
+    }
+
     /// Counts an idle connection closed to make room for a new one at `listener`'s cap.
     pub fn connection_evicted(&self, listener: EvictedAt) {
         self.connections_evicted
