@@ -153,12 +153,7 @@ where
         };
         if !out.is_empty() {
             busy(true);
-            let written = async {
-                io.write_all(&out).await?;
-                io.flush().await
-            }
-            .await;
-            out.clear();
+            let written = respond::send(&mut io, &mut out).await;
             proxy.metrics().front_answered(pending.len());
             for mut finish in pending.drain(..) {
                 finish.complete = written.is_ok();

@@ -75,7 +75,7 @@ where
         // hyper drops it, and its bookkeeping runs now.
         Framing::Length(0) => {
             drop(body);
-            send(io, out).await.map_err(|()| Written::WriteFailed)
+            send(io, out).await.map_err(|_| Written::WriteFailed)
         }
         framing => stream_body(io, out, &mut body, framing).await,
     };
@@ -104,7 +104,7 @@ where
         let frame = match body.frame().now_or_never() {
             Some(frame) => frame,
             None => {
-                send(io, out).await.map_err(|()| Written::WriteFailed)?;
+                send(io, out).await.map_err(|_| Written::WriteFailed)?;
                 body.frame().await
             }
         };
@@ -146,7 +146,7 @@ where
         Some(_) => return Err(Written::BodyFailed),
         None => out.extend_from_slice(response_head::CHUNKED_END),
     }
-    send(io, out).await.map_err(|()| Written::WriteFailed)
+    send(io, out).await.map_err(|_| Written::WriteFailed)
 }
 
 /// Appends a part of the body, or writes it from its own buffer when it is large.
@@ -157,23 +157,25 @@ where
     if data.len() < WRITE_AT {
         out.extend_from_slice(&data);
         if out.len() >= WRITE_AT {
-            send(io, out).await.map_err(|()| Written::WriteFailed)?;
+            send(io, out).await.map_err(|_| Written::WriteFailed)?;
         }
         return Ok(());
     }
-    send(io, out).await.map_err(|()| Written::WriteFailed)?;
+    send(io, out).await.map_err(|_| Written::WriteFailed)?;
     io.write_all(&data).await.map_err(|_| Written::WriteFailed)
 }
 
 /// Writes and flushes what is buffered.
-async fn send<I>(io: &mut I, out: &mut Vec<u8>) -> Result<(), ()>
+/// Writes and flushes what is buffered; the buffer is empty afterwards, written or not. The
+/// front's redirect answers go out through it too.
+pub(super) async fn send<I>(io: &mut I, out: &mut Vec<u8>) -> std::io::Result<()>
 where
     I: AsyncWrite + Unpin,
 {
     if !out.is_empty() {
         let written = io.write_all(out).await;
         out.clear();
-        written.map_err(|_| ())?;
+        written?;
     }
-    io.flush().await.map_err(|_| ())
+    io.flush().await
 }

@@ -3,11 +3,10 @@
 //! The HTTP/1 layer (`http1`) has already refused malformed heads and ambiguous framing; these
 //! are the checks that need the config (the URL length limit) or apply to both protocols.
 
-use super::ShopperRequest;
 use http::header::HOST;
 use http::{Method, StatusCode};
 
-use super::strip_port;
+use super::{strip_port, ShopperRequest};
 use crate::state::Snapshot;
 
 /// A request refused before routing: its status and the one-line reason the shopper sees.

@@ -7,13 +7,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::ShopperRequest;
 use http::{HeaderValue, Request, Response};
 
 use super::prepare::Outbound;
 use super::record::Record;
 use super::shadow::Fallback;
-use super::{ConnInfo, Proxy};
+use super::{ConnInfo, Proxy, ShopperRequest};
 use crate::body::UpstreamBody;
 use crate::headers::outgoing::Outgoing;
 use crate::response::{AccessFields, ProxyBody};

@@ -4,14 +4,13 @@
 //! Everything kept is a clone of reference-counted bytes (`HeaderValue`, `PathAndQuery`), never
 //! a copy of the URL.
 
-use super::ShopperRequest;
 use http::header::{HOST, UPGRADE, USER_AGENT};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Version};
 use hyper::upgrade::OnUpgrade;
 
 use super::shadow::Replay;
-use super::{ConnInfo, Proxy, GENERATION_HEADER, REASON_HEADER, STOREFRONT_HEADER};
+use super::{ConnInfo, Proxy, ShopperRequest, GENERATION_HEADER, REASON_HEADER, STOREFRONT_HEADER};
 use crate::body::{IdleTimeout, UpstreamBody};
 use crate::headers::outgoing::Outgoing;
 use crate::headers::{self, Hop};

@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::ShopperRequest;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION};
 use http::{HeaderValue, Method, Response, StatusCode, Uri};
 
 use super::decorate::Decoration;
-use super::{valid_request_id, ConnInfo, Proxy};
+use super::{valid_request_id, ConnInfo, Proxy, ShopperRequest};
 use crate::http1::wire;
 use crate::http1::{write, Head};
 use crate::redirects::{ApplyTo, DuringShift, FULL_SHARE_BP, GONE_BODY};

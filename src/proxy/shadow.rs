@@ -8,12 +8,11 @@
 //! fallback route, for a replayable request to new; new's fallback answer is held unread (its
 //! body never reaches the shopper) while old is asked.
 
-use super::ShopperRequest;
 use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 
-use super::{send, ConnInfo, Proxy, SendError, REASON_HEADER, STOREFRONT_HEADER};
+use super::{send, ConnInfo, Proxy, SendError, ShopperRequest, REASON_HEADER, STOREFRONT_HEADER};
 use crate::headers::outgoing::Outgoing;
 use crate::headers::Hop;
 use crate::routing::staff_override;
