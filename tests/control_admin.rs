@@ -325,13 +325,7 @@ async fn overrides_survive_a_restart_until_the_file_changes() {
         .contains("different version"));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::ports::free_port;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_finds_the_proxy_and_its_token_like_the_server() {

@@ -18,13 +18,7 @@ use support::{wait_for, SLOW_WAIT};
 use tokio::io::AsyncBufReadExt;
 use tokio::process::Child;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::ports::free_port;
 
 /// config/demo.toml and its CSV in `dir`, on free ports; the admin address.
 fn demo_copy(dir: &Path) -> (std::path::PathBuf, SocketAddr) {

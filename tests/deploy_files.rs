@@ -1052,13 +1052,9 @@ impl Drop for Served {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 impl Served {
     /// config/demo.toml on free ports, with its plan, served with `NOTIFY_SOCKET` set.

@@ -120,13 +120,7 @@ async fn evacuate_and_status_print_human_times() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::ports::free_port;
 
 /// The demo's standard output, line by line.
 type DemoLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;

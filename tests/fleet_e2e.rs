@@ -1,5 +1,5 @@
 //! `[fleet]` end to end on the built binary against a real etcd (Debian's `etcd-server`, started
-//! per test on ephemeral 127.0.0.1 ports): replicas share `cutover shift`, agree on every
+//! per test on free 127.0.0.1 ports): replicas share `cutover shift`, agree on every
 //! shopper's storefront, keep serving through an etcd outage (where `shift` fails clearly), converge
 //! when it is back, and a replica started late applies the fleet's state before it is ready.
 //! Also: cohort key rotation (`previous_keys`) and `cutover check` on a broken `[fleet]`.
@@ -9,6 +9,7 @@
 #[path = "fleet_etcd/server.rs"]
 mod server;
 mod support;
+use support::ports;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};

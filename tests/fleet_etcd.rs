@@ -1,7 +1,9 @@
 //! The fleet store against a real etcd server (Debian's `etcd-server`), started per test on
-//! ephemeral 127.0.0.1 ports: KV and CAS, watches that resume after an etcd restart, leader
+//! free 127.0.0.1 ports: KV and CAS, watches that resume after an etcd restart, leader
 //! election, member registration, outage reporting, failover, auth and TLS.
 
+#[path = "support/ports.rs"]
+mod ports;
 #[path = "fleet_etcd/server.rs"]
 mod server;
 

@@ -9,6 +9,7 @@
 #[path = "fleet_etcd/server.rs"]
 mod server;
 mod support;
+use support::ports;
 
 use std::net::SocketAddr;
 use std::path::Path;

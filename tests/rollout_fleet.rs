@@ -1,5 +1,5 @@
 //! The rollout in a fleet, on the built binary against a real etcd (Debian's `etcd-server`,
-//! started by the test on ephemeral 127.0.0.1 ports): three replicas, exactly one (the fleet's
+//! started by the test on free 127.0.0.1 ports): three replicas, exactly one (the fleet's
 //! leader) drives the rollout, its progress lives in the fleet's document, and when the leader
 //! is killed with SIGKILL mid-step another replica takes the lease and continues from the same
 //! step with the same hold start. Shares are watched on every replica the whole time: they never
@@ -9,6 +9,7 @@
 #[path = "fleet_etcd/server.rs"]
 mod server;
 mod support;
+use support::ports;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,5 +1,5 @@
 //! The rollout's Prometheus source against a real Prometheus server (the Debian `prometheus`
-//! package): the test starts it on an ephemeral 127.0.0.1 port with a temporary config and data
+//! package): the test starts it on a free 127.0.0.1 port with a temporary config and data
 //! directory, scraping every second a tiny hyper server that exposes `cutover`-named counters for
 //! an old and a new storefront. Then Prometheus is stopped mid-test: the reading turns
 //! inconclusive and the rollout holds.
@@ -186,13 +186,9 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 async fn start_prometheus(binary: &str, target_port: u16) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();

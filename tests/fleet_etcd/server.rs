@@ -1,4 +1,4 @@
-//! A throwaway etcd server for the fleet tests: Debian's `etcd` binary on ephemeral 127.0.0.1
+//! A throwaway etcd server for the fleet tests: Debian's `etcd` binary on free 127.0.0.1
 //! ports with a temp data dir, stoppable and restartable on the same ports and data.
 //!
 //! Readiness is polled on `/health` with a deadline, never waited for with a fixed sleep. When
@@ -6,10 +6,13 @@
 //! etcd is a broken CI setup and fails.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+// The suite provides `ports` at its root: `support::ports`, or the file by path without support.
+use crate::ports::free_port;
 
 /// Certificate and key for an HTTPS client port.
 pub struct ServerTls {
@@ -32,11 +35,8 @@ fn etcd_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let port = l.local_addr().unwrap().port();
-    (l, port)
-}
+/// Attempts at a first start, each on new ports, when etcd finds a port taken.
+const START_ATTEMPTS: usize = 5;
 
 impl EtcdServer {
     /// A plain-HTTP etcd, healthy; `None` (test skipped) when etcd is not installed outside CI.
@@ -53,18 +53,32 @@ impl EtcdServer {
             eprintln!("SKIPPED: etcd is not installed (apt-get install -y etcd-server)");
             return None;
         }
-        let (l1, client_port) = free_port();
-        let (l2, peer_port) = free_port();
-        drop((l1, l2));
         let mut server = EtcdServer {
             dir: tempfile::tempdir().unwrap(),
-            client_port,
-            peer_port,
+            client_port: 0,
+            peer_port: 0,
             tls,
             child: None,
         };
-        server.spawn();
-        Some(server)
+        for attempt in 1..=START_ATTEMPTS {
+            server.client_port = free_port();
+            server.peer_port = loop {
+                let port = free_port();
+                if port != server.client_port {
+                    break port;
+                }
+            };
+            match server.spawn() {
+                Ok(()) => return Some(server),
+                Err(log) if attempt < START_ATTEMPTS && log.contains("address already in use") => {
+                    eprintln!("etcd found a port taken (attempt {attempt}); new ports");
+                    // A fresh log and data dir for the next attempt.
+                    server.dir = tempfile::tempdir().unwrap();
+                }
+                Err(log) => panic!("etcd did not start: {log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     pub fn endpoint(&self) -> String {
@@ -72,7 +86,8 @@ impl EtcdServer {
         format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process; `Err` carries the log when it exits before it is healthy.
+    fn spawn(&mut self) -> Result<(), String> {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::OpenOptions::new()
@@ -103,19 +118,22 @@ impl EtcdServer {
         }
         self.child = Some(cmd.spawn().expect("start etcd"));
         if self.tls.is_none() {
-            self.wait_healthy(Duration::from_secs(20));
+            self.wait_healthy(Duration::from_secs(20))?;
         }
+        Ok(())
     }
 
-    /// Polls `GET /health` until it says `"health":"true"`, or panics with the log at the deadline.
-    fn wait_healthy(&mut self, within: Duration) {
+    /// Polls `GET /health` until it says `"health":"true"`; `Err` with the log when etcd exits
+    /// first, a panic with the log at the deadline.
+    fn wait_healthy(&mut self, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("etcd exited with {status}: {}", self.log());
+                self.child = None;
+                return Err(format!("etcd exited with {status}: {}", self.log()));
             }
             if self.health().unwrap_or(false) {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20)); // poll interval, not synchronisation
         }
@@ -146,7 +164,9 @@ impl EtcdServer {
     /// Starts again on the same ports with the same data.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        if let Err(log) = self.spawn() {
+            panic!("etcd did not start again on its ports: {log}");
+        }
     }
 }
 

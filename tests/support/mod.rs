@@ -25,6 +25,8 @@ pub mod dir;
 // docs: the README's and docs/'s examples and snippets, run (issue 23).
 pub mod docs;
 pub mod metrics;
+// ports: for servers started as processes, below the kernel's ephemeral range.
+pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod raw;

@@ -98,13 +98,7 @@ pub fn refused_addr() -> SocketAddr {
 
 /// A port on 127.0.0.1 that was free a moment ago (for listeners whose bound address the
 /// proxy does not report, such as `redirect_http`, and for the binary).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("binding")
-        .local_addr()
-        .expect("address")
-        .port()
-}
+pub use super::ports::free_port;
 
 async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")
