@@ -12,14 +12,21 @@
 #
 # env: CUTOVER=path/to/cutover (default target/release/cutover), N (20000), WARMUP (2000),
 #      CONFIG (proxy mode: another config, e.g. proxy/cutover-inventory.toml),
-#      ROWS (10000), KEEP=1 keeps the callgrind output (for callgrind_annotate) and prints its path.
+#      ROWS (10000), KEEP=1 keeps the callgrind output (for callgrind_annotate) and prints its path,
+#      C (8): client connections. With C=256, hundreds of requests are in flight at once, and what
+#      each one touches competes for the cache: CACHE=1 simulates a 32 KiB L1d and a 2 MiB L2
+#      (this machine's per-core sizes) and prints the misses per request beside the instructions.
+#      Above C=64 the config's `pool_max_idle = 64` is dropped (the shipped adaptive pool then
+#      sizes itself), or the run would measure connection churn instead.
 set -euo pipefail
 mode=${1:-proxy}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 source "$here/redirects/lib.sh"
 need valgrind; need callgrind_control; need callgrind_annotate; need h2load; need nginx; need curl
-N=${N:-20000}; WARMUP=${WARMUP:-2000}
+N=${N:-20000}; WARMUP=${WARMUP:-2000}; C=${C:-8}
+cache=()
+[[ ${CACHE:-0} == 1 ]] && cache=(--cache-sim=yes --D1=32768,8,64 --LL=2097152,16,64)
 PORT=18611; BACKEND_PORT=18081
 
 case $mode in
@@ -28,7 +35,9 @@ case $mode in
     sed -e "s|@PREFIX@|$WORK|g" -e "s|@BODY@|$body|" "$here/proxy/backend.conf" >"$WORK/backend.conf"
     nginx -e "$WORK/backend.err" -p "$WORK" -c "$WORK/backend.conf" -g "user root;" 2>>"$WORK/backend.err" &
     PIDS+=($!)
-    sed -e "s|127.0.0.1:18083|127.0.0.1:$PORT|" "${CONFIG:-$here/proxy/cutover.toml}" >"$WORK/cutover.toml"
+    uncap=()
+    ((C > 64)) && uncap=(-e '/^pool_max_idle/d')
+    sed -e "s|127.0.0.1:18083|127.0.0.1:$PORT|" "${uncap[@]}" "${CONFIG:-$here/proxy/cutover.toml}" >"$WORK/cutover.toml"
     wait_http "http://127.0.0.1:$BACKEND_PORT/" 30
     for i in $(seq 8); do echo "http://127.0.0.1:$PORT/p"; done >"$WORK/urls.txt"
     ;;
@@ -41,22 +50,27 @@ case $mode in
 esac
 
 out=$WORK/callgrind.out
-valgrind --tool=callgrind --callgrind-out-file="$out" \
+valgrind --tool=callgrind "${cache[@]}" --callgrind-out-file="$out" \
   "$CUTOVER" --log warn serve --workers 1 --config "$WORK/cutover.toml" >"$WORK/cutover.log" 2>&1 &
 CG_PID=$!
 PIDS+=("$CG_PID")
 wait_http "http://127.0.0.1:$PORT/" 120
 # A returning shopper: send back the cohort cookie cutover sets on the first visit.
 cookie=$(curl -si "$(head -1 "$WORK/urls.txt")" | awk -F'[:;] *' 'tolower($1) == "set-cookie" { print $2 }')
-h2load --h1 -n "$WARMUP" -c 8 -i "$WORK/urls.txt" -H "Cookie: $cookie" >/dev/null
+h2load --h1 -n "$WARMUP" -c "$C" -i "$WORK/urls.txt" -H "Cookie: $cookie" >/dev/null
 callgrind_control -z "$CG_PID" >/dev/null
-result=$(h2load --h1 -n "$N" -c 8 -i "$WORK/urls.txt" -H "Cookie: $cookie")
+result=$(h2load --h1 -n "$N" -c "$C" -i "$WORK/urls.txt" -H "Cookie: $cookie")
 callgrind_control -d "$CG_PID" >/dev/null
 grep -E '^requests:|^status codes:' <<<"$result"
 sleep 1
 dump=$(ls -t "$out".* | head -1)
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-echo "$mode: $((total / N)) instructions per request ($N requests, $(basename "$CUTOVER"))"
+echo "$mode: $((total / N)) instructions per request ($N requests, $C connections, $(basename "$CUTOVER"))"
+if [[ ${CACHE:-0} == 1 ]]; then
+  # The summary line's events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw.
+  read -r -a ev < <(awk '/^summary:/ { $1 = ""; print }' "$dump")
+  echo "$mode: per request, L1d misses $(((ev[4] + ev[5]) / N)), L2 misses $(((ev[7] + ev[8]) / N)) (simulated)"
+fi
 if [ "${KEEP:-0}" = 1 ]; then
   cp "$dump" /tmp/cutover-callgrind.out
   echo "kept: /tmp/cutover-callgrind.out"
