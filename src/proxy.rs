@@ -235,7 +235,15 @@ impl Proxy {
         started: Instant,
     ) -> Forwarding {
         let request_id = given.unwrap_or_else(new_request_id);
-        Box::pin(self.forward(snap, conn, req, decision, request_id, started))
+        // Written straight into its allocation: `Box::pin(future)` builds the future on the
+        // stack and copies all of it, kilobytes of which are not yet in use, and with hundreds
+        // of requests in flight that copy lands on memory no cache still holds.
+        let slot = Box::new_uninit();
+        let boxed: Pin<Box<_>> = Box::into_pin(Box::write(
+            slot,
+            self.forward(snap, conn, req, decision, request_id, started),
+        ));
+        boxed
     }
 
     /// Decides where a request goes, for either server's path (hyper's, or the HTTP/1 front).

@@ -369,7 +369,7 @@ async fn run_writer<W>(
         };
         if let Err(e) = result {
             // Count every failure, log the first of a run so a full disk does not flood stderr.
-            if write_errors.get() == 0 || write_errors.get() % 1000 == 0 {
+            if write_errors.get() == 0 || write_errors.get().is_multiple_of(1000) {
                 tracing::warn!(error = %e, "access log write failed; lines lost");
             }
             write_errors.inc();

@@ -127,7 +127,7 @@ async fn probe_targets(
     .buffer_unordered(concurrency);
     while let Some((line, target, result)) = results.next().await {
         done += 1;
-        if done % 50 == 0 || done == total {
+        if done.is_multiple_of(50) || done == total {
             eprint!("\rprobing targets: {done}/{total}");
         }
         if let Err(why) = result {

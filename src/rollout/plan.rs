@@ -289,7 +289,7 @@ fn check_steps(steps: &[Share], p: &mut Problems) -> Vec<u16> {
 
 /// `2500` -> `"25%"`, `1` -> `"0.01%"`.
 pub fn percent(bp: u16) -> String {
-    if bp % 100 == 0 {
+    if bp.is_multiple_of(100) {
         format!("{}%", bp / 100)
     } else {
         let text = format!("{}.{:02}", bp / 100, bp % 100);

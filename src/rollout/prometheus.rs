@@ -85,7 +85,7 @@ impl Queries {
 
 /// `300000` -> `300s`, `1500` -> `1500ms`.
 fn promql_duration(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
