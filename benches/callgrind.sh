@@ -4,6 +4,8 @@
 #
 #   benches/callgrind.sh proxy      # GET proxied to a fixed backend (nginx `return 200`, 1 KiB)
 #   benches/callgrind.sh redirect   # answers from a 10^4-row redirect plan (ROWS to change)
+#   benches/callgrind.sh nginx      # the proxy run through nginx instead, tuned as in matrix.sh
+#                                   # (`keepalive 1024`, HTTP/1.1 upstream): the peer's figure
 #
 # cutover runs under `valgrind --tool=callgrind` with `serve --workers 1`; h2load (HTTP/1.1, 8
 # connections) sends WARMUP requests, the counters are zeroed, then N requests are counted. The
@@ -30,7 +32,7 @@ cache=()
 PORT=18611; BACKEND_PORT=18081
 
 case $mode in
-  proxy)
+  proxy | nginx)
     body=$(head -c 1024 /dev/zero | tr '\0' 'x')
     sed -e "s|@PREFIX@|$WORK|g" -e "s|@BODY@|$body|" "$here/proxy/backend.conf" >"$WORK/backend.conf"
     nginx -e "$WORK/backend.err" -p "$WORK" -c "$WORK/backend.conf" -g "user root;" 2>>"$WORK/backend.err" &
@@ -46,20 +48,39 @@ case $mode in
     gen_urls "$WORK/plan.csv" 2000 | sed "s|^|http://127.0.0.1:$PORT|" >"$WORK/urls.txt"
     cutover_config "$WORK/plan.csv" "$PORT" "$((PORT + 1))" >"$WORK/cutover.toml"
     ;;
-  *) echo "usage: $0 proxy|redirect" >&2; exit 2 ;;
+  *) echo "usage: $0 proxy|redirect|nginx" >&2; exit 2 ;;
 esac
 
 out=$WORK/callgrind.out
-valgrind --tool=callgrind "${cache[@]}" --callgrind-out-file="$out" \
-  "$CUTOVER" --log warn serve --workers 1 --config "$WORK/cutover.toml" >"$WORK/cutover.log" 2>&1 &
+if [[ $mode == nginx ]]; then
+  CUTOVER=$(command -v nginx)
+  cat >"$WORK/proxy-nginx.conf" <<EOF
+worker_processes 1; pid $WORK/proxy-nginx.pid; error_log $WORK/proxy-nginx.err warn;
+events { worker_connections 16384; }
+http { access_log off; keepalive_requests 100000000;
+  client_body_temp_path $WORK/p_body; proxy_temp_path $WORK/p_proxy;
+  fastcgi_temp_path $WORK/p_fastcgi; uwsgi_temp_path $WORK/p_uwsgi; scgi_temp_path $WORK/p_scgi;
+  upstream sf { server 127.0.0.1:$BACKEND_PORT; keepalive 1024; keepalive_requests 100000000; }
+  server { listen 127.0.0.1:$PORT;
+    location / { proxy_pass http://sf; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } } }
+EOF
+  # One process (no master), so the counted process is the one that serves.
+  proxy=("$CUTOVER" -p "$WORK" -c "$WORK/proxy-nginx.conf" -g "daemon off; master_process off; user root;")
+else
+  proxy=("$CUTOVER" --log warn serve --workers 1 --config "$WORK/cutover.toml")
+fi
+valgrind --tool=callgrind "${cache[@]}" --callgrind-out-file="$out" "${proxy[@]}" >"$WORK/cutover.log" 2>&1 &
 CG_PID=$!
 PIDS+=("$CG_PID")
 wait_http "http://127.0.0.1:$PORT/" 120
 # A returning shopper: send back the cohort cookie cutover sets on the first visit.
 cookie=$(curl -si "$(head -1 "$WORK/urls.txt")" | awk -F'[:;] *' 'tolower($1) == "set-cookie" { print $2 }')
-h2load --h1 -n "$WARMUP" -c "$C" -i "$WORK/urls.txt" -H "Cookie: $cookie" >/dev/null
+shopper=()
+[[ -n $cookie ]] && shopper=(-H "Cookie: $cookie") # nginx sets none
+h2load --h1 -n "$WARMUP" -c "$C" -i "$WORK/urls.txt" "${shopper[@]}" >/dev/null
 callgrind_control -z "$CG_PID" >/dev/null
-result=$(h2load --h1 -n "$N" -c "$C" -i "$WORK/urls.txt" -H "Cookie: $cookie")
+result=$(h2load --h1 -n "$N" -c "$C" -i "$WORK/urls.txt" "${shopper[@]}")
 callgrind_control -d "$CG_PID" >/dev/null
 grep -E '^requests:|^status codes:' <<<"$result"
 sleep 1
