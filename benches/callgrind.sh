@@ -18,6 +18,8 @@
 #      C (8): client connections. With C=256, hundreds of requests are in flight at once, and what
 #      each one touches competes for the cache: CACHE=1 simulates a 32 KiB L1d and a 2 MiB L2
 #      (this machine's per-core sizes) and prints the misses per request beside the instructions.
+#      NEW_SHOPPERS=1: the cohort cookie is not sent back, so every request is a first visit
+#      (or a crawler's, which keeps no cookies) and is answered with a new one.
 #      Above C=64 the config's `pool_max_idle = 64` is dropped (the shipped adaptive pool then
 #      sizes itself), or the run would measure connection churn instead.
 set -euo pipefail
@@ -77,7 +79,7 @@ wait_http "http://127.0.0.1:$PORT/" 120
 # A returning shopper: send back the cohort cookie cutover sets on the first visit.
 cookie=$(curl -si "$(head -1 "$WORK/urls.txt")" | awk -F'[:;] *' 'tolower($1) == "set-cookie" { print $2 }')
 shopper=()
-[[ -n $cookie ]] && shopper=(-H "Cookie: $cookie") # nginx sets none
+[[ -n $cookie && ${NEW_SHOPPERS:-0} != 1 ]] && shopper=(-H "Cookie: $cookie") # nginx sets none
 h2load --h1 -n "$WARMUP" -c "$C" -i "$WORK/urls.txt" "${shopper[@]}" >/dev/null
 callgrind_control -z "$CG_PID" >/dev/null
 result=$(h2load --h1 -n "$N" -c "$C" -i "$WORK/urls.txt" "${shopper[@]}")

@@ -63,7 +63,21 @@ impl<'a> Iterator for Split<'a> {
 }
 
 /// `n` in decimal, appended: the counterpart of [`parse_decimal`] for heads cutover writes.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let (digits, start) = decimal_digits(n);
+    out.extend_from_slice(&digits[start..]);
+}
+
+/// [`push_decimal`] for text: `format!` costs hundreds of instructions per number, and this
+/// runs for every response that sets a cookie.
+pub fn push_decimal_str(out: &mut String, n: u64) {
+    let (digits, start) = decimal_digits(n);
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
+}
+
+/// `n`'s decimal digits, right-aligned, and the index of the first.
+#[inline]
+fn decimal_digits(mut n: u64) -> ([u8; 20], usize) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -74,7 +88,7 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    (digits, i)
 }
 
 /// `n` in hex, appended: a chunk-size line's number. Upper case, as hyper writes it both ways,

@@ -33,10 +33,12 @@ impl<'s> Decoration<'s> {
             .storefront_response
             .then(|| &snap.storefronts[decision.storefront].name_header);
         let set_cookie = decision.set_cookie.as_ref().map(|cookie| {
-            let value = cohort::encode(cookie, &snap.routing.cohort.keys, |id| {
-                snap.storefronts[id].name.clone()
-            });
-            cohort::set_cookie_header(&snap.routing.cohort, &value, conn.tls)
+            cohort::set_cookie(
+                &snap.routing.cohort,
+                cookie,
+                |id| snap.storefronts[id].name.as_str(),
+                conn.tls,
+            )
         });
         Decoration {
             hsts,

@@ -16,7 +16,6 @@
 //! Format: `v1.<bucket>.<pin>.<mac>` where `<pin>` is `-` or `<kind>~<storefront>~<issued unix s>`,
 //! kind `s` (assigned by the split) or `o` (staff override).
 
-use std::fmt::Write as _;
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -271,42 +270,73 @@ pub struct Decoded {
 }
 
 /// Encodes and signs a cookie value.
-pub fn encode(
+pub fn encode<N: AsRef<str>>(
     cookie: &CohortCookie,
     keys: &CohortKeys,
-    storefront_name: impl Fn(StorefrontId) -> String,
+    storefront_name: impl Fn(StorefrontId) -> N,
 ) -> String {
-    let mut payload = String::with_capacity(48);
-    let _ = write!(payload, "v1.{}.", cookie.bucket);
-    match cookie.pin {
-        None => payload.push('-'),
-        Some(pin) => {
-            let kind = match pin.kind {
-                PinKind::Split => 's',
-                PinKind::Override => 'o',
-            };
-            let _ = write!(
-                payload,
-                "{kind}~{}~{}",
-                storefront_name(pin.storefront),
-                pin.issued
-            );
-        }
-    }
-    let mac = keys.mac(&payload);
-    let _ = write!(payload, ".{mac:016x}");
-    payload
+    let mut value = String::with_capacity(48);
+    push_value(&mut value, cookie, keys, storefront_name);
+    value
 }
 
-/// The `Set-Cookie` value for a cohort cookie.
-pub fn set_cookie_header(policy: &CohortPolicy, value: &str, secure: bool) -> String {
-    format!(
-        "{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{}",
-        policy.cookie,
-        value,
-        policy.max_age.as_secs(),
-        if secure { "; Secure" } else { "" }
-    )
+/// The `Set-Cookie` value for a cohort cookie: `<name>=<signed value>; Path=/; ...`.
+///
+/// Built in one buffer with no `format!`: every first visit sets one, and so does every
+/// crawler request (crawlers keep no cookies), which is much of the traffic a migration's
+/// redirects are for.
+pub fn set_cookie<N: AsRef<str>>(
+    policy: &CohortPolicy,
+    cookie: &CohortCookie,
+    storefront_name: impl Fn(StorefrontId) -> N,
+    secure: bool,
+) -> String {
+    let mut out = String::with_capacity(policy.cookie.len() + 128);
+    out.push_str(&policy.cookie);
+    out.push('=');
+    push_value(&mut out, cookie, &policy.keys, storefront_name);
+    out.push_str("; Path=/; Max-Age=");
+    scan::push_decimal_str(&mut out, policy.max_age.as_secs());
+    out.push_str("; HttpOnly; SameSite=Lax");
+    if secure {
+        out.push_str("; Secure");
+    }
+    out
+}
+
+/// Appends `v1.<bucket>.<pin>.<mac>`, the MAC over what this call appended before it.
+fn push_value<N: AsRef<str>>(
+    out: &mut String,
+    cookie: &CohortCookie,
+    keys: &CohortKeys,
+    storefront_name: impl Fn(StorefrontId) -> N,
+) {
+    let start = out.len();
+    out.push_str("v1.");
+    scan::push_decimal_str(out, u64::from(cookie.bucket));
+    out.push('.');
+    match cookie.pin {
+        None => out.push('-'),
+        Some(pin) => {
+            out.push(match pin.kind {
+                PinKind::Split => 's',
+                PinKind::Override => 'o',
+            });
+            out.push('~');
+            out.push_str(storefront_name(pin.storefront).as_ref());
+            out.push('~');
+            scan::push_decimal_str(out, pin.issued);
+        }
+    }
+    let mac = keys.mac(&out[start..]);
+    out.push('.');
+    // `{mac:016x}`: sixteen lower-case digits, leading zeros kept.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend(
+        (0..16)
+            .rev()
+            .map(|i| char::from(HEX[(mac >> (i * 4) & 0xf) as usize])),
+    );
 }
 
 /// Hands out buckets to shoppers seen for the first time.
@@ -354,6 +384,84 @@ mod tests {
     }
     fn names(id: StorefrontId) -> String {
         ["old", "new"][id].to_string()
+    }
+
+    /// The value and header as `format!` wrote them before `set_cookie`: the oracle.
+    fn by_format(policy: &CohortPolicy, cookie: &CohortCookie, secure: bool) -> String {
+        let mut payload = format!("v1.{}.", cookie.bucket);
+        match cookie.pin {
+            None => payload.push('-'),
+            Some(pin) => {
+                let kind = match pin.kind {
+                    PinKind::Split => 's',
+                    PinKind::Override => 'o',
+                };
+                payload += &format!("{kind}~{}~{}", names(pin.storefront), pin.issued);
+            }
+        }
+        let mac = policy.keys.mac(&payload);
+        format!(
+            "{}={payload}.{mac:016x}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{}",
+            policy.cookie,
+            policy.max_age.as_secs(),
+            if secure { "; Secure" } else { "" }
+        )
+    }
+
+    #[test]
+    fn set_cookie_is_what_format_wrote_byte_for_byte() {
+        let mut rng = fastrand::Rng::with_seed(22);
+        let mut policy = CohortPolicy {
+            cookie: "cutover_cohort".into(),
+            max_age: Duration::from_secs(2_592_000),
+            session_cookie: None,
+            keys: CohortKeys::derive("secret"),
+            pinning: true,
+            pin_ttl: Duration::from_secs(3600),
+            default_key: false,
+        };
+        let mut short_macs = 0;
+        for i in 0..2000u32 {
+            if i == 1000 {
+                policy.cookie = "c".into();
+                policy.max_age = Duration::ZERO;
+                policy.keys = CohortKeys::derive("another");
+            }
+            let pin = (i % 3 != 0).then(|| Pin {
+                storefront: rng.usize(0..2),
+                kind: if rng.bool() {
+                    PinKind::Split
+                } else {
+                    PinKind::Override
+                },
+                issued: match i % 4 {
+                    0 => 0,
+                    1 => u64::MAX,
+                    _ => rng.u64(..),
+                },
+            });
+            let cookie = CohortCookie {
+                bucket: if i < 10 { i as u16 } else { rng.u16(0..10_000) },
+                pin,
+            };
+            let secure = i % 2 == 0;
+            let header = set_cookie(&policy, &cookie, names, secure);
+            assert_eq!(header, by_format(&policy, &cookie, secure));
+            // The value part is `encode`'s, and it decodes to the cookie again (a time of
+            // issue past 19 digits, u64::MAX here, is beyond what `decode` reads as a number).
+            let value = encode(&cookie, &policy.keys, names);
+            assert!(header.starts_with(&format!("{}={value};", policy.cookie)));
+            if cookie
+                .pin
+                .is_none_or(|p| p.issued < 10_000_000_000_000_000_000)
+            {
+                assert_eq!(decode(&value, &policy.keys, ids).unwrap().cookie, cookie);
+            }
+            let mac = value.rsplit('.').next().unwrap();
+            short_macs += usize::from(mac.starts_with('0'));
+        }
+        // Leading zeros of the MAC are written too (one in sixteen MACs has one).
+        assert!(short_macs > 50, "{short_macs}");
     }
 
     #[test]
@@ -464,7 +572,7 @@ mod tests {
                 }),
             },
             &keys,
-            |_| "gone".into(),
+            |_| "gone",
         );
         let d = decode(&text, &keys, ids).unwrap();
         assert_eq!(

@@ -54,7 +54,7 @@ pub fn cohort_cookie(bucket: u16) -> String {
     let value = cutover::routing::cohort::encode(
         &cutover::routing::cohort::CohortCookie { bucket, pin: None },
         &cutover::routing::cohort::CohortKeys::derive(KEY),
-        |_| unreachable!("no pin"),
+        |_| -> &str { unreachable!("no pin") },
     );
     format!("cutover_cohort={value}")
 }
