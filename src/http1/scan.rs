@@ -101,6 +101,17 @@ pub fn push_hex(out: &mut Vec<u8>, n: u64) {
     }
 }
 
+/// `n` as sixteen lower-case hex digits, leading zeros kept (`format!("{n:016x}")`): the
+/// cohort cookie's MAC, which [`parse_hex`] reads back.
+pub fn push_hex16(out: &mut String, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend(
+        (0..16)
+            .rev()
+            .map(|i| char::from(HEX[(n >> (i * 4) & 0xf) as usize])),
+    );
+}
+
 /// Digits only, at most 19 of them (so no overflow), as protocol fields want them: `str::parse`
 /// also takes a leading `+`.
 #[inline]
@@ -219,6 +230,36 @@ mod tests {
         }
         for t in ["", "+1", "-1", "g", "1 ", "10000000000000000"] {
             assert_eq!(parse_hex(t.as_bytes()), None, "{t}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_format_writes_them() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let edges = [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            9999,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ];
+        for n in edges
+            .into_iter()
+            .chain((0..500).map(|_| rng.u64(..) >> rng.u32(0..64)))
+        {
+            let (mut text, mut bytes, mut hex) = (String::new(), Vec::new(), String::new());
+            push_decimal_str(&mut text, n);
+            push_decimal(&mut bytes, n);
+            push_hex16(&mut hex, n);
+            assert_eq!(text, n.to_string());
+            assert_eq!(bytes, n.to_string().into_bytes());
+            assert_eq!(hex, format!("{n:016x}"));
+            assert_eq!(parse_hex(hex.as_bytes()), Some(n));
         }
     }
 }

@@ -330,13 +330,7 @@ fn push_value<N: AsRef<str>>(
     }
     let mac = keys.mac(&out[start..]);
     out.push('.');
-    // `{mac:016x}`: sixteen lower-case digits, leading zeros kept.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.extend(
-        (0..16)
-            .rev()
-            .map(|i| char::from(HEX[(mac >> (i * 4) & 0xf) as usize])),
-    );
+    scan::push_hex16(out, mac);
 }
 
 /// Hands out buckets to shoppers seen for the first time.
