@@ -20,6 +20,10 @@
 #      (this machine's per-core sizes) and prints the misses per request beside the instructions.
 #      NEW_SHOPPERS=1: the cohort cookie is not sent back, so every request is a first visit
 #      (or a crawler's, which keeps no cookies) and is answered with a new one.
+#      STOREFRONT_HEADERS=1: the backend answers with the headers a storefront's page carries
+#      (cache control, vary, its own x- headers, cookies: 12 lines instead of nginx's 4).
+#      BROWSER_HEADERS=1: requests carry the headers a browser sends (accept-*, sec-ch-ua-*,
+#      sec-fetch-*, a browser's user-agent: 13 lines instead of h2load's 4).
 #      Above C=64 the config's `pool_max_idle = 64` is dropped (the shipped adaptive pool then
 #      sizes itself), or the run would measure connection churn instead.
 set -euo pipefail
@@ -36,7 +40,14 @@ PORT=18611; BACKEND_PORT=18081
 case $mode in
   proxy | nginx)
     body=$(head -c 1024 /dev/zero | tr '\0' 'x')
-    sed -e "s|@PREFIX@|$WORK|g" -e "s|@BODY@|$body|" "$here/proxy/backend.conf" >"$WORK/backend.conf"
+    rich=()
+    [[ ${STOREFRONT_HEADERS:-0} == 1 ]] && rich=(-e "/return 200/i\\
+            add_header Cache-Control \"public, max-age=60\"; add_header Vary Accept-Encoding;\\
+            add_header X-Request-Id 0d7c9b2e-5a41-4e8f-9a6b-1f2e3d4c5b6a; add_header X-Shop-Id 48213;\\
+            add_header X-Cache HIT; add_header X-Content-Type-Options nosniff;\\
+            add_header Set-Cookie \"_shop_session=ab12cd34; Path=/; HttpOnly\";\\
+            add_header Set-Cookie \"cart_ts=1733390000; Path=/\";")
+    sed -e "s|@PREFIX@|$WORK|g" -e "s|@BODY@|$body|" "${rich[@]}" "$here/proxy/backend.conf" >"$WORK/backend.conf"
     nginx -e "$WORK/backend.err" -p "$WORK" -c "$WORK/backend.conf" -g "user root;" 2>>"$WORK/backend.err" &
     PIDS+=($!)
     uncap=()
@@ -77,9 +88,21 @@ CG_PID=$!
 PIDS+=("$CG_PID")
 wait_http "http://127.0.0.1:$PORT/" 120
 # A returning shopper: send back the cohort cookie cutover sets on the first visit.
-cookie=$(curl -si "$(head -1 "$WORK/urls.txt")" | awk -F'[:;] *' 'tolower($1) == "set-cookie" { print $2 }')
+# Only the cohort cookie (named in the config): a storefront may set its own cookies too.
+name=$(awk -F'"' '/^cookie *=/ { print $2; exit }' "$WORK/cutover.toml" 2>/dev/null || true)
+cookie=$(curl -si "$(head -1 "$WORK/urls.txt")" |
+  awk -F'[:;] *' -v name="${name:-cutover_cohort}=" 'tolower($1) == "set-cookie" && index($2, name) == 1 { print $2; exit }')
 shopper=()
 [[ -n $cookie && ${NEW_SHOPPERS:-0} != 1 ]] && shopper=(-H "Cookie: $cookie") # nginx sets none
+if [[ ${BROWSER_HEADERS:-0} == 1 ]]; then
+  shopper+=(-H 'sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24"' -H 'sec-ch-ua-mobile: ?0'
+    -H 'sec-ch-ua-platform: "Linux"' -H 'Upgrade-Insecure-Requests: 1'
+    -H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+    -H 'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8'
+    -H 'Sec-Fetch-Site: same-origin' -H 'Sec-Fetch-Mode: navigate' -H 'Sec-Fetch-User: ?1'
+    -H 'Sec-Fetch-Dest: document' -H 'Accept-Encoding: gzip, deflate, br, zstd'
+    -H 'Accept-Language: en-GB,en;q=0.9')
+fi
 h2load --h1 -n "$WARMUP" -c "$C" -i "$WORK/urls.txt" "${shopper[@]}" >/dev/null
 callgrind_control -z "$CG_PID" >/dev/null
 result=$(h2load --h1 -n "$N" -c "$C" -i "$WORK/urls.txt" "${shopper[@]}")
