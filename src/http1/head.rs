@@ -171,7 +171,7 @@ fn ordinary_header(name: &[u8], value: &[u8]) -> bool {
         return crate::http1::scan::split_bytes(value, b',')
             .all(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"));
     }
-    !super::framing::is_one_of(&super::framing::REQUEST_CONTROL, name)
+    !super::framing::is_request_control(name)
 }
 
 #[cfg(test)]
