@@ -46,7 +46,6 @@ use futures_util::FutureExt as _;
 use hyper::rt::Timer as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::http1::names::NameMemo;
 use crate::proxy::{ConnInfo, Forwarding, Front, Proxy};
 use crate::response::Finish;
 use crate::state::Limits;
@@ -129,8 +128,6 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut out = Vec::new();
-    // The last forwarded head's header names: the next request's are mostly the same.
-    let mut names = NameMemo::default();
     // Answered but not yet written: their bookkeeping runs once the bytes are out.
     let mut pending: Vec<Finish> = Vec::new();
     let timer = LazyTimer::new();
@@ -141,15 +138,7 @@ where
     loop {
         let next = if parse {
             loop {
-                match step(
-                    proxy,
-                    conn,
-                    &buf,
-                    limits,
-                    &mut out,
-                    &mut pending,
-                    &mut names,
-                ) {
+                match step(proxy, conn, &buf, limits, &mut out, &mut pending) {
                     Step::Answered(len) => buf.advance(len),
                     Step::Forward(len, forwarding, head) => {
                         buf.advance(len);
@@ -277,12 +266,11 @@ fn step(
     limits: &Limits,
     out: &mut Vec<u8>,
     pending: &mut Vec<Finish>,
-    names: &mut NameMemo,
 ) -> Step {
     let mut slots = [const { MaybeUninit::uninit() }; crate::http1::head::SLOTS];
     match crate::http1::head::parse(buf, &mut slots, &limits.head()) {
         crate::http1::head::Parsed::Head(head, len) => {
-            match proxy.answer_front(conn, &head, &buf[..len], out, names) {
+            match proxy.answer_front(conn, &head, &buf[..len], out) {
                 Front::Answered(finish) => {
                     pending.push(finish);
                     Step::Answered(len)

@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue, Request, Uri};
 
 use super::redirect::FrontAsked;
 use super::{strip_port, valid_request_id, ConnInfo, Forwarding, Proxy, ShopperRequest};
-use crate::http1::names::NameMemo;
+use crate::http1::names::header_name;
 use crate::http1::Head;
 use crate::response::Finish;
 use crate::routing::request_headers::RequestHeaders;
@@ -43,7 +43,6 @@ impl Proxy {
         head: &Head<'_>,
         raw: &[u8],
         out: &mut Vec<u8>,
-        names: &mut NameMemo,
     ) -> Front {
         let started = Instant::now();
         let snap = self.state.load();
@@ -76,7 +75,7 @@ impl Proxy {
             };
             return Front::Answered(self.write_front_redirect(snap, asked, found, out));
         }
-        let Some(req) = request_from_head(head, raw, names) else {
+        let Some(req) = request_from_head(head, raw) else {
             return Front::Hyper;
         };
         let snap = arc_swap::Guard::into_inner(snap);
@@ -94,9 +93,7 @@ impl Proxy {
 /// The request hyper would have made of `head`, whose bytes are `raw`. `None` when a value
 /// does not make a header (httparse and the head check let through nothing that should not, so
 /// hyper is then left to answer it).
-/// `names`: the connection's last head's header names (a browser sends the same ones on every
-/// request).
-fn request_from_head(head: &Head<'_>, raw: &[u8], names: &mut NameMemo) -> Option<ShopperRequest> {
+fn request_from_head(head: &Head<'_>, raw: &[u8]) -> Option<ShopperRequest> {
     let bytes = Bytes::copy_from_slice(raw);
     let base = raw.as_ptr() as usize;
     // A slice of the head, as the same bytes of the copy.
@@ -106,9 +103,8 @@ fn request_from_head(head: &Head<'_>, raw: &[u8], names: &mut NameMemo) -> Optio
     };
     let uri = Uri::from_maybe_shared(piece(head.target.as_bytes())?).ok()?;
     let mut headers = HeaderMap::with_capacity(head.headers.len());
-    let mut names = names.head();
     for h in head.headers {
-        let name = names.name(h.name.as_bytes()).ok()?;
+        let name = header_name(h.name.as_bytes()).ok()?;
         let value = match piece(h.value) {
             Some(v) => HeaderValue::from_maybe_shared(v).ok()?,
             None => HeaderValue::from_bytes(h.value).ok()?,
@@ -136,8 +132,7 @@ mod tests {
         let Parsed::Head(head, len) = parse(raw, &mut slots, &Default::default()) else {
             panic!("a plain head parses");
         };
-        let mut names = NameMemo::default();
-        let req = request_from_head(&head, &raw[..len], &mut names).expect("a request");
+        let req = request_from_head(&head, &raw[..len]).expect("a request");
         assert_eq!(req.method(), http::Method::GET);
         assert_eq!(req.uri().path(), "/p/q");
         assert_eq!(req.uri().query(), Some("a=1"));

@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 
 use crate::body::{BoxError, UpstreamBody};
 use crate::headers::outgoing::Outgoing;
-use crate::http1::names::NameMemo;
+use crate::http1::names::header_name;
 
 /// The socket, plain or TLS, as the connector hands it over.
 pub type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
@@ -114,8 +114,6 @@ pub struct Conn {
     /// Parsed header names and where their values are, between parsing a head and freezing
     /// its bytes; kept for its capacity.
     names: Vec<(HeaderName, u32, u32)>,
-    /// The last response head's header names: the next one's are mostly the same.
-    memo: NameMemo,
 }
 
 impl std::fmt::Debug for Conn {
@@ -150,7 +148,6 @@ impl Conn {
             out: Vec::with_capacity(1024),
             received: false,
             names: Vec::new(),
-            memo: NameMemo::default(),
         }
     }
 
@@ -371,7 +368,6 @@ impl Conn {
             let base = self.buf.as_ptr() as usize;
             self.names.clear();
             let mut close = false;
-            let mut memo = self.memo.head();
             for h in res.headers.iter() {
                 if h.name.eq_ignore_ascii_case("connection") {
                     let options = connection_options(h.value);
@@ -380,9 +376,8 @@ impl Conn {
                         continue;
                     }
                 }
-                let name = memo
-                    .name(h.name.as_bytes())
-                    .map_err(|_| H1Error::Invalid("header name"))?;
+                let name =
+                    header_name(h.name.as_bytes()).map_err(|_| H1Error::Invalid("header name"))?;
                 let start = h.value.as_ptr() as usize - base;
                 self.names
                     .push((name, start as u32, (start + h.value.len()) as u32));
