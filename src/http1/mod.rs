@@ -2,9 +2,10 @@
 //! written to them, and the line writers the storefront client frames its requests with.
 //!
 //! Owns: the one list of framing and hop-by-hop header names ([`framing`]), byte scanning
-//! ([`scan`]), header names parsed once per worker thread ([`names`]), head lines ([`wire`]), the shopper-side head parser ([`head`]), the redirect
-//! writer ([`write`]) and the forwarded response's head (`response_head`, hyper's framing rules). May import nothing of cutover's but itself:
-//! it sits at the bottom of the layer order (see the crate doc).
+//! ([`scan`]), header names parsed once per worker thread ([`names`]), head lines ([`wire`]),
+//! the shopper-side head parser ([`head`]), the redirect writer ([`write`]) and the forwarded
+//! response's head (`response_head`, hyper's framing rules). May import nothing of cutover's but
+//! itself: it sits at the bottom of the layer order (see the crate doc).
 //!
 //! # How cutover defends against request smuggling
 //! A request is framed exactly once, by one parser, and what cutover forwards is re-framed by

@@ -18,8 +18,9 @@
 //!
 //! It is a cache of a pure function (`HeaderName::from_bytes` of the exact bytes, case
 //! included), so a hit gives exactly what parsing gives. It is bounded: [`SETS`] x 2 names of up
-//! to [`LONGEST`] bytes per thread (about 100 KB at most, 24 KB of it the table itself); a name it has no room for evicts the older of
-//! its set, so names sent to flood it cost only the parse they would have cost anyway.
+//! to [`LONGEST`] bytes per thread, about 100 KB at most (24 KB of it the table itself). A name
+//! it has no room for evicts the older of its set, so names sent to flood it cost what parsing
+//! them cost before, plus one small copy.
 
 use std::cell::RefCell;
 
