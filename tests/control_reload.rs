@@ -197,8 +197,8 @@ async fn reload_under_load_drops_nothing_and_routes_by_the_generation_in_force()
 /// figure (recorded in BENCHMARKS.md): every atomic rename is seen by the directory watch and
 /// applied as exactly one reload triggered by `file` (not a SIGHUP, not a catch-up on a later
 /// event), with the next generation and the written share, before a shopper's request routes on
-/// it. The 200 ms debounce that dominates the figure is pinned at compile time beside
-/// `reload::DEBOUNCE`. The 10 s wait only bounds a hang.
+/// it. The 200 ms debounce that dominates the figure is derived from the promise itself
+/// (`reload::DEBOUNCE`, four fifths of it). The 10 s wait only bounds a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_latency_is_measured() {
     let stores = Stores::start().await;
